@@ -1,0 +1,552 @@
+"""The ``facevault`` command: parse -> service -> print. Nothing else lives here.
+
+Heavy modules (numpy, SQLAlchemy, models) are imported inside the commands so ``--help`` is instant.
+Exit codes: 0 success; 1 unexpected error; 2 configuration; 3 bad input (including a probe without a
+face); 4 not found; 5 conflict; 6 model mismatch; 7 consent or purpose missing; 8 integrity problem;
+9 model unavailable; 10 enrollment finished but some images were rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from .service import Vault
+
+EXIT_PARTIAL = 10
+
+app = typer.Typer(
+    name="facevault",
+    help="Self-hosted face search with consent, erasure and an audit trail built in.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+collection_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
+subject_app = typer.Typer(
+    help="Add, list, show and delete subjects (each with a consent record).", no_args_is_help=True
+)
+audit_app = typer.Typer(help="Read and verify the append-only audit log.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluation protocols on labelled face datasets.", no_args_is_help=True)
+app.add_typer(collection_app, name="collection")
+app.add_typer(subject_app, name="subject")
+app.add_typer(audit_app, name="audit")
+app.add_typer(eval_app, name="eval")
+
+_state: dict[str, Any] = {"home": None}
+
+HomeOpt = Annotated[
+    str | None,
+    typer.Option("--home", envvar="FACEVAULT_HOME", help="Vault folder (default ./facevault-data)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON (see docs/CLI.md).")]
+
+T = TypeVar("T")
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _fail(exc: Exception, as_json: bool) -> typer.Exit:
+    from .errors import FaceVaultError
+
+    if isinstance(exc, FaceVaultError):
+        code, message, exit_code = exc.code, exc.message, exc.exit_code
+    else:
+        code, message, exit_code = "internal_error", f"{type(exc).__name__}: {exc}", 1
+    if as_json:
+        _print_json({"error": {"code": code, "message": message}})
+    typer.echo(f"error [{code}]: {message}", err=True)
+    return typer.Exit(exit_code)
+
+
+def _run(as_json: bool, action: Callable[[], T]) -> T:
+    from .errors import FaceVaultError
+
+    try:
+        return action()
+    except FaceVaultError as exc:
+        raise _fail(exc, as_json) from None
+
+
+def _vault(home: str | None) -> Vault:
+    from .service import open_vault
+
+    return open_vault(home or _state["home"])
+
+
+@app.callback()
+def _main(home: HomeOpt = None) -> None:
+    _state["home"] = home
+
+
+@app.command()
+def init(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Create an embedded vault (SQLite store + FAISS index folder) under --home."""
+
+    def action() -> dict[str, Any]:
+        from .service import open_vault
+
+        with open_vault(home or _state["home"], create=True) as v:
+            return {
+                "home": str(v.settings.home.resolve()),
+                "database": str(v.settings.db_path),
+                "index_dir": str(v.settings.index_dir),
+            }
+
+    info = _run(as_json, action)
+    if as_json:
+        _print_json(info)
+    else:
+        typer.echo(f"vault ready at {info['home']}")
+
+
+# ---- collections -------------------------------------------------------------------------------------
+@collection_app.command("create")
+def collection_create(
+    name: str,
+    model: Annotated[str | None, typer.Option(help="Embedding model the collection is pinned to.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a collection pinned to one embedding model."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            row = v.create_collection(name, model)
+            return {"name": row["name"], "model_id": row["model_id"], "dim": row["dim"]}
+
+    row = _run(as_json, action)
+    if as_json:
+        _print_json(row)
+    else:
+        typer.echo(f"collection {row['name']!r} created (model {row['model_id']}, {row['dim']}-d)")
+
+
+@collection_app.command("list")
+def collection_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List collections with their model and counts."""
+
+    def action() -> list[dict[str, Any]]:
+        with _vault(home) as v:
+            return [
+                {
+                    "name": c["name"],
+                    "model_id": c["model_id"],
+                    "subjects": c["subjects"],
+                    "samples": c["samples"],
+                }
+                for c in v.list_collections()
+            ]
+
+    rows = _run(as_json, action)
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("collection", "model", "subjects", "samples")
+    for r in rows:
+        table.add_row(r["name"], r["model_id"], str(r["subjects"]), str(r["samples"]))
+    _console().print(table)
+
+
+@collection_app.command("delete")
+def collection_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a collection with all its subjects, consent records and samples."""
+    if not yes and not typer.confirm(f"Delete collection {name!r} and everything in it?"):
+        raise typer.Exit(1)
+
+    def action() -> dict[str, int]:
+        with _vault(home) as v:
+            return v.delete_collection(name)
+
+    counts = _run(as_json, action)
+    if as_json:
+        _print_json({"deleted": name, **counts})
+    else:
+        typer.echo(f"deleted collection {name!r}: {counts}")
+
+
+# ---- subjects ----------------------------------------------------------------------------------------
+@subject_app.command("add")
+def subject_add(
+    collection: str,
+    name: Annotated[str, typer.Option("--name", help="The person's name.")],
+    purpose: Annotated[str, typer.Option("--purpose", help="What the person consented to.")],
+    consent_file: Annotated[
+        Path | None, typer.Option("--consent-file", help="Signed consent evidence.")
+    ] = None,
+    consent_text: Annotated[
+        str | None, typer.Option("--consent-text", help="Consent evidence as text.")
+    ] = None,
+    consent_by: Annotated[
+        str | None, typer.Option("--consent-by", help="Who gave consent (default: NAME).")
+    ] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="Consent end date, YYYY-MM-DD.")] = None,
+    external_id: Annotated[
+        str | None, typer.Option("--external-id", help="Your own id for the person.")
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a subject together with the consent record that allows it to exist."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.add_subject(
+                collection,
+                name,
+                purpose=purpose,
+                consent_text=consent_text,
+                consent_file=consent_file,
+                consent_by=consent_by,
+                expires=expires,
+                external_id=external_id,
+            )
+
+    subj = _run(as_json, action)
+    if as_json:
+        _print_json(subj)
+    else:
+        typer.echo(
+            f"subject #{subj['id']} {subj['name']!r} added to {collection!r} "
+            f"(consent sha256 {subj['consent']['evidence_sha256'][:12]}…)"
+        )
+
+
+@subject_app.command("list")
+def subject_list(collection: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List the subjects of a collection."""
+
+    def action() -> list[dict[str, Any]]:
+        with _vault(home) as v:
+            return v.list_subjects(collection)
+
+    rows = _run(as_json, action)
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("id", "name", "external id", "samples")
+    for r in rows:
+        table.add_row(f"#{r['id']}", r["name"], r["external_id"] or "", str(r["samples"]))
+    _console().print(table)
+
+
+@subject_app.command("show")
+def subject_show(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a subject, its consent record and its samples."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.get_subject(collection, subject)
+
+    s = _run(as_json, action)
+    if as_json:
+        _print_json(s)
+        return
+    c = s["consent"]
+    typer.echo(
+        f"#{s['id']} {s['name']}  (collection {s['collection']}, external id {s['external_id'] or '-'})"
+    )
+    typer.echo(
+        f"consent: {c['purpose']!r} granted by {c['granted_by']} at {c['granted_at']}, "
+        f"expires {c['expires_at'] or 'never'}, evidence {c['evidence_kind']} sha256 {c['evidence_sha256']}"
+    )
+    for smp in s["samples"]:
+        typer.echo(
+            f"  sample #{smp['sample_id']}  {smp['image']}  box {smp['box']}  "
+            f"quality {smp['quality'].get('overall')}"
+        )
+
+
+@subject_app.command("delete")
+def subject_delete(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a subject with every sample and its consent record."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.delete_subject(collection, subject)
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(f"deleted subject #{res['subject_id']} {res['name']!r} ({res['samples_removed']} samples)")
+
+
+# ---- enroll / search / verify ------------------------------------------------------------------------
+@app.command()
+def enroll(
+    collection: str,
+    subject: str,
+    images: Annotated[list[str], typer.Argument(help="Image files of this one person.")],
+    largest: Annotated[
+        bool, typer.Option("--largest", help="Use the largest face when there are several.")
+    ] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Detect, quality-check, align, embed and store one face per image. Exit code 10 if any image was
+    rejected (the others are still enrolled)."""
+
+    def action() -> list[Any]:
+        with _vault(home) as v:
+            return v.enroll(collection, subject, images, largest=largest)
+
+    outcomes = _run(as_json, action)
+    if as_json:
+        _print_json([o.to_dict() for o in outcomes])
+    else:
+        for o in outcomes:
+            if o.ok:
+                typer.echo(f"enrolled  {o.image}  sample #{o.sample_id}  quality {o.quality['overall']:.2f}")
+            else:
+                typer.echo(f"rejected  {o.image}  {o.reason}: {o.message}")
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def search(
+    collection: str,
+    probe: str,
+    purpose: Annotated[str, typer.Option("--purpose", help="Why this search is run (recorded).")],
+    case: Annotated[str | None, typer.Option("--case", help="Case or ticket id (recorded).")] = None,
+    top: Annotated[int, typer.Option("--top", help="Candidates per face.")] = 5,
+    fmr: Annotated[
+        float | None, typer.Option("--fmr", help="Target false-match rate (default 1e-5).")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Similarity threshold.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open-set 1:N search of every face in PROBE. No candidates means: not in this gallery."""
+    if fmr is not None and threshold is not None:
+        raise _fail(ValueError("give --fmr or --threshold, not both"), as_json)
+
+    def action() -> Any:
+        with _vault(home) as v:
+            return v.search(
+                collection, probe, purpose=purpose, case_id=case, top_k=top, fmr=fmr, threshold=threshold
+            )
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    typer.echo(
+        f"threshold {res.threshold:.4f} (false-match rate {res.threshold_fmr:.0e} per comparison); "
+        f"audit entry #{res.audit_seq}"
+    )
+    for face in res.faces:
+        typer.echo(f"face {face.face_index} at {face.box}:")
+        if not face.searched:
+            typer.echo(f"  not searched: {face.skipped_reason}")
+        elif not face.candidates:
+            typer.echo("  no match in this gallery")
+        for rank, c in enumerate(face.candidates, 1):
+            typer.echo(
+                f"  {rank}. #{c.subject_id} {c.name}  similarity {c.similarity:.4f}  "
+                f"est. false-match rate {c.estimated_fmr:.1e}"
+            )
+            for s in c.samples:
+                typer.echo(f"       sample #{s.sample_id} {s.similarity:.4f}  {s.image}  box {s.box}")
+
+
+@app.command()
+def verify(
+    image_a: str,
+    image_b: str,
+    model: Annotated[str | None, typer.Option(help="Embedding model.")] = None,
+    purpose: Annotated[str, typer.Option("--purpose", help="Why (recorded).")] = "verification",
+    fmr: Annotated[
+        float | None, typer.Option("--fmr", help="Target false-match rate (default 1e-3).")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Similarity threshold.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """1:1 verification: are the largest faces of the two images the same person?"""
+
+    def action() -> Any:
+        with _vault(home) as v:
+            return v.verify(image_a, image_b, model=model, purpose=purpose, fmr=fmr, threshold=threshold)
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    verdict = "SAME person" if res.same_person else "DIFFERENT people"
+    typer.echo(
+        f"{verdict}: similarity {res.similarity:.4f}, threshold {res.threshold:.4f} "
+        f"(false-match rate {res.threshold_fmr:.0e})"
+    )
+
+
+@app.command()
+def doctor(
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild bad indexes from the store.")] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that the store and the indexes agree and that the audit chain is intact."""
+
+    def action() -> Any:
+        with _vault(home) as v:
+            return v.doctor(repair=repair)
+
+    rep = _run(as_json, action)
+    if as_json:
+        _print_json(rep.to_dict())
+    else:
+        for c in rep.collections:
+            state = "ok" if not c["problems"] else ("repaired" if c["repaired"] else "PROBLEM")
+            typer.echo(f"{c['collection']}: {state} ({c['samples']} samples, {c['indexed']} indexed)")
+            for p in c["problems"]:
+                typer.echo(f"  - {p}")
+        a = rep.audit
+        typer.echo(
+            "audit log: ok" if a["ok"] else f"audit log: BROKEN at entry {a['first_bad_seq']}: {a['problem']}"
+        )
+    if not rep.ok:
+        raise typer.Exit(8)
+
+
+# ---- audit -------------------------------------------------------------------------------------------
+@audit_app.command("list")
+def audit_list(
+    limit: Annotated[int, typer.Option(help="Most recent entries to show.")] = 20,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the most recent audit entries."""
+
+    def action() -> list[dict[str, Any]]:
+        with _vault(home) as v:
+            return v.audit_entries(limit)
+
+    rows = _run(as_json, action)
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        typer.echo(
+            f"#{r['seq']} {r['at']} {r['action']} by {r['actor']} purpose={r['purpose']!r} "
+            f"case={r['case_id']} collection={r['collection']}"
+        )
+
+
+@audit_app.command("verify")
+def audit_verify(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the hash chain; exit code 8 names the first broken entry."""
+
+    def action() -> Any:
+        with _vault(home) as v:
+            return v.verify_audit()
+
+    st = _run(as_json, action)
+    if as_json:
+        _print_json(st.to_dict())
+    elif st.ok:
+        typer.echo(f"audit chain intact ({st.entries} entries)")
+    else:
+        typer.echo(f"audit chain BROKEN at entry {st.first_bad_seq}: {st.problem}")
+    if not st.ok:
+        raise typer.Exit(8)
+
+
+# ---- evaluation --------------------------------------------------------------------------------------
+@eval_app.command("lfw")
+def eval_lfw(
+    pairs: Annotated[Path, typer.Option("--pairs", help="LFW pairs.txt (View 2).")],
+    images: Annotated[Path, typer.Option("--images", help="LFW image folder (one folder per person).")],
+    model: Annotated[str | None, typer.Option(help="Embedding model.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a ROC curve PNG here.")] = None,
+    no_flip: Annotated[bool, typer.Option("--no-flip", help="Disable flip test-time augmentation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """LFW View-2 verification: mean accuracy ± std over the folds, TAR at FAR=1e-3."""
+    from .config import load_settings
+    from .eval.lfw import run_lfw
+
+    def action() -> dict[str, Any]:
+        settings = load_settings(flip_tta=False if no_flip else None)
+        return run_lfw(
+            pairs,
+            images,
+            model_id=model or settings.default_model,
+            settings=settings,
+            workers=workers,
+            plot=plot,
+            progress=sys.stderr.isatty(),
+        )
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(
+            f"accuracy {res['accuracy']:.4f} ± {res['accuracy_std']:.4f} over {len(res['fold_accuracies'])} "
+            f"folds; TAR {res['tar_at_far_1e-3']:.4f} at FAR=1e-3; no face detected in "
+            f"{res['no_face_detected']} of {res['images']} images ({res['no_face_handling']}); "
+            f"{res['seconds']} s"
+        )
+
+
+@eval_app.command("identify")
+def eval_identify(
+    images: Annotated[Path, typer.Option("--images", help="Folder with one sub-folder per identity.")],
+    model: Annotated[str | None, typer.Option(help="Embedding model.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open-set 1:N on an identity-per-folder dataset: rank-1, FNIR at FPIR=0.01, FPIR at the default
+    threshold."""
+    from .config import load_settings
+    from .eval.identify import run_identify
+
+    def action() -> dict[str, Any]:
+        settings = load_settings()
+        return run_identify(
+            images,
+            model_id=model or settings.default_model,
+            settings=settings,
+            workers=workers,
+            progress=sys.stderr.isatty(),
+        )
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(json.dumps(res, indent=2))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

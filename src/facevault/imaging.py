@@ -1,0 +1,150 @@
+"""Bytes -> RGB uint8 array.
+
+The format is sniffed from the content (never from the file name), size limits are checked from the
+header before any pixel is decoded (decompression bombs), EXIF orientation is applied so faces are
+upright, and every odd pixel format (16-bit, CMYK, palette, alpha, grey, animated) becomes plain RGB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError, ImageTooLargeError, InputError
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "MPO"})
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+
+# We enforce our own pixel limit below; Pillow's own check would only warn at this size.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, upright
+    sha256: str  # of the original bytes
+    format: str
+    frames: int
+    orientation_applied: bool
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def read_file_bytes(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file", code="file_not_found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an image file", code="not_a_file")
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise ImageTooLargeError(f"{p}: {size} bytes is over the limit of {max_bytes} bytes")
+        return p.read_bytes()
+    except PermissionError as exc:
+        raise InputError(f"{p}: permission denied", code="permission_denied") from exc
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        grey = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        grey = ((arr - lo) * (255.0 / max(hi - lo, 1e-9))).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str = "image",
+) -> DecodedImage:
+    """Decode image bytes into an upright RGB array, or raise a coded ImageError."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{name}: {len(data)} bytes is over the limit of {max_bytes} bytes")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageError(f"{name}: not a recognised image format") from exc
+    fmt = (img.format or "").upper()
+    if fmt not in ALLOWED_FORMATS:
+        raise ImageError(f"{name}: image format {fmt or 'unknown'} is not supported")
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{name}: image has no pixels")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}"
+        )
+    frames = int(getattr(img, "n_frames", 1) or 1)
+    try:
+        if frames > 1:
+            img.seek(0)
+        img.load()
+        orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+        upright = ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
+        pixels = _to_rgb(upright)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: damaged or truncated image ({exc})") from exc
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    return DecodedImage(
+        pixels=pixels,
+        sha256=digest,
+        format=fmt,
+        frames=frames,
+        orientation_applied=orientation not in (None, 1),
+    )
+
+
+def load_image(
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DecodedImage:
+    data = read_file_bytes(path, max_bytes=max_bytes)
+    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, name=str(path))
+
+
+def downscale(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink so the longer side is at most ``max_side``; returns (pixels, scale factor applied)."""
+    h, w = pixels.shape[:2]
+    side = max(h, w)
+    if side <= max_side:
+        return pixels, 1.0
+    scale = max_side / side
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(small), scale

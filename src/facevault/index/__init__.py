@@ -1,0 +1,4 @@
+from .base import VectorIndex
+from .faiss_index import FaissIndex
+
+__all__ = ["FaissIndex", "VectorIndex"]

@@ -1,0 +1,77 @@
+"""Model packs by id. Loading is lazy and cached per process: importing this module loads nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..errors import ModelError
+from .base import DetectedFace, Detector, Embedder, ModelPack, l2_normalize
+
+__all__ = [
+    "DetectedFace",
+    "Detector",
+    "Embedder",
+    "ModelPack",
+    "available_models",
+    "get_pack",
+    "l2_normalize",
+    "register_pack",
+]
+
+
+def _dlib_resnet_v1() -> ModelPack:
+    """ONNX Runtime runs the ResNet when installed (the default); dlib itself otherwise, or when
+    ``FACEVAULT_RUNTIME=dlib``. Both give the same vectors, so the model id is the same."""
+    import os
+
+    from .dlib_models import DlibHogDetector, DlibResnetEmbedder, DlibResnetOnnxEmbedder
+
+    embedder: Embedder
+    runtime = os.environ.get("FACEVAULT_RUNTIME", "onnx")
+    threads = int(os.environ.get("FACEVAULT_THREADS", "0") or 0)
+    try:
+        import onnxruntime  # noqa: F401
+
+        have_ort = True
+    except ImportError:
+        have_ort = False
+    embedder = (
+        DlibResnetOnnxEmbedder(threads=threads) if runtime == "onnx" and have_ort else DlibResnetEmbedder()
+    )
+    return ModelPack(
+        model_id="dlib-resnet-v1",
+        detector=DlibHogDetector(),
+        embedder=embedder,
+        description="dlib HOG frontal detector, 5-point landmarks, 128-d ResNet (face-recognition-models)",
+    )
+
+
+_factories: dict[str, Callable[[], ModelPack]] = {"dlib-resnet-v1": _dlib_resnet_v1}
+_loaded: dict[str, ModelPack] = {}
+_lock = threading.Lock()
+
+
+def register_pack(model_id: str, factory: Callable[[], ModelPack]) -> None:
+    """Make another model pack available under ``model_id``."""
+    with _lock:
+        _factories[model_id] = factory
+        _loaded.pop(model_id, None)
+
+
+def available_models() -> list[str]:
+    return sorted(_factories)
+
+
+def get_pack(model_id: str) -> ModelPack:
+    with _lock:
+        pack = _loaded.get(model_id)
+        if pack is None:
+            factory = _factories.get(model_id)
+            if factory is None:
+                raise ModelError(f"unknown model {model_id!r}; available: {', '.join(sorted(_factories))}")
+            pack = factory()
+            if pack.model_id != model_id:
+                raise ModelError(f"model pack registered as {model_id!r} reports id {pack.model_id!r}")
+            _loaded[model_id] = pack
+        return pack

@@ -1,0 +1,174 @@
+"""dlib's frontal HOG detector, 5-point landmarks and 128-d ResNet, from the PyPI packages
+``dlib-bin`` (or ``dlib``) and ``face-recognition-models``. Nothing is loaded at import time."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import DetectedFace, Detector, Embedder
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+
+
+def _dlib() -> Any:
+    try:
+        import dlib
+    except ImportError as exc:  # pragma: no cover - dependency is declared
+        raise ModelError("dlib is not installed (pip install dlib-bin)") from exc
+    return dlib
+
+
+def _model_files() -> Any:
+    try:
+        import face_recognition_models
+    except ImportError as exc:  # pragma: no cover - dependency is declared
+        raise ModelError("face-recognition-models is not installed") from exc
+    return face_recognition_models
+
+
+def _face_from_shape(shape: Any, box: tuple[float, float, float, float], score: float) -> DetectedFace:
+    pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], dtype=np.float32)
+    # dlib's 5-point model: two corners of each eye (0-1, 2-3) and the base of the nose (4).
+    eye_a = tuple(float(v) for v in pts[0:2].mean(axis=0))
+    eye_b = tuple(float(v) for v in pts[2:4].mean(axis=0))
+    left, right = (eye_a, eye_b) if eye_a[0] <= eye_b[0] else (eye_b, eye_a)
+    return DetectedFace(
+        box=box,
+        score=float(score),
+        landmarks=pts,
+        left_eye=left,  # type: ignore[arg-type]
+        right_eye=right,  # type: ignore[arg-type]
+        nose=(float(pts[4, 0]), float(pts[4, 1])),
+    )
+
+
+class DlibHogDetector(Detector):
+    """HOG + linear SVM frontal detector. Faces smaller than ~80 px need upsampling; we upsample
+    once for images up to ``upsample_below`` pixels on their longer side."""
+
+    name = "dlib-hog"
+
+    def __init__(self, upsample_below: int = 1000, adjust_threshold: float = 0.0) -> None:
+        self.upsample_below = upsample_below
+        self.adjust_threshold = adjust_threshold
+
+    @cached_property
+    def _detector(self) -> Any:
+        return _dlib().get_frontal_face_detector()
+
+    @cached_property
+    def _shape_predictor(self) -> Any:
+        return _dlib().shape_predictor(_model_files().pose_predictor_five_point_model_location())
+
+    def _upsample_count(self, pixels: np.ndarray) -> int:
+        return 1 if max(pixels.shape[:2]) <= self.upsample_below else 0
+
+    def detect(self, pixels: np.ndarray) -> list[DetectedFace]:
+        rects, scores, _ = self._detector.run(pixels, self._upsample_count(pixels), self.adjust_threshold)
+        faces = []
+        h, w = pixels.shape[:2]
+        for rect, score in zip(rects, scores, strict=True):
+            shape = self._shape_predictor(pixels, rect)
+            box = (
+                float(max(0, rect.left())),
+                float(max(0, rect.top())),
+                float(min(w, rect.right() + 1)),
+                float(min(h, rect.bottom() + 1)),
+            )
+            face = _face_from_shape(shape, box, score)
+            faces.append(face)
+        faces.sort(key=lambda f: -f.area)
+        return faces
+
+    def landmarks_in_box(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> DetectedFace:
+        dlib = _dlib()
+        rect = dlib.rectangle(int(box[0]), int(box[1]), int(box[2]) - 1, int(box[3]) - 1)
+        shape = self._shape_predictor(pixels, rect)
+        face = _face_from_shape(shape, box, score=0.0)
+        return DetectedFace(**{**face.__dict__, "fallback": True})
+
+
+class DlibResnetEmbedder(Embedder):
+    """dlib's 29-layer ResNet (LFW 99.38% in dlib's own pipeline), 150x150 chips, 128-d output."""
+
+    model_id = "dlib-resnet-v1"
+    dim = 128
+
+    @cached_property
+    def _net(self) -> Any:
+        return _dlib().face_recognition_model_v1(_model_files().face_recognition_model_location())
+
+    def align(self, pixels: np.ndarray, face: DetectedFace) -> np.ndarray:
+        dlib = _dlib()
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        rect = dlib.rectangle(x1, y1, x2 - 1, y2 - 1)
+        points = [dlib.point(int(round(x)), int(round(y))) for x, y in face.landmarks]
+        shape = dlib.full_object_detection(rect, points)
+        return np.asarray(dlib.get_face_chip(pixels, shape, CHIP_SIZE, CHIP_PADDING), dtype=np.uint8)
+
+    def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        if not chips:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = [np.ascontiguousarray(c, dtype=np.uint8) for c in chips]
+        return np.asarray(self._net.compute_face_descriptor(batch), dtype=np.float32).reshape(-1, self.dim)
+
+
+# Bump when the converter's output changes, so cached ONNX files are rebuilt.
+CONVERTER_VERSION = "1"
+
+
+def model_cache_dir() -> Path:
+    """Where converted models are cached: ``$FACEVAULT_MODEL_CACHE`` or ``~/.cache/facevault/models``."""
+    env = os.environ.get("FACEVAULT_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facevault" / "models"
+
+
+def converted_resnet_path(cache_dir: Path | None = None) -> Path:
+    """The ONNX form of dlib's ResNet, converted from the shipped ``.dat`` on first use and cached under
+    a name that carries the source file's hash (a changed source is never served from a stale cache)."""
+    src = Path(_model_files().face_recognition_model_location())
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    dest = (cache_dir or model_cache_dir()) / f"dlib-resnet-v1-{digest}-c{CONVERTER_VERSION}.onnx"
+    if not dest.exists():
+        from .dlib_onnx import convert
+
+        convert(src, dest)
+    return dest
+
+
+class DlibResnetOnnxEmbedder(DlibResnetEmbedder):
+    """The same dlib ResNet weights run by ONNX Runtime: same vectors (max difference ~4e-7 on LFW),
+    about 12x faster per core than dlib-bin, and batched."""
+
+    def __init__(self, threads: int = 0, batch_size: int = 32) -> None:
+        self.threads = threads
+        self.batch_size = batch_size
+
+    @cached_property
+    def _session(self) -> Any:
+        from .onnx_runtime import make_session
+
+        return make_session(converted_resnet_path(), threads=self.threads)
+
+    def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        if not chips:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        for start in range(0, len(chips), self.batch_size):
+            batch = np.stack(
+                [np.asarray(c, dtype=np.float32) for c in chips[start : start + self.batch_size]]
+            )
+            out.append(self._session.run(["embedding"], {"chip": batch})[0])
+        return np.concatenate(out).astype(np.float32)

@@ -1,0 +1,126 @@
+"""Image -> faces: detect -> align -> quality -> embed, batched per image.
+
+Embeddings are L2-normalised, so similarity is a dot product in [-1, 1]. With ``flip_tta`` the chip
+and its mirror image are embedded together and averaged, which costs a second forward pass and buys
+accuracy (see docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import numpy as np
+
+from . import imaging
+from .config import Settings
+from .models import ModelPack, get_pack, l2_normalize
+from .models.base import DetectedFace
+from .quality import FaceQuality, assess
+
+
+@dataclass(frozen=True)
+class ProcessedFace:
+    face: DetectedFace  # in original-image coordinates
+    quality: FaceQuality
+    embedding: np.ndarray  # (dim,) float32, unit length
+
+
+def _scaled(face: DetectedFace, factor: float) -> DetectedFace:
+    if factor == 1.0:
+        return face
+    return replace(
+        face,
+        box=tuple(v * factor for v in face.box),  # type: ignore[arg-type]
+        landmarks=face.landmarks * factor,
+        left_eye=(face.left_eye[0] * factor, face.left_eye[1] * factor),
+        right_eye=(face.right_eye[0] * factor, face.right_eye[1] * factor),
+        nose=(face.nose[0] * factor, face.nose[1] * factor),
+    )
+
+
+class Pipeline:
+    def __init__(self, pack: ModelPack, *, max_detect_side: int = 1600, flip_tta: bool = True) -> None:
+        self.pack = pack
+        self.max_detect_side = max_detect_side
+        self.flip_tta = flip_tta
+
+    @classmethod
+    def for_model(cls, model_id: str, settings: Settings) -> Pipeline:
+        return cls(get_pack(model_id), max_detect_side=settings.max_detect_side, flip_tta=settings.flip_tta)
+
+    @property
+    def model_id(self) -> str:
+        return self.pack.model_id
+
+    def detect(self, pixels: np.ndarray) -> tuple[np.ndarray, float, list[DetectedFace]]:
+        """Faces on a working copy no larger than ``max_detect_side``; returns (work pixels, scale, faces)."""
+        work, scale = imaging.downscale(pixels, self.max_detect_side)
+        return work, scale, self.pack.detector.detect(work)
+
+    def embed_faces(self, work: np.ndarray, scale: float, faces: list[DetectedFace]) -> list[ProcessedFace]:
+        """Align, assess and embed faces found on ``work`` (a copy of the image shrunk by ``scale``)."""
+        if not faces:
+            return []
+        emb = self.pack.embedder
+        chips = [emb.align(work, f) for f in faces]
+        batch = chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips] if self.flip_tta else chips
+        raw = emb.embed_chips(batch)
+        if self.flip_tta:
+            raw = raw[: len(chips)] + raw[len(chips) :]
+        vectors = l2_normalize(raw)
+        out = []
+        for face, chip, vec in zip(faces, chips, vectors, strict=True):
+            original = _scaled(face, 1.0 / scale)
+            out.append(ProcessedFace(face=original, quality=assess(original, chip), embedding=vec))
+        return out
+
+    def analyze(self, pixels: np.ndarray) -> list[ProcessedFace]:
+        """Every face in the image, largest first."""
+        work, scale, faces = self.detect(pixels)
+        return self.embed_faces(work, scale, faces)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(model_id: str, settings: Settings) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["FACEVAULT_THREADS"] = "1"  # one process per core; no oversubscription
+    _worker_state["pipeline"] = Pipeline.for_model(model_id, settings)
+
+
+def _run_in_worker(job: tuple[Callable[[Pipeline, Any], Any], Any]) -> Any:
+    func, item = job
+    return func(_worker_state["pipeline"], item)
+
+
+def worker_count(settings: Settings) -> int:
+    return settings.workers if settings.workers > 0 else (os.cpu_count() or 1)
+
+
+def map_with_pipeline(
+    func: Callable[[Pipeline, T], R],
+    items: Iterable[T],
+    *,
+    model_id: str,
+    settings: Settings,
+    workers: int | None = None,
+    chunksize: int = 4,
+) -> Iterator[R]:
+    """Apply ``func(pipeline, item)`` to every item, in order, over ``workers`` processes (each with
+    its own lazily loaded models). ``func`` must be a module-level function and must not raise."""
+    n = worker_count(settings) if workers is None else workers
+    if n <= 1:
+        pipe = Pipeline.for_model(model_id, settings)
+        for item in items:
+            yield func(pipe, item)
+        return
+    with ProcessPoolExecutor(max_workers=n, initializer=_init_worker, initargs=(model_id, settings)) as pool:
+        yield from pool.map(_run_in_worker, ((func, item) for item in items), chunksize=chunksize)

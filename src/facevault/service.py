@@ -1,0 +1,856 @@
+"""The use cases. This is the only module that touches store, index and audit log together; the CLI,
+the API and the web UI call these methods and nothing below them.
+
+Consistency rule: the store is written first (one transaction per use case, audit entry included),
+the index second. A crash in between leaves the index behind the store, which the index loader notices
+(its count differs from the store's) and repairs by rebuilding from the store; search results are
+always re-checked against the store, so an index entry whose sample is gone is never returned.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+
+from . import audit, calibration, imaging
+from .config import Settings, load_settings
+from .errors import (
+    ConfigError,
+    ConsentError,
+    FaceVaultError,
+    InputError,
+    IntegrityError,
+    ModelMismatchError,
+    NoFaceError,
+    NotFoundError,
+    PurposeRequiredError,
+)
+from .index import FaissIndex
+from .models import get_pack
+from .pipeline import Pipeline, ProcessedFace
+from .quality import QualityGate
+from .results import (
+    Candidate,
+    DoctorReport,
+    EnrollOutcome,
+    FaceResult,
+    MatchedSample,
+    SearchResult,
+    VerifyResult,
+)
+from .store import Store, utcnow
+from .store.database import as_utc
+
+log = logging.getLogger("facevault")
+
+ImageInput = str | os.PathLike[str] | tuple[str, bytes]
+
+SAMPLES_PER_CANDIDATE = 5
+
+
+@dataclass
+class _LoadedIndex:
+    index: FaissIndex
+    mtime_ns: int
+
+
+def _source_name(item: ImageInput) -> str:
+    return item[0] if isinstance(item, tuple) else str(item)
+
+
+class Vault:
+    """An open vault: one store, its indexes, its audit log."""
+
+    def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
+        self.settings = settings
+        self.actor = actor or os.environ.get("USER") or "local"
+        self.store = Store(f"sqlite:///{settings.db_path}")
+        self._indexes: dict[int, _LoadedIndex] = {}
+        self._pipelines: dict[str, Pipeline] = {}
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, settings: Settings, **kwargs: Any) -> Vault:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.index_dir.mkdir(parents=True, exist_ok=True)
+        vault = cls(settings, **kwargs)
+        vault.store.create_schema()
+        return vault
+
+    @classmethod
+    def open_existing(cls, settings: Settings, **kwargs: Any) -> Vault:
+        if not settings.db_path.exists():
+            raise NotFoundError(
+                f"no vault at {settings.home} (run `facevault init` or set FACEVAULT_HOME)",
+                code="vault_not_found",
+            )
+        vault = cls(settings, **kwargs)
+        if not vault.store.is_initialised():
+            raise IntegrityError(f"{settings.db_path} is not a facevault database")
+        return vault
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- helpers -------------------------------------------------------------------------------------
+    def pipeline(self, model_id: str) -> Pipeline:
+        pipe = self._pipelines.get(model_id)
+        if pipe is None:
+            pipe = Pipeline.for_model(model_id, self.settings)
+            self._pipelines[model_id] = pipe
+        return pipe
+
+    def _decode(self, item: ImageInput) -> imaging.DecodedImage:
+        s = self.settings
+        if isinstance(item, tuple):
+            name, data = item
+            return imaging.decode_image(
+                data, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels, name=name
+            )
+        return imaging.load_image(item, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+
+    def _index_path(self, collection_id: int) -> Path:
+        return self.settings.index_dir / f"collection-{collection_id}.faiss"
+
+    @contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        self.settings.index_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.index_dir / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _index(self, collection: dict[str, Any], *, expected: int | None = None) -> FaissIndex:
+        """The collection's index, reloaded if another process rewrote it and rebuilt from the store if
+        it does not hold exactly the store's sample count."""
+        cid = collection["id"]
+        path = self._index_path(cid)
+        mtime = path.stat().st_mtime_ns if path.exists() else -1
+        cached = self._indexes.get(cid)
+        if cached is None or cached.mtime_ns != mtime:
+            try:
+                idx = FaissIndex(path, collection["dim"], collection["model_id"])
+            except IntegrityError as exc:
+                log.warning("%s; rebuilding from the store", exc)
+                path.unlink(missing_ok=True)
+                idx = FaissIndex(path, collection["dim"], collection["model_id"])
+                mtime = -2
+            cached = _LoadedIndex(idx, mtime)
+            self._indexes[cid] = cached
+        if expected is None:
+            with self.store.begin() as conn:
+                expected = len(self.store.sample_ids(conn, cid))
+        if len(cached.index) != expected:
+            log.warning(
+                "index of %r holds %d vectors, store %d: rebuilding",
+                collection["name"],
+                len(cached.index),
+                expected,
+            )
+            self._rebuild(collection, cached.index)
+            cached.mtime_ns = path.stat().st_mtime_ns
+        return cached.index
+
+    def _rebuild(self, collection: dict[str, Any], idx: FaissIndex) -> int:
+        with self._index_lock():
+            idx.reset()
+            with self.store.begin() as conn:
+                for ids, vecs in self.store.iter_vectors(conn, collection["id"]):
+                    idx.add(ids, vecs)
+            idx.save()
+        return len(idx)
+
+    def _apply_to_index(
+        self,
+        collection: dict[str, Any],
+        add: tuple[np.ndarray, np.ndarray] | None = None,
+        remove: Sequence[int] = (),
+    ) -> None:
+        with self._index_lock():
+            idx = self._index(collection)
+            if remove:
+                idx.remove(np.asarray(remove, dtype=np.int64))
+            if add is not None:
+                idx.add(*add)
+            idx.save()
+            self._indexes[collection["id"]].mtime_ns = self._index_path(collection["id"]).stat().st_mtime_ns
+
+    def _threshold(
+        self,
+        model_id: str,
+        fmr: float | None,
+        threshold: float | None,
+        default_fmr: float,
+    ) -> tuple[float, float]:
+        cal = calibration.for_model(model_id)
+        if threshold is not None:
+            if not -1.0 <= threshold <= 1.0:
+                raise ConfigError(f"threshold must be a similarity between -1 and 1, got {threshold}")
+            return float(threshold), cal.fmr_at(threshold)
+        target = default_fmr if fmr is None else fmr
+        return cal.threshold_for(target), float(target)
+
+    # ---- collections ---------------------------------------------------------------------------------
+    def create_collection(self, name: str, model: str | None = None) -> dict[str, Any]:
+        name = name.strip()
+        if not name:
+            raise InputError("collection name must not be empty")
+        model_id = model or self.settings.default_model
+        pack = get_pack(model_id)
+        calibration.for_model(model_id)  # refuse models we cannot put an honest threshold on
+        with self.store.begin() as conn:
+            row = self.store.create_collection(conn, name, model_id, pack.dim)
+            audit.append(
+                conn, "collection.create", actor=self.actor, collection=name, details={"model_id": model_id}
+            )
+        return row
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        with self.store.begin() as conn:
+            return self.store.list_collections(conn)
+
+    def get_collection(self, name: str) -> dict[str, Any]:
+        with self.store.begin() as conn:
+            return self.store.get_collection(conn, name)
+
+    def delete_collection(self, name: str) -> dict[str, int]:
+        with self.store.begin() as conn:
+            coll = self.store.get_collection(conn, name)
+            counts = self.store.delete_collection(conn, coll["id"])
+            audit.append(conn, "collection.delete", actor=self.actor, collection=name, details=counts)
+        with self._index_lock():
+            FaissIndex(self._index_path(coll["id"]), coll["dim"], coll["model_id"]).destroy()
+            self._indexes.pop(coll["id"], None)
+        return counts
+
+    # ---- subjects ------------------------------------------------------------------------------------
+    def add_subject(
+        self,
+        collection: str,
+        name: str,
+        *,
+        purpose: str,
+        consent_text: str | None = None,
+        consent_file: str | os.PathLike[str] | None = None,
+        consent_by: str | None = None,
+        expires: date | datetime | str | None = None,
+        external_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a subject together with the consent record that allows it to exist."""
+        name = (name or "").strip()
+        if not name:
+            raise InputError("subject name must not be empty")
+        if not (purpose or "").strip():
+            raise ConsentError("a consent purpose is required")
+        if (consent_text is None) == (consent_file is None):
+            raise ConsentError("give exactly one piece of consent evidence: a file or a text")
+        if consent_file is not None:
+            evidence = imaging.read_file_bytes(consent_file, max_bytes=50 * 1024 * 1024)
+            if not evidence:
+                raise ConsentError(f"consent file {consent_file} is empty")
+            kind, evidence_name = "file", Path(consent_file).name
+        else:
+            assert consent_text is not None
+            if not consent_text.strip():
+                raise ConsentError("consent text must not be empty")
+            evidence, kind, evidence_name = consent_text.encode("utf-8"), "text", None
+        expires_at = _parse_expiry(expires)
+        now = utcnow()
+        if expires_at is not None and expires_at <= now:
+            raise ConsentError(f"consent expiry {expires_at.date()} is in the past")
+        with self.store.begin() as conn:
+            coll = self.store.get_collection(conn, collection)
+            consent_id = self.store.add_consent(
+                conn,
+                purpose=purpose.strip(),
+                granted_by=(consent_by or name).strip(),
+                granted_at=now,
+                expires_at=expires_at,
+                evidence_kind=kind,
+                evidence_name=evidence_name,
+                evidence_sha256=hashlib.sha256(evidence).hexdigest(),
+            )
+            sid = self.store.add_subject(conn, coll["id"], name, external_id, consent_id)
+            audit.append(
+                conn,
+                "subject.add",
+                actor=self.actor,
+                purpose=purpose,
+                collection=collection,
+                details={"subject_id": sid, "consent_id": consent_id},
+            )
+            return self._subject_view(conn, coll, self.store.find_subject(conn, coll["id"], f"#{sid}"))
+
+    def _subject_view(
+        self, conn: Connection, coll: dict[str, Any], subj: dict[str, Any], with_samples: bool = False
+    ) -> dict[str, Any]:
+        consent = self.store.get_consent(conn, subj["consent_id"])
+        view = {
+            "id": subj["id"],
+            "collection": coll["name"],
+            "name": subj["name"],
+            "external_id": subj["external_id"],
+            "created_at": as_utc(subj["created_at"]).isoformat(),  # type: ignore[union-attr]
+            "consent": {
+                "id": consent["id"],
+                "purpose": consent["purpose"],
+                "granted_by": consent["granted_by"],
+                "granted_at": as_utc(consent["granted_at"]).isoformat(),  # type: ignore[union-attr]
+                "expires_at": _iso(consent["expires_at"]),
+                "withdrawn_at": _iso(consent["withdrawn_at"]),
+                "evidence_kind": consent["evidence_kind"],
+                "evidence_name": consent["evidence_name"],
+                "evidence_sha256": consent["evidence_sha256"],
+            },
+        }
+        if with_samples:
+            samples = self.store.subject_samples(conn, subj["id"])
+            view["samples"] = [
+                {
+                    "sample_id": s["id"],
+                    "model_id": s["model_id"],
+                    "image": s["source"],
+                    "image_sha256": s["sha256"],
+                    "box": [round(s[k], 1) for k in ("box_x1", "box_y1", "box_x2", "box_y2")],
+                    "quality": s["quality"],
+                    "created_at": _iso(s["created_at"]),
+                }
+                for s in samples
+            ]
+        return view
+
+    def list_subjects(self, collection: str) -> list[dict[str, Any]]:
+        with self.store.begin() as conn:
+            coll = self.store.get_collection(conn, collection)
+            return [
+                {"id": s["id"], "name": s["name"], "external_id": s["external_id"], "samples": s["samples"]}
+                for s in self.store.list_subjects(conn, coll["id"])
+            ]
+
+    def get_subject(self, collection: str, subject: str) -> dict[str, Any]:
+        with self.store.begin() as conn:
+            coll = self.store.get_collection(conn, collection)
+            subj = self.store.find_subject(conn, coll["id"], subject)
+            return self._subject_view(conn, coll, subj, with_samples=True)
+
+    def delete_subject(self, collection: str, subject: str) -> dict[str, Any]:
+        """Remove a subject with every sample, image record and its consent record."""
+        with self.store.begin() as conn:
+            coll = self.store.get_collection(conn, collection)
+            subj = self.store.find_subject(conn, coll["id"], subject)
+            removed = self.store.delete_subject(conn, subj)
+            audit.append(
+                conn,
+                "subject.delete",
+                actor=self.actor,
+                collection=collection,
+                details={"subject_id": subj["id"], "samples_removed": len(removed)},
+            )
+        self._apply_to_index(coll, remove=removed)
+        return {"subject_id": subj["id"], "name": subj["name"], "samples_removed": len(removed)}
+
+    # ---- enrollment ----------------------------------------------------------------------------------
+    def enroll(
+        self, collection: str, subject: str, images: Sequence[ImageInput], *, largest: bool = False
+    ) -> list[EnrollOutcome]:
+        """Enroll each image as one sample of ``subject``. Every image gets an outcome; a bad image never
+        stops the others, and a rejected image leaves nothing behind."""
+        with self.store.begin() as conn:
+            coll = self.store.get_collection(conn, collection)
+            subj = self.store.find_subject(conn, coll["id"], subject)
+            consent = self.store.get_consent(conn, subj["consent_id"])
+        _require_valid_consent(consent)
+        pipe = self.pipeline(coll["model_id"])
+        if pipe.model_id != coll["model_id"]:
+            raise ModelMismatchError("pipeline and collection models differ")
+        s = self.settings
+        gate = QualityGate(
+            s.enroll_min_eye_distance, s.enroll_min_sharpness, s.enroll_max_yaw, s.enroll_max_roll
+        )
+        conflict_threshold, _ = self._threshold(coll["model_id"], s.conflict_fmr, None, s.conflict_fmr)
+        index = self._index(coll)
+
+        outcomes: list[EnrollOutcome] = []
+        accepted: list[tuple[EnrollOutcome, imaging.DecodedImage, ProcessedFace]] = []
+        seen: set[str] = set()
+        for item in images:
+            name = _source_name(item)
+            out = EnrollOutcome(image=name, status="rejected")
+            outcomes.append(out)
+            try:
+                decoded = self._decode(item)
+            except FaceVaultError as exc:
+                out.reason, out.message = exc.code, exc.message
+                continue
+            out.image_sha256 = decoded.sha256
+            with self.store.begin() as conn:
+                dup = self.store.image_by_sha(conn, coll["id"], decoded.sha256)
+            if dup is not None or decoded.sha256 in seen:
+                out.reason = "duplicate_image"
+                out.message = "this exact image is already enrolled in the collection"
+                continue
+            faces = pipe.analyze(decoded.pixels)
+            if not faces:
+                out.reason, out.message = "no_face", "no face was found in the image"
+                continue
+            if len(faces) > 1 and not largest:
+                out.reason = "multiple_faces"
+                out.message = f"{len(faces)} faces found; enroll a photo of one person or pass largest=True"
+                continue
+            face = faces[0]
+            out.box, out.quality = face.face.box_list(), face.quality.to_dict()
+            reason = gate.rejection(face.quality)
+            if reason is not None:
+                out.reason, out.message = reason, _quality_message(reason, face, gate)
+                continue
+            scores, ids = index.search(face.embedding[None, :], 10)
+            conflict = self._conflicting_subject(
+                coll, subj["id"], scores[0], ids[0], face.embedding, conflict_threshold
+            )
+            if conflict is not None:
+                out.reason = "identity_conflict"
+                out.message = (
+                    f"the face already matches subject #{conflict[0]} ({conflict[1]}) "
+                    f"at similarity {conflict[2]:.3f}"
+                )
+                continue
+            seen.add(decoded.sha256)
+            accepted.append((out, decoded, face))
+
+        if accepted:
+            new_ids: list[int] = []
+            with self.store.begin() as conn:
+                for out, decoded, face in accepted:
+                    image_id = self.store.add_image(
+                        conn, coll["id"], decoded.sha256, out.image, decoded.width, decoded.height
+                    )
+                    sample_id = self.store.add_sample(
+                        conn,
+                        collection_id=coll["id"],
+                        subject_id=subj["id"],
+                        image_id=image_id,
+                        model_id=coll["model_id"],
+                        box=face.face.box,
+                        quality=face.quality.to_dict(),
+                        vector=face.embedding,
+                    )
+                    new_ids.append(sample_id)
+                audit.append(
+                    conn,
+                    "enroll",
+                    actor=self.actor,
+                    collection=collection,
+                    details={
+                        "subject_id": subj["id"],
+                        "samples_added": new_ids,
+                        "rejected": sum(1 for o in outcomes if not o.ok) - 0,
+                    },
+                )
+            vectors = np.stack([f.embedding for _, _, f in accepted])
+            self._apply_to_index(coll, add=(np.asarray(new_ids, dtype=np.int64), vectors))
+            for (out, _, _), sid in zip(accepted, new_ids, strict=True):
+                out.status, out.sample_id = "enrolled", sid
+        return outcomes
+
+    def _conflicting_subject(
+        self,
+        coll: dict[str, Any],
+        subject_id: int,
+        scores: np.ndarray,
+        ids: np.ndarray,
+        vector: np.ndarray,
+        threshold: float,
+    ) -> tuple[int, str, float] | None:
+        cand = [int(i) for i, sc in zip(ids, scores, strict=True) if i >= 0 and sc >= threshold - 1e-4]
+        if not cand:
+            return None
+        with self.store.begin() as conn:
+            hits = self.store.sample_hits(conn, cand, coll["dim"])
+        best: tuple[int, str, float] | None = None
+        for hit in hits.values():
+            score = float(hit.vector @ vector)
+            if hit.subject_id != subject_id and score >= threshold and (best is None or score > best[2]):
+                best = (hit.subject_id, hit.subject_name, score)
+        return best
+
+    # ---- search --------------------------------------------------------------------------------------
+    def search(
+        self,
+        collection: str,
+        probe: ImageInput,
+        *,
+        purpose: str,
+        case_id: str | None = None,
+        top_k: int = 5,
+        fmr: float | None = None,
+        threshold: float | None = None,
+    ) -> SearchResult:
+        """Open-set 1:N identification of every face in ``probe``. An empty candidate list means the person
+        is not in the gallery at this threshold. Every call is written to the audit log."""
+        purpose = (purpose or "").strip()
+        if not purpose:
+            raise PurposeRequiredError("a search needs a purpose (why is this search being run?)")
+        if top_k < 1 or top_k > 1000:
+            raise InputError("top must be between 1 and 1000")
+        coll = self.get_collection(collection)
+        thr, thr_fmr = self._threshold(coll["model_id"], fmr, threshold, self.settings.search_fmr)
+        try:
+            decoded = self._decode(probe)
+        except FaceVaultError as exc:
+            self._audit_failed("search", exc, purpose=purpose, case_id=case_id, collection=collection)
+            raise
+        faces = self.pipeline(coll["model_id"]).analyze(decoded.pixels)
+        if not faces:
+            with self.store.begin() as conn:
+                audit.append(
+                    conn,
+                    "search",
+                    actor=self.actor,
+                    purpose=purpose,
+                    case_id=case_id,
+                    collection=collection,
+                    probe_sha256=decoded.sha256,
+                    details={"outcome": "no_face", "threshold": round(thr, 5)},
+                )
+            raise NoFaceError("no face was found in the probe image")
+        results = self._search_faces(coll, faces, top_k, thr)
+        with self.store.begin() as conn:
+            seq = audit.append(
+                conn,
+                "search",
+                actor=self.actor,
+                purpose=purpose,
+                case_id=case_id,
+                collection=collection,
+                probe_sha256=decoded.sha256,
+                details={
+                    "outcome": "ok",
+                    "threshold": round(thr, 5),
+                    "threshold_fmr": thr_fmr,
+                    "top_k": top_k,
+                    "faces": len(results),
+                    "candidates": [
+                        [[c.subject_id, round(c.similarity, 4)] for c in f.candidates] for f in results
+                    ],
+                },
+            )
+        return SearchResult(
+            collection=collection,
+            model_id=coll["model_id"],
+            probe_sha256=decoded.sha256,
+            threshold=round(thr, 5),
+            threshold_fmr=thr_fmr,
+            top_k=top_k,
+            purpose=purpose,
+            case_id=case_id,
+            audit_seq=seq,
+            faces=results,
+        )
+
+    def search_embedding(
+        self,
+        collection: str,
+        embedding: np.ndarray,
+        *,
+        model_id: str,
+        purpose: str,
+        case_id: str | None = None,
+        top_k: int = 5,
+        fmr: float | None = None,
+        threshold: float | None = None,
+    ) -> list[Candidate]:
+        """1:N search with a precomputed embedding; refused unless it comes from the collection's model."""
+        purpose = (purpose or "").strip()
+        if not purpose:
+            raise PurposeRequiredError("a search needs a purpose (why is this search being run?)")
+        coll = self.get_collection(collection)
+        if model_id != coll["model_id"]:
+            raise ModelMismatchError(
+                f"collection {collection!r} holds {coll['model_id']} vectors; a {model_id} vector cannot be "
+                "compared with them"
+            )
+        vec = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != coll["dim"]:
+            raise ModelMismatchError(
+                f"embedding has {vec.shape[0]} dimensions, collection needs {coll['dim']}"
+            )
+        vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
+        thr, thr_fmr = self._threshold(coll["model_id"], fmr, threshold, self.settings.search_fmr)
+        candidates = self._candidates(coll, vec, top_k, thr)
+        with self.store.begin() as conn:
+            audit.append(
+                conn,
+                "search",
+                actor=self.actor,
+                purpose=purpose,
+                case_id=case_id,
+                collection=collection,
+                probe_sha256=hashlib.sha256(vec.astype("<f4").tobytes()).hexdigest(),
+                details={
+                    "outcome": "ok",
+                    "input": "embedding",
+                    "threshold": round(thr, 5),
+                    "threshold_fmr": thr_fmr,
+                    "candidates": [[c.subject_id, round(c.similarity, 4)] for c in candidates],
+                },
+            )
+        return candidates
+
+    def _search_faces(
+        self, coll: dict[str, Any], faces: list[ProcessedFace], top_k: int, thr: float
+    ) -> list[FaceResult]:
+        out = []
+        for i, f in enumerate(faces):
+            res = FaceResult(
+                face_index=i,
+                box=f.face.box_list(),
+                quality=f.quality.to_dict(),
+                searched=True,
+                skipped_reason=None,
+            )
+            if f.quality.eye_distance < self.settings.search_min_eye_distance:
+                res.searched, res.skipped_reason = False, "face_too_small"
+            else:
+                res.candidates = self._candidates(coll, f.embedding, top_k, thr)
+            out.append(res)
+        return out
+
+    def _candidates(self, coll: dict[str, Any], vec: np.ndarray, top_k: int, thr: float) -> list[Candidate]:
+        cal = calibration.for_model(coll["model_id"])
+        index = self._index(coll)
+        k = min(len(index), max(50, top_k * SAMPLES_PER_CANDIDATE * 4))
+        _, ids = index.search(vec[None, :], k)
+        with self.store.begin() as conn:
+            hits = self.store.sample_hits(conn, [int(i) for i in ids[0] if i >= 0], coll["dim"])
+        by_subject: dict[int, list[tuple[float, Any]]] = {}
+        for hit in hits.values():
+            score = float(hit.vector @ vec)  # exact re-rank on the stored vector
+            if score >= thr:
+                by_subject.setdefault(hit.subject_id, []).append((score, hit))
+        ranked = sorted(by_subject.values(), key=lambda lst: -max(s for s, _ in lst))[:top_k]
+        out = []
+        for lst in ranked:
+            lst.sort(key=lambda p: -p[0])
+            best, first = lst[0]
+            out.append(
+                Candidate(
+                    subject_id=first.subject_id,
+                    name=first.subject_name,
+                    external_id=first.external_id,
+                    similarity=round(best, 5),
+                    estimated_fmr=float(f"{cal.fmr_at(best):.3g}"),
+                    samples=[
+                        MatchedSample(
+                            sample_id=h.sample_id,
+                            similarity=round(s, 5),
+                            image=h.image_source,
+                            image_sha256=h.image_sha256,
+                            box=[round(v, 1) for v in h.box],
+                        )
+                        for s, h in lst[:SAMPLES_PER_CANDIDATE]
+                    ],
+                )
+            )
+        return out
+
+    def _audit_failed(self, action: str, exc: FaceVaultError, **fields: Any) -> None:
+        with self.store.begin() as conn:
+            audit.append(
+                conn, action, actor=self.actor, details={"outcome": "error", "error": exc.code}, **fields
+            )
+
+    # ---- verification ---------------------------------------------------------------------------------
+    def verify(
+        self,
+        image_a: ImageInput,
+        image_b: ImageInput,
+        *,
+        model: str | None = None,
+        purpose: str = "verification",
+        case_id: str | None = None,
+        fmr: float | None = None,
+        threshold: float | None = None,
+    ) -> VerifyResult:
+        """1:1: is the (largest) face in ``image_a`` the same person as the one in ``image_b``?"""
+        model_id = model or self.settings.default_model
+        thr, thr_fmr = self._threshold(model_id, fmr, threshold, self.settings.verify_fmr)
+        pipe = self.pipeline(model_id)
+        faces = []
+        shas = []
+        for label, item in (("A", image_a), ("B", image_b)):
+            try:
+                decoded = self._decode(item)
+            except FaceVaultError as exc:
+                self._audit_failed("verify", exc, purpose=purpose, case_id=case_id)
+                raise
+            shas.append(decoded.sha256)
+            found = pipe.analyze(decoded.pixels)
+            if not found:
+                self._audit_failed("verify", NoFaceError("no face"), purpose=purpose, case_id=case_id)
+                raise NoFaceError(f"no face was found in image {label} ({_source_name(item)})")
+            faces.append(found[0])
+        sim = float(faces[0].embedding @ faces[1].embedding)
+        cal = calibration.for_model(model_id)
+        with self.store.begin() as conn:
+            seq = audit.append(
+                conn,
+                "verify",
+                actor=self.actor,
+                purpose=purpose,
+                case_id=case_id,
+                probe_sha256=shas[0],
+                details={
+                    "other_sha256": shas[1],
+                    "similarity": round(sim, 5),
+                    "threshold": round(thr, 5),
+                    "same_person": sim >= thr,
+                },
+            )
+        return VerifyResult(
+            model_id=model_id,
+            similarity=round(sim, 5),
+            threshold=round(thr, 5),
+            threshold_fmr=thr_fmr,
+            estimated_fmr=float(f"{cal.fmr_at(sim):.3g}"),
+            same_person=sim >= thr,
+            face_a={"box": faces[0].face.box_list(), "quality": faces[0].quality.to_dict()},
+            face_b={"box": faces[1].face.box_list(), "quality": faces[1].quality.to_dict()},
+            audit_seq=seq,
+        )
+
+    # ---- health --------------------------------------------------------------------------------------
+    def doctor(self, repair: bool = False) -> DoctorReport:
+        """Check that every index holds exactly the store's samples (and only vectors of the collection's
+        model) and that the audit chain is intact; with ``repair`` rebuild bad indexes from the store."""
+        report = []
+        ok = True
+        with self.store.begin() as conn:
+            colls = self.store.list_collections(conn)
+            chain = audit.verify_chain(conn)
+        for coll in colls:
+            with self.store.begin() as conn:
+                store_ids = self.store.sample_ids(conn, coll["id"])
+                models = self.store.models_in_collection(conn, coll["id"])
+            path = self._index_path(coll["id"])
+            problems: list[str] = []
+            foreign = sorted(models - {coll["model_id"]})
+            if foreign:
+                problems.append(f"samples from other models: {', '.join(foreign)}")
+            try:
+                index_ids = set(FaissIndex(path, coll["dim"], coll["model_id"]).ids().tolist())
+            except FaceVaultError as exc:
+                problems.append(exc.message)
+                index_ids = set()
+            missing = len(store_ids - index_ids)
+            extra = len(index_ids - store_ids)
+            if missing:
+                problems.append(f"{missing} stored samples are missing from the index")
+            if extra:
+                problems.append(f"{extra} index entries have no stored sample")
+            entry = {
+                "collection": coll["name"],
+                "model_id": coll["model_id"],
+                "samples": len(store_ids),
+                "indexed": len(index_ids),
+                "problems": problems,
+                "repaired": False,
+            }
+            if problems:
+                ok = False
+                if repair and not foreign:
+                    path.unlink(missing_ok=True)
+                    path.with_suffix(".json").unlink(missing_ok=True)
+                    self._indexes.pop(coll["id"], None)
+                    idx = FaissIndex(path, coll["dim"], coll["model_id"])
+                    entry["indexed"] = self._rebuild(coll, idx)
+                    entry["repaired"] = True
+            report.append(entry)
+        if not chain.ok:
+            ok = False
+        repaired_all = all(e["repaired"] or not e["problems"] for e in report)
+        return DoctorReport(
+            ok=ok or (repair and repaired_all and chain.ok),
+            collections=report,
+            audit=chain.to_dict(),
+            repaired=repair and any(e["repaired"] for e in report),
+        )
+
+    def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.store.begin() as conn:
+            return audit.entries(conn, limit)
+
+    def verify_audit(self) -> audit.ChainStatus:
+        with self.store.begin() as conn:
+            return audit.verify_chain(conn)
+
+
+def _iso(value: datetime | None) -> str | None:
+    v = as_utc(value)
+    return v.isoformat() if v else None
+
+
+def _parse_expiry(value: date | datetime | str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InputError(f"expiry {value!r} is not a date (use YYYY-MM-DD)") from exc
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def _require_valid_consent(consent: dict[str, Any]) -> None:
+    if consent["withdrawn_at"] is not None:
+        raise ConsentError(
+            "consent for this subject was withdrawn; nothing can be enrolled", code="consent_withdrawn"
+        )
+    exp = as_utc(consent["expires_at"])
+    if exp is not None and exp <= utcnow():
+        raise ConsentError(f"consent for this subject expired on {exp.date()}", code="consent_expired")
+
+
+def _quality_message(reason: str, face: ProcessedFace, gate: QualityGate) -> str:
+    q = face.quality
+    if reason == "face_too_small":
+        return (
+            f"eyes are {q.eye_distance:.0f} px apart; enrollment needs at least {gate.min_eye_distance:.0f}"
+        )
+    if reason == "extreme_pose":
+        return (
+            f"head pose yaw {q.yaw:.0f}°, roll {q.roll:.0f}° is beyond {gate.max_yaw:.0f}°/"
+            f"{gate.max_roll:.0f}°; use a frontal photo"
+        )
+    return f"sharpness {q.sharpness:.1f} is below {gate.min_sharpness:.1f}; use a sharper photo"
+
+
+def open_vault(
+    home: str | os.PathLike[str] | None = None,
+    *,
+    create: bool = False,
+    actor: str | None = None,
+    **overrides: Any,
+) -> Vault:
+    settings = load_settings(home, **overrides)
+    return Vault.create(settings, actor=actor) if create else Vault.open_existing(settings, actor=actor)

@@ -1,0 +1,389 @@
+"""Data access for the vault. Every method takes the connection of the caller's transaction, so the
+service decides the transaction boundary (one use case = one transaction)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+
+from ..errors import ConflictError, IntegrityError, NotFoundError
+from . import schema as t
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SampleHit:
+    sample_id: int
+    subject_id: int
+    subject_name: str
+    external_id: str | None
+    image_source: str
+    image_sha256: str
+    box: tuple[float, float, float, float]
+    vector: np.ndarray
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not just unlinked
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def create_schema(self) -> None:
+        t.metadata.create_all(self.engine)
+        with self.begin() as conn:
+            if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).first() is None:
+                conn.execute(insert(t.meta).values(key="schema_version", value=str(t.SCHEMA_VERSION)))
+
+    def is_initialised(self) -> bool:
+        from sqlalchemy import inspect
+
+        return inspect(self.engine).has_table("collections")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ---- collections -----------------------------------------------------------------------------
+    def create_collection(self, conn: Connection, name: str, model_id: str, dim: int) -> dict[str, Any]:
+        if conn.execute(select(t.collections.c.id).where(t.collections.c.name == name)).first():
+            raise ConflictError(f"collection {name!r} already exists", code="collection_exists")
+        res = conn.execute(
+            insert(t.collections).values(name=name, model_id=model_id, dim=dim, created_at=utcnow())
+        )
+        return self.get_collection(conn, name) | {"id": res.inserted_primary_key[0]}
+
+    def get_collection(self, conn: Connection, name: str) -> dict[str, Any]:
+        row = conn.execute(select(t.collections).where(t.collections.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no collection named {name!r}", code="collection_not_found")
+        return dict(row)
+
+    def list_collections(self, conn: Connection) -> list[dict[str, Any]]:
+        subj = (
+            select(func.count())
+            .select_from(t.subjects)
+            .where(t.subjects.c.collection_id == t.collections.c.id)
+            .scalar_subquery()
+        )
+        samp = (
+            select(func.count())
+            .select_from(t.samples)
+            .where(t.samples.c.collection_id == t.collections.c.id)
+            .scalar_subquery()
+        )
+        rows = conn.execute(
+            select(t.collections, subj.label("subjects"), samp.label("samples")).order_by(
+                t.collections.c.name
+            )
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def delete_collection(self, conn: Connection, collection_id: int) -> dict[str, int]:
+        counts = {
+            "samples": conn.execute(
+                delete(t.samples).where(t.samples.c.collection_id == collection_id)
+            ).rowcount,
+            "images": conn.execute(
+                delete(t.images).where(t.images.c.collection_id == collection_id)
+            ).rowcount,
+        }
+        consent_ids = [
+            r[0]
+            for r in conn.execute(
+                select(t.subjects.c.consent_id).where(t.subjects.c.collection_id == collection_id)
+            )
+        ]
+        counts["subjects"] = conn.execute(
+            delete(t.subjects).where(t.subjects.c.collection_id == collection_id)
+        ).rowcount
+        if consent_ids:
+            conn.execute(delete(t.consents).where(t.consents.c.id.in_(consent_ids)))
+        conn.execute(delete(t.collections).where(t.collections.c.id == collection_id))
+        return counts
+
+    # ---- consent and subjects -------------------------------------------------------------------
+    def add_consent(self, conn: Connection, **values: Any) -> int:
+        return int(conn.execute(insert(t.consents).values(**values)).inserted_primary_key[0])
+
+    def get_consent(self, conn: Connection, consent_id: int) -> dict[str, Any]:
+        row = conn.execute(select(t.consents).where(t.consents.c.id == consent_id)).mappings().first()
+        if row is None:
+            raise IntegrityError(f"consent record {consent_id} is missing")
+        return dict(row)
+
+    def add_subject(
+        self,
+        conn: Connection,
+        collection_id: int,
+        name: str,
+        external_id: str | None,
+        consent_id: int,
+    ) -> int:
+        if (
+            external_id is not None
+            and conn.execute(
+                select(t.subjects.c.id).where(
+                    t.subjects.c.collection_id == collection_id, t.subjects.c.external_id == external_id
+                )
+            ).first()
+        ):
+            raise ConflictError(f"external id {external_id!r} is already used in this collection")
+        res = conn.execute(
+            insert(t.subjects).values(
+                collection_id=collection_id,
+                name=name,
+                external_id=external_id,
+                consent_id=consent_id,
+                created_at=utcnow(),
+            )
+        )
+        return int(res.inserted_primary_key[0])
+
+    def find_subject(self, conn: Connection, collection_id: int, ref: str) -> dict[str, Any]:
+        """A subject by id (``#12`` or ``12``), external id, or exact name (which must be unique)."""
+        c = t.subjects.c
+        base = select(t.subjects).where(c.collection_id == collection_id)
+        key = ref[1:] if ref.startswith("#") else ref
+        if key.isdigit():
+            row = conn.execute(base.where(c.id == int(key))).mappings().first()
+            if row is not None:
+                return dict(row)
+        row = conn.execute(base.where(c.external_id == ref)).mappings().first()
+        if row is not None:
+            return dict(row)
+        rows = conn.execute(base.where(c.name == ref)).mappings().all()
+        if len(rows) == 1:
+            return dict(rows[0])
+        if len(rows) > 1:
+            ids = ", ".join(f"#{r['id']}" for r in rows)
+            raise ConflictError(
+                f"{len(rows)} subjects are named {ref!r} ({ids}); use the id", code="ambiguous"
+            )
+        raise NotFoundError(f"no subject {ref!r} in this collection", code="subject_not_found")
+
+    def list_subjects(self, conn: Connection, collection_id: int) -> list[dict[str, Any]]:
+        count = (
+            select(func.count())
+            .select_from(t.samples)
+            .where(t.samples.c.subject_id == t.subjects.c.id)
+            .scalar_subquery()
+        )
+        rows = conn.execute(
+            select(t.subjects, count.label("samples"))
+            .where(t.subjects.c.collection_id == collection_id)
+            .order_by(t.subjects.c.id)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def subject_samples(self, conn: Connection, subject_id: int) -> list[dict[str, Any]]:
+        s, i = t.samples.c, t.images.c
+        rows = conn.execute(
+            select(
+                s.id,
+                s.model_id,
+                s.box_x1,
+                s.box_y1,
+                s.box_x2,
+                s.box_y2,
+                s.quality,
+                s.created_at,
+                i.source,
+                i.sha256,
+            )
+            .join_from(t.samples, t.images, s.image_id == i.id)
+            .where(s.subject_id == subject_id)
+            .order_by(s.id)
+        ).mappings()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["quality"] = json.loads(d["quality"])
+            out.append(d)
+        return out
+
+    def delete_subject(self, conn: Connection, subject: dict[str, Any]) -> list[int]:
+        """Delete a subject, its samples, its consent record and images no other sample uses.
+        Returns the deleted sample ids (for the index)."""
+        sid = subject["id"]
+        sample_ids = [r[0] for r in conn.execute(select(t.samples.c.id).where(t.samples.c.subject_id == sid))]
+        image_ids = {
+            r[0] for r in conn.execute(select(t.samples.c.image_id).where(t.samples.c.subject_id == sid))
+        }
+        conn.execute(delete(t.samples).where(t.samples.c.subject_id == sid))
+        if image_ids:
+            still_used = {
+                r[0]
+                for r in conn.execute(select(t.samples.c.image_id).where(t.samples.c.image_id.in_(image_ids)))
+            }
+            orphan = image_ids - still_used
+            if orphan:
+                conn.execute(delete(t.images).where(t.images.c.id.in_(orphan)))
+        conn.execute(delete(t.subjects).where(t.subjects.c.id == sid))
+        conn.execute(delete(t.consents).where(t.consents.c.id == subject["consent_id"]))
+        return sample_ids
+
+    # ---- images and samples -----------------------------------------------------------------------
+    def image_by_sha(self, conn: Connection, collection_id: int, sha256: str) -> dict[str, Any] | None:
+        row = (
+            conn.execute(
+                select(t.images).where(t.images.c.collection_id == collection_id, t.images.c.sha256 == sha256)
+            )
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    def add_image(
+        self, conn: Connection, collection_id: int, sha256: str, source: str, w: int, h: int
+    ) -> int:
+        res = conn.execute(
+            insert(t.images).values(
+                collection_id=collection_id,
+                sha256=sha256,
+                source=source,
+                width=w,
+                height=h,
+                created_at=utcnow(),
+            )
+        )
+        return int(res.inserted_primary_key[0])
+
+    def add_sample(
+        self,
+        conn: Connection,
+        *,
+        collection_id: int,
+        subject_id: int,
+        image_id: int,
+        model_id: str,
+        box: Sequence[float],
+        quality: dict[str, float],
+        vector: np.ndarray,
+    ) -> int:
+        res = conn.execute(
+            insert(t.samples).values(
+                collection_id=collection_id,
+                subject_id=subject_id,
+                image_id=image_id,
+                model_id=model_id,
+                box_x1=float(box[0]),
+                box_y1=float(box[1]),
+                box_x2=float(box[2]),
+                box_y2=float(box[3]),
+                quality=json.dumps(quality, sort_keys=True),
+                vector=np.asarray(vector, dtype="<f4").tobytes(),
+                created_at=utcnow(),
+            )
+        )
+        return int(res.inserted_primary_key[0])
+
+    def sample_hits(self, conn: Connection, sample_ids: Sequence[int], dim: int) -> dict[int, SampleHit]:
+        """Sample rows (with subject and image) for index candidates; ids no longer in the store are
+        simply absent, so a stale index can never resurrect an erased face."""
+        if not sample_ids:
+            return {}
+        s, sub, i = t.samples.c, t.subjects.c, t.images.c
+        rows = conn.execute(
+            select(
+                s.id,
+                s.subject_id,
+                sub.name,
+                sub.external_id,
+                i.source,
+                i.sha256,
+                s.box_x1,
+                s.box_y1,
+                s.box_x2,
+                s.box_y2,
+                s.vector,
+            )
+            .join_from(t.samples, t.subjects, s.subject_id == sub.id)
+            .join(t.images, s.image_id == i.id)
+            .where(s.id.in_([int(x) for x in sample_ids]))
+        ).all()
+        return {
+            r[0]: SampleHit(
+                sample_id=r[0],
+                subject_id=r[1],
+                subject_name=r[2],
+                external_id=r[3],
+                image_source=r[4],
+                image_sha256=r[5],
+                box=(r[6], r[7], r[8], r[9]),
+                vector=np.frombuffer(r[10], dtype="<f4").reshape(dim),
+            )
+            for r in rows
+        }
+
+    def iter_vectors(
+        self, conn: Connection, collection_id: int, batch: int = 10_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) in batches, for rebuilding the index."""
+        last = 0
+        while True:
+            rows = conn.execute(
+                select(t.samples.c.id, t.samples.c.vector)
+                .where(t.samples.c.collection_id == collection_id, t.samples.c.id > last)
+                .order_by(t.samples.c.id)
+                .limit(batch)
+            ).all()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
+            yield ids, vecs
+            last = int(ids[-1])
+
+    def sample_ids(self, conn: Connection, collection_id: int) -> set[int]:
+        return {
+            r[0]
+            for r in conn.execute(select(t.samples.c.id).where(t.samples.c.collection_id == collection_id))
+        }
+
+    def models_in_collection(self, conn: Connection, collection_id: int) -> set[str]:
+        return {
+            r[0]
+            for r in conn.execute(
+                select(t.samples.c.model_id).where(t.samples.c.collection_id == collection_id).distinct()
+            )
+        }
+
+    def set_meta(self, conn: Connection, key: str, value: str) -> None:
+        if conn.execute(select(t.meta.c.key).where(t.meta.c.key == key)).first():
+            conn.execute(update(t.meta).where(t.meta.c.key == key).values(value=value))
+        else:
+            conn.execute(insert(t.meta).values(key=key, value=value))

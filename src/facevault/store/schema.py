@@ -1,0 +1,116 @@
+"""Tables of the source of truth. The vector index is derived from ``samples`` and can be rebuilt."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta = Table(
+    "vault_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("model_id", String(100), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("purpose", Text, nullable=False),
+    Column("granted_by", String(200), nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+    Column("evidence_kind", String(10), nullable=False),  # "file" | "text"
+    Column("evidence_name", String(500), nullable=True),
+    Column("evidence_sha256", String(64), nullable=False),
+)
+
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("collection_id", Integer, ForeignKey("collections.id"), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("external_id", String(200), nullable=True),
+    Column("consent_id", Integer, ForeignKey("consents.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection_id", "external_id", name="uq_subject_external_id"),
+)
+Index("ix_subjects_collection_name", subjects.c.collection_id, subjects.c.name)
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("collection_id", Integer, ForeignKey("collections.id"), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection_id", "sha256", name="uq_image_sha"),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("collection_id", Integer, ForeignKey("collections.id"), nullable=False),
+    Column("subject_id", Integer, ForeignKey("subjects.id"), nullable=False),
+    Column("image_id", Integer, ForeignKey("images.id"), nullable=False),
+    Column("model_id", String(100), nullable=False),
+    Column("box_x1", Float, nullable=False),
+    Column("box_y1", Float, nullable=False),
+    Column("box_x2", Float, nullable=False),
+    Column("box_y2", Float, nullable=False),
+    Column("quality", Text, nullable=False),  # JSON
+    Column("vector", LargeBinary, nullable=False),  # float32 little-endian
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_samples_subject", samples.c.subject_id)
+Index("ix_samples_collection", samples.c.collection_id)
+
+# Append-only, hash-chained record of every search and every change (the audit issue extends it).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("purpose", Text, nullable=True),
+    Column("case_id", String(200), nullable=True),
+    Column("collection", String(200), nullable=True),
+    Column("probe_sha256", String(64), nullable=True),
+    Column("details", Text, nullable=False),  # JSON, never biometric data
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
