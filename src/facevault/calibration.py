@@ -71,6 +71,13 @@ class Calibration:
         }
 
 
+def search_fmr_for_gallery(gallery_samples: int, fpir: float, max_fmr: float) -> float:
+    """Per-comparison FMR that keeps the expected false-positive identification rate of an open-set
+    search over ``gallery_samples`` at about ``fpir`` (FPIR = 1 - (1 - FMR)^N ~ N x FMR)."""
+    n = max(int(gallery_samples), 1)
+    return float(min(max_fmr, 1.0 - (1.0 - fpir) ** (1.0 / n)))
+
+
 def from_impostor_scores(model_id: str, impostor: np.ndarray, source: str, points: int = 400) -> Calibration:
     """Build a table from raw impostor similarities."""
     impostor = np.sort(np.asarray(impostor, dtype=np.float64))

@@ -335,7 +335,11 @@ def search(
     case: Annotated[str | None, typer.Option("--case", help="Case or ticket id (recorded).")] = None,
     top: Annotated[int, typer.Option("--top", help="Candidates per face.")] = 5,
     fmr: Annotated[
-        float | None, typer.Option("--fmr", help="Target false-match rate (default 1e-5).")
+        float | None,
+        typer.Option(
+            "--fmr",
+            help="Target false-match rate per comparison (default: 1% FPIR / gallery size, at most 1e-3).",
+        ),
     ] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Similarity threshold.")] = None,
     home: HomeOpt = None,

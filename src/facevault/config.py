@@ -32,7 +32,12 @@ class Settings:
     enroll_max_roll: float = 30.0
     search_min_eye_distance: float = 10.0
     # Default operating points, as target false-match rates.
-    search_fmr: float = 1e-5
+    # 1:N default: the per-comparison FMR is chosen so that a probe of someone absent from the gallery
+    # is falsely matched with probability about ``search_fpir`` (FPIR ~ gallery samples x FMR), and never
+    # looser than ``search_max_fmr``. A fixed ``search_fmr`` > 0 overrides this rule.
+    search_fpir: float = 0.01
+    search_max_fmr: float = 1e-3
+    search_fmr: float = 0.0
     verify_fmr: float = 1e-3
     conflict_fmr: float = 1e-6
     # Test-time augmentation: average the embedding of the chip and its mirror image.

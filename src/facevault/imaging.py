@@ -63,7 +63,7 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        grey = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+        grey = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode == "F":
         arr = np.asarray(img, dtype=np.float64)

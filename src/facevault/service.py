@@ -78,6 +78,7 @@ class Vault:
         self.store = Store(f"sqlite:///{settings.db_path}")
         self._indexes: dict[int, _LoadedIndex] = {}
         self._pipelines: dict[str, Pipeline] = {}
+        self._lock_depth = 0
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     @classmethod
@@ -131,17 +132,26 @@ class Vault:
 
     @contextmanager
     def _index_lock(self) -> Iterator[None]:
-        self.settings.index_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.index_dir / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        """Exclusive across processes (flock), re-entrant within this object."""
+        if self._lock_depth:
+            self._lock_depth += 1
             try:
                 yield
             finally:
+                self._lock_depth -= 1
+            return
+        self.settings.index_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.index_dir / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _index(self, collection: dict[str, Any], *, expected: int | None = None) -> FaissIndex:
-        """The collection's index, reloaded if another process rewrote it and rebuilt from the store if
-        it does not hold exactly the store's sample count."""
+    def _load_index(self, collection: dict[str, Any]) -> _LoadedIndex:
+        """The collection's index, reloaded if another process rewrote its file since we read it."""
         cid = collection["id"]
         path = self._index_path(cid)
         mtime = path.stat().st_mtime_ns if path.exists() else -1
@@ -156,9 +166,18 @@ class Vault:
                 mtime = -2
             cached = _LoadedIndex(idx, mtime)
             self._indexes[cid] = cached
-        if expected is None:
-            with self.store.begin() as conn:
-                expected = len(self.store.sample_ids(conn, cid))
+        return cached
+
+    def _index(self, collection: dict[str, Any]) -> FaissIndex:
+        """The collection's index, rebuilt from the store if it does not hold exactly the store's
+        sample count (a crash between a store commit and the index write)."""
+        cached = self._load_index(collection)
+        self._ensure_complete(collection, cached)
+        return cached.index
+
+    def _ensure_complete(self, collection: dict[str, Any], cached: _LoadedIndex) -> None:
+        with self.store.begin() as conn:
+            expected = self.store.count_samples(conn, collection["id"])
         if len(cached.index) != expected:
             log.warning(
                 "index of %r holds %d vectors, store %d: rebuilding",
@@ -167,8 +186,7 @@ class Vault:
                 expected,
             )
             self._rebuild(collection, cached.index)
-            cached.mtime_ns = path.stat().st_mtime_ns
-        return cached.index
+            cached.mtime_ns = self._index_path(collection["id"]).stat().st_mtime_ns
 
     def _rebuild(self, collection: dict[str, Any], idx: FaissIndex) -> int:
         with self._index_lock():
@@ -185,14 +203,16 @@ class Vault:
         add: tuple[np.ndarray, np.ndarray] | None = None,
         remove: Sequence[int] = (),
     ) -> None:
+        """Apply a change the store has already committed, then save the index."""
         with self._index_lock():
-            idx = self._index(collection)
+            cached = self._load_index(collection)
             if remove:
-                idx.remove(np.asarray(remove, dtype=np.int64))
+                cached.index.remove(np.asarray(remove, dtype=np.int64))
             if add is not None:
-                idx.add(*add)
-            idx.save()
-            self._indexes[collection["id"]].mtime_ns = self._index_path(collection["id"]).stat().st_mtime_ns
+                cached.index.add(*add)
+            cached.index.save()
+            cached.mtime_ns = self._index_path(collection["id"]).stat().st_mtime_ns
+            self._ensure_complete(collection, cached)
 
     def _threshold(
         self,
@@ -208,6 +228,14 @@ class Vault:
             return float(threshold), cal.fmr_at(threshold)
         target = default_fmr if fmr is None else fmr
         return cal.threshold_for(target), float(target)
+
+    def _search_default_fmr(self, collection: dict[str, Any]) -> float:
+        s = self.settings
+        if s.search_fmr > 0:
+            return s.search_fmr
+        with self.store.begin() as conn:
+            n = self.store.count_samples(conn, collection["id"])
+        return calibration.search_fmr_for_gallery(n, s.search_fpir, s.search_max_fmr)
 
     # ---- collections ---------------------------------------------------------------------------------
     def create_collection(self, name: str, model: str | None = None) -> dict[str, Any]:
@@ -512,7 +540,7 @@ class Vault:
         if top_k < 1 or top_k > 1000:
             raise InputError("top must be between 1 and 1000")
         coll = self.get_collection(collection)
-        thr, thr_fmr = self._threshold(coll["model_id"], fmr, threshold, self.settings.search_fmr)
+        thr, thr_fmr = self._threshold(coll["model_id"], fmr, threshold, self._search_default_fmr(coll))
         try:
             decoded = self._decode(probe)
         except FaceVaultError as exc:
@@ -594,7 +622,7 @@ class Vault:
                 f"embedding has {vec.shape[0]} dimensions, collection needs {coll['dim']}"
             )
         vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
-        thr, thr_fmr = self._threshold(coll["model_id"], fmr, threshold, self.settings.search_fmr)
+        thr, thr_fmr = self._threshold(coll["model_id"], fmr, threshold, self._search_default_fmr(coll))
         candidates = self._candidates(coll, vec, top_k, thr)
         with self.store.begin() as conn:
             audit.append(

@@ -56,8 +56,13 @@ def run_identify(
     gallery_paths = [str(people[n][0]) for n in multi]
     mated_paths = [str(people[n][1]) for n in multi]
     nonmated_paths = [str(people[n][0]) for n in single]
-    embs = embed_files(gallery_paths + mated_paths + nonmated_paths, model_id=model_id, settings=settings,
-                       workers=workers, progress=progress)
+    embs = embed_files(
+        gallery_paths + mated_paths + nonmated_paths,
+        model_id=model_id,
+        settings=settings,
+        workers=workers,
+        progress=progress,
+    )
     if any(e.vector is None for e in embs):
         bad = next(e for e in embs if e.vector is None)
         raise InputError(f"could not use {bad.path}: {bad.error}")
@@ -84,7 +89,10 @@ def run_identify(
     allowed = int(np.floor(0.01 * ranked.size))
     t_fpir = float(ranked[allowed]) + 1e-9
     cal = calibration.for_model(model_id)
-    t_default = cal.threshold_for(settings.search_fmr)
+    default_fmr = settings.search_fmr or calibration.search_fmr_for_gallery(
+        g, settings.search_fpir, settings.search_max_fmr
+    )
+    t_default = cal.threshold_for(default_fmr)
     return {
         "protocol": "open-set 1:N; gallery = first image of identities with >= 2 images; mated probe = "
         "their second image; non-mated probes = identities with exactly one image",
@@ -96,7 +104,8 @@ def run_identify(
         "fnir_at_fpir_0.01": round(fnir(t_fpir), 5),
         "threshold_at_fpir_0.01": round(t_fpir, 5),
         "default_threshold": round(t_default, 5),
-        "default_threshold_fmr": settings.search_fmr,
+        "default_threshold_fmr": float(f"{default_fmr:.4g}"),
+        "default_threshold_rule": f"expected FPIR {settings.search_fpir} over {g} gallery samples",
         "fpir_at_default_threshold": round(fpir(t_default), 5),
         "fnir_at_default_threshold": round(fnir(t_default), 5),
         "no_face_detected": sum(1 for e in embs if not e.detected),

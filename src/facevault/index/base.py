@@ -4,6 +4,7 @@ always be rebuilt from them (``facevault doctor --repair``)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +43,19 @@ class VectorIndex(ABC):
     @abstractmethod
     def destroy(self) -> None:
         """Remove the index and its files."""
+
+    # ---- optional, with defaults -------------------------------------------------------------------
+    def stamp(self) -> object:
+        """A value that changes whenever another process rewrote the persistent copy, so a cached
+        instance knows to reopen; None when there is nothing to watch (a server-side index)."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """Kind, count and settings, for ``facevault index info``."""
+        return {"kind": type(self).__name__, "count": len(self), "dim": self.dim, "model_id": self.model_id}
+
+    def tune(self, **values: Any) -> dict[str, Any]:
+        """Change search-time settings; returns the settings in force."""
+        if any(v is not None for v in values.values()):
+            raise NotImplementedError(f"{type(self).__name__} has no tunable settings")
+        return {}

@@ -49,7 +49,7 @@ def _dlib_resnet_v1() -> ModelPack:
 
 _factories: dict[str, Callable[[], ModelPack]] = {"dlib-resnet-v1": _dlib_resnet_v1}
 _loaded: dict[str, ModelPack] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # a pack factory may build on another pack
 
 
 def register_pack(model_id: str, factory: Callable[[], ModelPack]) -> None:

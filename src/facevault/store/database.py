@@ -41,6 +41,8 @@ class SampleHit:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE (below) instead of pysqlite's deferred BEGIN.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
@@ -56,6 +58,8 @@ class Store:
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # Writers serialise at BEGIN, so the audit chain's "read last hash, append" cannot interleave.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def create_schema(self) -> None:
@@ -367,6 +371,10 @@ class Store:
             vecs = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
             yield ids, vecs
             last = int(ids[-1])
+
+    def count_samples(self, conn: Connection, collection_id: int) -> int:
+        q = select(func.count()).select_from(t.samples).where(t.samples.c.collection_id == collection_id)
+        return int(conn.execute(q).scalar_one())
 
     def sample_ids(self, conn: Connection, collection_id: int) -> set[int]:
         return {
