@@ -34,6 +34,8 @@ subject_app = typer.Typer(
 )
 audit_app = typer.Typer(help="Read and verify the append-only audit log.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluation protocols on labelled face datasets.", no_args_is_help=True)
+index_app = typer.Typer(help="Inspect, rebuild and tune a collection's vector index.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 app.add_typer(collection_app, name="collection")
 app.add_typer(subject_app, name="subject")
 app.add_typer(audit_app, name="audit")
@@ -94,17 +96,29 @@ def _main(home: HomeOpt = None) -> None:
 
 
 @app.command()
-def init(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """Create an embedded vault (SQLite store + FAISS index folder) under --home."""
+def init(
+    home: HomeOpt = None,
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            envvar="FACEVAULT_INDEX",
+            help="Index backend: faiss (default), faiss:flat|hnsw|ivfpq, milvus://PATH.db, milvus+http://HOST:PORT.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an embedded vault (SQLite store + vector index) under --home."""
 
     def action() -> dict[str, Any]:
         from .service import open_vault
 
-        with open_vault(home or _state["home"], create=True) as v:
+        with open_vault(home or _state["home"], create=True, index=index) as v:
             return {
                 "home": str(v.settings.home.resolve()),
                 "database": str(v.settings.db_path),
                 "index_dir": str(v.settings.index_dir),
+                "index": v.index_backend,
             }
 
     info = _run(as_json, action)
@@ -478,6 +492,63 @@ def audit_verify(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo(f"audit chain BROKEN at entry {st.first_bad_seq}: {st.problem}")
     if not st.ok:
         raise typer.Exit(8)
+
+
+# ---- index ---------------------------------------------------------------------------------------------
+@index_app.command("info")
+def index_info(collection: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Backend, kind, size, memory and search settings of a collection's index."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.index_info(collection)
+
+    _print_json(_run(as_json, action))
+
+
+@index_app.command("rebuild")
+def index_rebuild(collection: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Rebuild a collection's index from the store."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.index_rebuild(collection)
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(f"rebuilt the index of {collection!r}: {res['indexed']} vectors")
+
+
+@index_app.command("tune")
+def index_tune(
+    collection: str,
+    settings: Annotated[list[str], typer.Argument(help="KEY=VALUE, e.g. nprobe=256 ef_search=128 kind=hnsw")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change index settings (saved with the index)."""
+
+    def action() -> dict[str, Any]:
+        from .errors import InputError
+
+        values: dict[str, Any] = {}
+        for item in settings:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise InputError(f"expected KEY=VALUE, got {item!r}")
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                try:
+                    values[key] = float(raw)
+                except ValueError:
+                    values[key] = raw
+        with _vault(home) as v:
+            return v.index_tune(collection, **values)
+
+    _print_json(_run(as_json, action))
 
 
 # ---- evaluation --------------------------------------------------------------------------------------

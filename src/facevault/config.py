@@ -43,6 +43,9 @@ class Settings:
     # Test-time augmentation: average the embedding of the chip and its mirror image.
     flip_tta: bool = True
     workers: int = 0  # 0 = number of CPUs
+    # Vector index backend: "faiss" (embedded, kind by size), "faiss:flat|hnsw|ivfpq", "milvus://PATH.db"
+    # (Milvus Lite) or "milvus+http://HOST:19530". Chosen at init and remembered by the vault.
+    index: str = ""
 
     @property
     def db_path(self) -> Path:

@@ -8,6 +8,7 @@ accuracy (see docs/BENCHMARKS.md).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -45,6 +46,8 @@ def _scaled(face: DetectedFace, factor: float) -> DetectedFace:
 class Pipeline:
     def __init__(self, pack: ModelPack, *, max_detect_side: int = 1600, flip_tta: bool = True) -> None:
         self.pack = pack
+        # dlib's detector objects are not documented as thread-safe: one image at a time per pipeline.
+        self._lock = threading.Lock()
         self.max_detect_side = max_detect_side
         self.flip_tta = flip_tta
 
@@ -80,8 +83,9 @@ class Pipeline:
 
     def analyze(self, pixels: np.ndarray) -> list[ProcessedFace]:
         """Every face in the image, largest first."""
-        work, scale, faces = self.detect(pixels)
-        return self.embed_faces(work, scale, faces)
+        with self._lock:
+            work, scale, faces = self.detect(pixels)
+            return self.embed_faces(work, scale, faces)
 
 
 T = TypeVar("T")

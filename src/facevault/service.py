@@ -9,13 +9,15 @@ always re-checked against the store, so an index entry whose sample is gone is n
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from .errors import (
     NotFoundError,
     PurposeRequiredError,
 )
-from .index import FaissIndex
+from .index import VectorIndex, discard_index, open_index
 from .models import get_pack
 from .pipeline import Pipeline, ProcessedFace
 from .quality import QualityGate
@@ -61,8 +63,19 @@ SAMPLES_PER_CANDIDATE = 5
 
 @dataclass
 class _LoadedIndex:
-    index: FaissIndex
-    mtime_ns: int
+    index: VectorIndex
+    stamp: object  # the index's own change marker when we loaded it (file mtime, Milvus count...)
+
+
+@dataclass
+class _SharedState:
+    """Per-process caches shared by every actor view of one vault (see ``Vault.acting_as``)."""
+
+    indexes: dict[int, _LoadedIndex] = field(default_factory=dict)
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    # FAISS indexes are not safe for a search during an add; one lock per process orders them.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    flock_depth: int = 0
 
 
 def _source_name(item: ImageInput) -> str:
@@ -76,9 +89,36 @@ class Vault:
         self.settings = settings
         self.actor = actor or os.environ.get("USER") or "local"
         self.store = Store(f"sqlite:///{settings.db_path}")
-        self._indexes: dict[int, _LoadedIndex] = {}
-        self._pipelines: dict[str, Pipeline] = {}
-        self._lock_depth = 0
+        self._shared = _SharedState()
+        self._indexes = self._shared.indexes
+        self._pipelines = self._shared.pipelines
+        self._index_spec = self._resolve_index_spec()
+
+    @property
+    def index_backend(self) -> str:
+        return self._index_spec
+
+    def acting_as(self, actor: str) -> Vault:
+        """A view of this vault that records ``actor`` in the audit log and shares its caches (loaded
+        models and indexes): what a server uses per request."""
+        view = copy.copy(self)
+        view.actor = actor
+        return view
+
+    def _resolve_index_spec(self) -> str:
+        """The index backend is chosen at ``init`` and remembered in the store, so later commands can
+        never silently open a different backend."""
+        wanted = self.settings.index
+        if not self.settings.db_path.exists() or not self.store.is_initialised():
+            return wanted or "faiss"
+        with self.store.begin() as conn:
+            stored = self.store.get_meta(conn, "index")
+            if stored is None:
+                self.store.set_meta(conn, "index", wanted or "faiss")
+                return wanted or "faiss"
+        if wanted and wanted != stored:
+            raise ConfigError(f"this vault uses the index backend {stored!r}, not {wanted!r}")
+        return stored
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     @classmethod
@@ -87,6 +127,7 @@ class Vault:
         settings.index_dir.mkdir(parents=True, exist_ok=True)
         vault = cls(settings, **kwargs)
         vault.store.create_schema()
+        vault._index_spec = vault._resolve_index_spec()
         return vault
 
     @classmethod
@@ -133,42 +174,48 @@ class Vault:
     @contextmanager
     def _index_lock(self) -> Iterator[None]:
         """Exclusive across processes (flock), re-entrant within this object."""
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        self.settings.index_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.index_dir / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            self._lock_depth = 1
-            try:
-                yield
-            finally:
-                self._lock_depth = 0
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        shared = self._shared
+        with shared.lock:
+            if shared.flock_depth:
+                shared.flock_depth += 1
+                try:
+                    yield
+                finally:
+                    shared.flock_depth -= 1
+                return
+            self.settings.index_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.settings.index_dir / ".lock", "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                shared.flock_depth = 1
+                try:
+                    yield
+                finally:
+                    shared.flock_depth = 0
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _open_index(self, collection: dict[str, Any]) -> VectorIndex:
+        return open_index(
+            self._index_spec, self._index_path(collection["id"]), collection["dim"], collection["model_id"]
+        )
 
     def _load_index(self, collection: dict[str, Any]) -> _LoadedIndex:
         """The collection's index, reloaded if another process rewrote its file since we read it."""
         cid = collection["id"]
-        path = self._index_path(cid)
-        mtime = path.stat().st_mtime_ns if path.exists() else -1
         cached = self._indexes.get(cid)
-        if cached is None or cached.mtime_ns != mtime:
+        if cached is None or cached.index.stamp() != cached.stamp:
             try:
-                idx = FaissIndex(path, collection["dim"], collection["model_id"])
+                idx = self._open_index(collection)
+                stamp = idx.stamp()
             except IntegrityError as exc:
                 log.warning("%s; rebuilding from the store", exc)
-                path.unlink(missing_ok=True)
-                idx = FaissIndex(path, collection["dim"], collection["model_id"])
-                mtime = -2
-            cached = _LoadedIndex(idx, mtime)
+                discard_index(self._index_spec, self._index_path(cid))
+                idx = self._open_index(collection)
+                stamp = -2
+            cached = _LoadedIndex(idx, stamp)
             self._indexes[cid] = cached
         return cached
 
-    def _index(self, collection: dict[str, Any]) -> FaissIndex:
+    def _index(self, collection: dict[str, Any]) -> VectorIndex:
         """The collection's index, rebuilt from the store if it does not hold exactly the store's
         sample count (a crash between a store commit and the index write)."""
         cached = self._load_index(collection)
@@ -186,9 +233,9 @@ class Vault:
                 expected,
             )
             self._rebuild(collection, cached.index)
-            cached.mtime_ns = self._index_path(collection["id"]).stat().st_mtime_ns
+            cached.stamp = cached.index.stamp()
 
-    def _rebuild(self, collection: dict[str, Any], idx: FaissIndex) -> int:
+    def _rebuild(self, collection: dict[str, Any], idx: VectorIndex) -> int:
         with self._index_lock():
             idx.reset()
             with self.store.begin() as conn:
@@ -211,7 +258,7 @@ class Vault:
             if add is not None:
                 cached.index.add(*add)
             cached.index.save()
-            cached.mtime_ns = self._index_path(collection["id"]).stat().st_mtime_ns
+            cached.stamp = cached.index.stamp()
             self._ensure_complete(collection, cached)
 
     def _threshold(
@@ -266,7 +313,7 @@ class Vault:
             counts = self.store.delete_collection(conn, coll["id"])
             audit.append(conn, "collection.delete", actor=self.actor, collection=name, details=counts)
         with self._index_lock():
-            FaissIndex(self._index_path(coll["id"]), coll["dim"], coll["model_id"]).destroy()
+            discard_index(self._index_spec, self._index_path(coll["id"]))
             self._indexes.pop(coll["id"], None)
         return counts
 
@@ -450,7 +497,8 @@ class Vault:
             if reason is not None:
                 out.reason, out.message = reason, _quality_message(reason, face, gate)
                 continue
-            scores, ids = index.search(face.embedding[None, :], 10)
+            with self._shared.lock:
+                scores, ids = index.search(face.embedding[None, :], 10)
             conflict = self._conflicting_subject(
                 coll, subj["id"], scores[0], ids[0], face.embedding, conflict_threshold
             )
@@ -664,9 +712,11 @@ class Vault:
 
     def _candidates(self, coll: dict[str, Any], vec: np.ndarray, top_k: int, thr: float) -> list[Candidate]:
         cal = calibration.for_model(coll["model_id"])
-        index = self._index(coll)
+        with self._shared.lock:
+            index = self._index(coll)
         k = min(len(index), max(50, top_k * SAMPLES_PER_CANDIDATE * 4))
-        _, ids = index.search(vec[None, :], k)
+        with self._shared.lock:
+            _, ids = index.search(vec[None, :], k)
         with self.store.begin() as conn:
             hits = self.store.sample_hits(conn, [int(i) for i in ids[0] if i >= 0], coll["dim"])
         by_subject: dict[int, list[tuple[float, Any]]] = {}
@@ -784,7 +834,7 @@ class Vault:
             if foreign:
                 problems.append(f"samples from other models: {', '.join(foreign)}")
             try:
-                index_ids = set(FaissIndex(path, coll["dim"], coll["model_id"]).ids().tolist())
+                index_ids = set(self._open_index(coll).ids().tolist())
             except FaceVaultError as exc:
                 problems.append(exc.message)
                 index_ids = set()
@@ -805,11 +855,10 @@ class Vault:
             if problems:
                 ok = False
                 if repair and not foreign:
-                    path.unlink(missing_ok=True)
-                    path.with_suffix(".json").unlink(missing_ok=True)
-                    self._indexes.pop(coll["id"], None)
-                    idx = FaissIndex(path, coll["dim"], coll["model_id"])
-                    entry["indexed"] = self._rebuild(coll, idx)
+                    with self._index_lock():
+                        discard_index(self._index_spec, path)
+                        self._indexes.pop(coll["id"], None)
+                        entry["indexed"] = self._rebuild(coll, self._open_index(coll))
                     entry["repaired"] = True
             report.append(entry)
         if not chain.ok:
@@ -821,6 +870,32 @@ class Vault:
             audit=chain.to_dict(),
             repaired=repair and any(e["repaired"] for e in report),
         )
+
+    # ---- index administration -------------------------------------------------------------------------
+    def index_info(self, collection: str) -> dict[str, Any]:
+        coll = self.get_collection(collection)
+        with self._shared.lock:
+            info = dict(self._index(coll).info())
+        return {**info, "collection": collection, "backend": self.index_backend}
+
+    def index_rebuild(self, collection: str) -> dict[str, Any]:
+        """Rebuild a collection's index from the store (the store is the truth)."""
+        coll = self.get_collection(collection)
+        with self._index_lock():
+            cached = self._load_index(coll)
+            count = self._rebuild(coll, cached.index)
+            cached.stamp = cached.index.stamp()
+        return {"collection": collection, "indexed": count}
+
+    def index_tune(self, collection: str, **values: Any) -> dict[str, Any]:
+        """Change search-time or build settings of a collection's index (saved with it)."""
+        coll = self.get_collection(collection)
+        with self._index_lock():
+            cached = self._load_index(coll)
+            result = cached.index.tune(**values)
+            cached.index.save()
+            cached.stamp = cached.index.stamp()
+        return {"collection": collection, **result}
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.store.begin() as conn:

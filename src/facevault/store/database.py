@@ -390,6 +390,10 @@ class Store:
             )
         }
 
+    def get_meta(self, conn: Connection, key: str) -> str | None:
+        row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == key)).first()
+        return None if row is None else str(row[0])
+
     def set_meta(self, conn: Connection, key: str, value: str) -> None:
         if conn.execute(select(t.meta.c.key).where(t.meta.c.key == key)).first():
             conn.execute(update(t.meta).where(t.meta.c.key == key).values(value=value))
