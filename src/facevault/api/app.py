@@ -1,0 +1,100 @@
+"""The FastAPI application: one process, one Vault, the JSON API under /api/v1 and the web UI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from .. import __version__
+from ..service import Vault, open_vault
+from .auth import Require
+from .errors import install_handlers
+from .middleware import RequestContextMiddleware
+from .ratelimit import RateLimiter
+from .routers import audit, collections, keys, search, subjects, system
+from .settings import ApiSettings, load_api_settings
+from .uploads import PhotoStore
+
+log = logging.getLogger("facevault.api")
+
+DESCRIPTION = """\
+The facevault JSON API. Every call needs an API key (`Authorization: Bearer fvk_...` or
+`X-API-Key: fvk_...`) whose role is listed in the operation's `x-roles` (admin may do everything).
+Errors are `{"error": {"code", "message", "request_id"}}`. Every search and verification is recorded
+in the audit log with the key, the purpose and the request id.
+"""
+
+
+def route_roles(route: APIRoute) -> tuple[str, ...] | None:
+    """The roles an API route admits (None for public routes), read from its ``Require`` dependency."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if isinstance(dep.call, Require):
+            return dep.call.roles
+        stack.extend(dep.dependencies)
+    return None
+
+
+def _document_roles(app: FastAPI) -> None:
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            roles = route_roles(route)
+            if roles is not None:
+                route.openapi_extra = {**(route.openapi_extra or {}), "x-roles": list(roles)}
+                route.description = (route.description or "") + f"\n\nRoles: {', '.join(roles)}."
+
+
+def create_app(
+    vault: Vault | None = None,
+    *,
+    home: str | None = None,
+    settings: ApiSettings | None = None,
+    create: bool = True,
+) -> FastAPI:
+    """Build the app around ``vault`` (or the vault at ``home``, created if missing)."""
+    api_settings = settings or load_api_settings()
+    own_vault = vault is None
+    the_vault = vault if vault is not None else open_vault(home, create=create)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if own_vault:
+                the_vault.close()
+
+    app = FastAPI(
+        title="facevault",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.vault = the_vault
+    app.state.api_settings = api_settings
+    app.state.rate_limiter = RateLimiter(api_settings.rate_per_minute, api_settings.rate_burst)
+    app.state.photos = PhotoStore(the_vault.settings.home)
+    install_handlers(app)
+    for module in (system, collections, subjects, search, audit, keys):
+        app.include_router(module.router)
+    _document_roles(app)
+
+    from ..web import mount_web
+
+    mount_web(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=api_settings.max_request_bytes)
+    return app
+
+
+def app_factory() -> Any:
+    """For ``uvicorn --factory facevault.api.app:app_factory`` (vault from FACEVAULT_HOME)."""
+    return create_app()

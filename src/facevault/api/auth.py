@@ -1,0 +1,63 @@
+"""Authentication (API key in ``Authorization: Bearer`` or ``X-API-Key``), role checks and the per-key
+rate limit. Every endpoint under /api/v1 declares its roles with ``Depends(require(...))``; the role
+matrix test and the OpenAPI document (``x-roles``) read them back from the routes."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from .errors import ApiError
+from .keys import ROLES, Principal, authenticate
+from .runner import run_sync
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer fvk_...`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key: `X-API-Key: fvk_...`")
+
+
+class Require:
+    """A dependency that admits a valid key whose role is one of ``roles`` (admin is always one)."""
+
+    def __init__(self, *roles: str) -> None:
+        unknown = set(roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles {sorted(unknown)}")
+        self.roles: tuple[str, ...] = tuple(r for r in ROLES if r in {"admin", *roles})
+
+    async def __call__(
+        self,
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        header_key: str | None = Depends(_header),
+    ) -> Principal:
+        key = header_key or (bearer.credentials if bearer else None)
+        if not key:
+            raise ApiError(
+                401, "unauthorized", "an API key is required", {"WWW-Authenticate": 'Bearer realm="facevault"'}
+            )
+        state = request.app.state
+        principal = await run_sync(request, authenticate, state.vault, key.strip())
+        if principal is None:
+            raise ApiError(
+                401, "unauthorized", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"}
+            )
+        request.state.principal = principal
+        wait = state.rate_limiter.take(principal.prefix)
+        if wait > 0:
+            raise ApiError(
+                429, "rate_limited", "too many requests for this key", {"Retry-After": str(math.ceil(wait))}
+            )
+        if principal.role not in self.roles:
+            raise ApiError(
+                403, "forbidden", f"role {principal.role!r} may not do this (needs {', '.join(self.roles)})"
+            )
+        return principal
+
+
+def require(*roles: str) -> Require:
+    return Require(*roles)
+
+
+ANY_ROLE = ROLES

@@ -1,0 +1,1 @@
+"""One router per resource; each endpoint is parse -> one Vault call (in a worker thread) -> reply."""

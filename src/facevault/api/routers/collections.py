@@ -1,0 +1,63 @@
+"""Collections: a named gallery pinned to one embedding model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from ..auth import ANY_ROLE, require
+from ..context import vault_as
+from ..keys import Principal
+from ..runner import run_sync
+from ..schemas import CollectionCreate
+
+router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: row[k] for k in ("id", "name", "model_id", "dim") if k in row}
+    if "created_at" in row and row["created_at"] is not None:
+        out["created_at"] = row["created_at"].isoformat()
+    for k in ("subjects", "samples"):
+        if k in row:
+            out[k] = row[k]
+    return out
+
+
+@router.get("", summary="List collections")
+async def list_collections(
+    request: Request, principal: Principal = Depends(require(*ANY_ROLE))
+) -> list[dict[str, Any]]:
+    rows = await run_sync(request, vault_as(request, principal).list_collections)
+    return [_public(r) for r in rows]
+
+
+@router.post("", status_code=201, summary="Create a collection")
+async def create_collection(
+    request: Request, body: CollectionCreate, principal: Principal = Depends(require("admin"))
+) -> dict[str, Any]:
+    row = await run_sync(request, vault_as(request, principal).create_collection, body.name, body.model)
+    return _public(row)
+
+
+@router.get("/{collection}", summary="One collection")
+async def get_collection(
+    request: Request, collection: str, principal: Principal = Depends(require(*ANY_ROLE))
+) -> dict[str, Any]:
+    return _public(await run_sync(request, vault_as(request, principal).get_collection, collection))
+
+
+def _delete_collection(request: Request, principal: Principal, collection: str) -> dict[str, Any]:
+    vault = vault_as(request, principal)
+    coll = vault.get_collection(collection)
+    counts = vault.delete_collection(collection)
+    request.app.state.photos.discard_collection(coll["id"])
+    return {"collection": collection, **counts}
+
+
+@router.delete("/{collection}", summary="Delete a collection with every subject and sample in it")
+async def delete_collection(
+    request: Request, collection: str, principal: Principal = Depends(require("admin"))
+) -> dict[str, Any]:
+    return await run_sync(request, _delete_collection, request, principal, collection)

@@ -1,0 +1,79 @@
+"""1:N search and 1:1 verification. Replies carry the CLI's ``--json`` fields plus ``request_id``,
+which is also recorded in the audit entry of the call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from ...errors import InputError
+from ..auth import require
+from ..context import request_id, traced
+from ..keys import Principal
+from ..runner import run_sync
+from ..schemas import Files, SearchJSON, SearchParams, VerifyJSON, VerifyParams, body_doc, parse_body
+from ..uploads import decode_base64, read_upload, safe_name
+
+router = APIRouter(prefix="/api/v1", tags=["search"])
+
+
+async def _image(request: Request, files: Files, field: str, b64: str | None) -> tuple[str, bytes]:
+    limit = request.app.state.api_settings.max_upload_bytes
+    if b64 is not None:
+        return f"upload:{field}", decode_base64(b64, limit, f"{field}_base64")
+    parts = files.get(field) or []
+    if len(parts) != 1:
+        raise InputError(f"send exactly one photo as the file part {field!r}", code="no_image")
+    return f"upload:{safe_name(parts[0].filename, field)}", await read_upload(parts[0], limit)
+
+
+@router.post(
+    "/collections/{collection}/search",
+    summary="1:N: who in this collection is in the photo? (purpose required, audited)",
+    openapi_extra=body_doc(SearchJSON, SearchParams, {"image": "one"}),
+)
+async def search(
+    request: Request, collection: str, principal: Principal = Depends(require("searcher"))
+) -> dict[str, Any]:
+    body, files = await parse_body(request, SearchJSON, SearchParams, max_files=1)
+    probe = await _image(request, files, "image", getattr(body, "image_base64", None))
+    run, extra = traced(request, principal, "search")
+    result = await run_sync(
+        request,
+        run,
+        collection,
+        probe,
+        purpose=body.purpose,
+        case_id=body.case_id,
+        top_k=body.top,
+        fmr=body.fmr,
+        threshold=body.threshold,
+        **extra,
+    )
+    return {**result.to_dict(), "request_id": request_id(request)}
+
+
+@router.post(
+    "/verify",
+    summary="1:1: do two photos show the same person? (purpose required, audited)",
+    openapi_extra=body_doc(VerifyJSON, VerifyParams, {"image_a": "one", "image_b": "one"}),
+)
+async def verify(request: Request, principal: Principal = Depends(require("searcher"))) -> dict[str, Any]:
+    body, files = await parse_body(request, VerifyJSON, VerifyParams, max_files=2)
+    a = await _image(request, files, "image_a", getattr(body, "image_a_base64", None))
+    b = await _image(request, files, "image_b", getattr(body, "image_b_base64", None))
+    run, extra = traced(request, principal, "verify")
+    result = await run_sync(
+        request,
+        run,
+        a,
+        b,
+        model=body.model,
+        purpose=body.purpose,
+        case_id=body.case_id,
+        fmr=body.fmr,
+        threshold=body.threshold,
+        **extra,
+    )
+    return {**result.to_dict(), "request_id": request_id(request)}

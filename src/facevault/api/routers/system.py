@@ -1,0 +1,52 @@
+"""Liveness, readiness and "who am I"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from ...errors import FaceVaultError
+from ...models import get_pack
+from ..auth import ANY_ROLE, require
+from ..keys import Principal
+from ..runner import run_sync
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["system"], summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _readiness(request: Request) -> dict[str, Any]:
+    vault = request.app.state.vault
+    checks: dict[str, Any] = {}
+    try:
+        model_id = vault.settings.default_model
+        get_pack(model_id)
+        vault.pipeline(model_id)  # also warms the per-process pipeline
+        checks["models"] = {"ok": True, "model_id": model_id}
+    except FaceVaultError as exc:
+        checks["models"] = {"ok": False, "error": exc.code}
+    except Exception as exc:  # a broken model install must read "not ready", not crash the probe
+        checks["models"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        checks["store"] = {"ok": True, "collections": len(vault.list_collections())}
+    except Exception as exc:
+        checks["store"] = {"ok": False, "error": type(exc).__name__}
+    return checks
+
+
+@router.get("/readyz", tags=["system"], summary="Readiness: models loaded and store reachable")
+async def readyz(request: Request) -> JSONResponse:
+    checks = await run_sync(request, _readiness, request)
+    ready = all(c["ok"] for c in checks.values())
+    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+@router.get("/api/v1/me", tags=["system"], summary="The calling key's name and role")
+async def me(principal: Principal = Depends(require(*ANY_ROLE))) -> dict[str, Any]:
+    return principal.to_dict()

@@ -1,0 +1,164 @@
+"""Pieces shared by the ONNX detectors of model packs: letterboxing, NMS, 5-point faces, sessions."""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..base import DetectedFace, Detector
+from .manifest import ARCFACE_TEMPLATE_112, DetectorSpec
+
+
+def default_threads() -> int:
+    return int(os.environ.get("FACEVAULT_THREADS", "0") or 0)
+
+
+def letterbox(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:
+    """Resize keeping the aspect ratio so the image fits (width, height); pad right and bottom with
+    zeros. Returns (canvas (height, width, 3) uint8, scale of canvas pixels per image pixel)."""
+    h, w = pixels.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    nw, nh = min(nw, width), min(nh, height)
+    resized = pixels if (nw, nh) == (w, h) else np.asarray(
+        Image.fromarray(pixels).resize((nw, nh), Image.Resampling.BILINEAR)
+    )
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    canvas[:nh, :nw] = resized
+    return canvas, nw / w
+
+
+def to_blob(canvas: np.ndarray, mean: float, std: float, color: str) -> np.ndarray:
+    img = canvas[..., ::-1] if color == "BGR" else canvas
+    blob = (img.astype(np.float32) - np.float32(mean)) / np.float32(std)
+    return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression: indices kept, best score first (ties keep the lower index)."""
+    if len(boxes) == 0:
+        return []
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.maximum(0.0, x2 - x1) * np.maximum(0.0, y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        iw = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        ih = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = iw * ih
+        union = areas[i] + areas[rest] - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+        order = rest[iou <= iou_threshold]
+    return keep
+
+
+def face_from_five(box: np.ndarray, score: float, points: np.ndarray, fallback: bool = False) -> DetectedFace:
+    """A DetectedFace from a box and 5 points in the ArcFace order (eye, eye, nose, mouth, mouth)."""
+    pts = np.asarray(points, dtype=np.float32).reshape(5, 2)
+    a, b = (float(pts[0, 0]), float(pts[0, 1])), (float(pts[1, 0]), float(pts[1, 1]))
+    left, right = (a, b) if a[0] <= b[0] else (b, a)
+    return DetectedFace(
+        box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+        score=float(score),
+        landmarks=pts,
+        left_eye=left,
+        right_eye=right,
+        nose=(float(pts[2, 0]), float(pts[2, 1])),
+        fallback=fallback,
+    )
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class OnnxFaceDetector(Detector):
+    """A single-image ONNX face detector with 5 landmarks: subclasses decode the raw outputs."""
+
+    name = "onnx-detector"
+
+    def __init__(self, model_path: Path, spec: DetectorSpec, threads: int | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.spec = spec
+        self.threads = default_threads() if threads is None else threads
+
+    @cached_property
+    def _session(self) -> Any:
+        from ..onnx_runtime import make_session
+
+        return make_session(self.model_path, threads=self.threads)
+
+    @cached_property
+    def _input(self) -> Any:
+        return self._session.get_inputs()[0]
+
+    def canvas_size(self, pixels: np.ndarray) -> tuple[int, int]:
+        """(width, height) the image is letterboxed into: the network's fixed input size when it has
+        one, else the manifest's input size."""
+        shape = self._input.shape
+        if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
+            return int(shape[3]), int(shape[2])
+        return self.spec.input_size
+
+    @abstractmethod
+    def decode(
+        self, outputs: list[np.ndarray], names: list[str], width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw outputs -> (boxes (n, 4), scores (n,), landmarks (n, 5, 2)) in canvas pixels, all
+        candidates above the score threshold, before NMS."""
+
+    def detect(self, pixels: np.ndarray) -> list[DetectedFace]:
+        width, height = self.canvas_size(pixels)
+        canvas, scale = letterbox(pixels, width, height)
+        blob = to_blob(canvas, self.spec.mean, self.spec.std, self.spec.color)
+        outputs = self._session.run(None, {self._input.name: blob})
+        names = [o.name for o in self._session.get_outputs()]
+        boxes, scores, kps = self.decode(outputs, names, width, height)
+        keep = nms(boxes, scores, self.spec.nms_threshold)
+        if self.spec.max_faces:
+            keep = keep[: self.spec.max_faces]
+        h, w = pixels.shape[:2]
+        faces = []
+        for i in keep:
+            box = boxes[i] / scale
+            box = np.array([max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3])])
+            faces.append(face_from_five(box, float(scores[i]), kps[i] / scale))
+        faces.sort(key=lambda f: -f.area)
+        return faces
+
+    def landmarks_in_box(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> DetectedFace:
+        """Detect inside the box grown by half its size and keep the best-overlapping face; without
+        one, place the template's landmarks in the box (marked ``fallback``)."""
+        x1, y1, x2, y2 = box
+        mw, mh = (x2 - x1) * 0.5, (y2 - y1) * 0.5
+        h, w = pixels.shape[:2]
+        cx1, cy1 = int(max(0, x1 - mw)), int(max(0, y1 - mh))
+        cx2, cy2 = int(min(w, x2 + mw)), int(min(h, y2 + mh))
+        best: DetectedFace | None = None
+        if cx2 - cx1 >= 8 and cy2 - cy1 >= 8:
+            crop = np.ascontiguousarray(pixels[cy1:cy2, cx1:cx2])
+            shifted = (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1)
+            cands = [(f, _iou(f.box, shifted)) for f in self.detect(crop)]
+            cands = [c for c in cands if c[1] >= 0.3]
+            if cands:
+                f = max(cands, key=lambda c: c[1])[0]
+                off = np.array([cx1, cy1], dtype=np.float32)
+                best = face_from_five(np.asarray(box), f.score, f.landmarks + off, fallback=True)
+        if best is None:
+            t = np.asarray(ARCFACE_TEMPLATE_112, dtype=np.float32) / 112.0
+            pts = np.stack([x1 + t[:, 0] * (x2 - x1), y1 + t[:, 1] * (y2 - y1)], axis=1)
+            best = face_from_five(np.asarray(box), 0.0, pts, fallback=True)
+        return best

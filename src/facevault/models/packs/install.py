@@ -1,0 +1,330 @@
+"""Install, verify and fetch model packs.
+
+Installed packs live in ``models_dir()``: ``$FACEVAULT_MODELS`` if set, else ``$FACEVAULT_HOME/models``
+(``./facevault-data/models`` by default), one folder per pack named after it, holding the manifest and
+the listed files only. A pack whose license needs acceptance also holds ``LICENSE-ACCEPTED.json`` (the
+license id, URL and full text, who accepted it and when); it is written by ``install --accept-license``
+and a pack without it is refused at load.
+
+A pack name is a promise about its weights: collections store the name with every vector, so an
+installed name is never re-used for a different recognizer file (install refuses; use a new name).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ...config import DEFAULT_HOME
+from ...errors import ConfigError, ConflictError, IntegrityError, NotFoundError
+from .catalog import CATALOG, CatalogEntry, recognise_layout
+from .manifest import MANIFEST_NAME, PackManifest, check_files, load_manifest, parse_manifest, sha256_file
+
+LICENSE_RECORD = "LICENSE-ACCEPTED.json"
+MAX_ZIP_BYTES = 4 * 1024**3  # uncompressed; real packs are a few hundred MB
+
+
+def models_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    env = os.environ.get("FACEVAULT_MODELS")
+    if env:
+        return Path(env).expanduser()
+    base = home or os.environ.get("FACEVAULT_HOME") or DEFAULT_HOME
+    return Path(base).expanduser() / "models"
+
+
+@dataclass(frozen=True)
+class InstalledPack:
+    name: str
+    folder: Path
+    manifest: PackManifest
+
+    @property
+    def license_record(self) -> dict[str, object] | None:
+        p = self.folder / LICENSE_RECORD
+        if not p.is_file():
+            return None
+        return json.loads(p.read_text(encoding="utf-8"))
+
+
+def installed_packs(root: Path | None = None) -> list[InstalledPack]:
+    root = root or models_dir()
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / MANIFEST_NAME).is_file():
+            continue
+        try:
+            manifest = load_manifest(folder)
+        except ConfigError:
+            continue  # reported by verify
+        if manifest.name == folder.name:
+            out.append(InstalledPack(manifest.name, folder, manifest))
+    return out
+
+
+def get_installed(name: str, root: Path | None = None) -> InstalledPack:
+    root = root or models_dir()
+    folder = root / name
+    if not (folder / MANIFEST_NAME).is_file():
+        raise NotFoundError(f"no model pack {name!r} installed in {root}", code="pack_not_found")
+    manifest = load_manifest(folder)
+    if manifest.name != name:
+        raise IntegrityError(f"{folder}: the manifest names the pack {manifest.name!r}")
+    return InstalledPack(name, folder, manifest)
+
+
+def verify_pack(pack: InstalledPack) -> list[str]:
+    """Problems with an installed pack: changed or missing files, a license accepted for another text."""
+    problems = check_files(pack.manifest, pack.folder)
+    lic = pack.manifest.license
+    if lic.needs_acceptance:
+        record = pack.license_record
+        if record is None:
+            problems.append(f"license {lic.id} has not been accepted (install with --accept-license)")
+        elif record.get("license_sha256") != _license_digest(pack.manifest):
+            problems.append("the accepted license text differs from the manifest's")
+    return problems
+
+
+def verify_installed(root: Path | None = None) -> dict[str, list[str]]:
+    """{pack name: problems} for every folder under the models directory (empty list = intact)."""
+    root = root or models_dir()
+    report: dict[str, list[str]] = {}
+    if not root.is_dir():
+        return report
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            manifest = load_manifest(folder)
+        except ConfigError as exc:
+            report[folder.name] = [exc.message]
+            continue
+        if manifest.name != folder.name:
+            report[folder.name] = [f"the manifest names the pack {manifest.name!r}"]
+            continue
+        report[folder.name] = verify_pack(InstalledPack(folder.name, folder, manifest))
+    return report
+
+
+def _license_digest(manifest: PackManifest) -> str:
+    lic = manifest.license
+    return hashlib.sha256(f"{lic.id}\n{lic.url}\n{lic.text}".encode()).hexdigest()
+
+
+def _safe_extract(zip_path: Path, dest: Path) -> None:
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            total = 0
+            for info in zf.infolist():
+                target = (dest / info.filename).resolve()
+                if not str(target).startswith(str(dest.resolve()) + os.sep) and target != dest.resolve():
+                    raise ConfigError(f"{zip_path}: member {info.filename!r} would land outside the pack")
+                total += info.file_size
+                if total > MAX_ZIP_BYTES:
+                    raise ConfigError(f"{zip_path}: more than {MAX_ZIP_BYTES} bytes uncompressed")
+            zf.extractall(dest)
+    except zipfile.BadZipFile as exc:
+        raise ConfigError(f"{zip_path}: not a zip file ({exc})") from exc
+
+
+def _pack_root(folder: Path) -> Path:
+    """The folder holding the pack files: ``folder`` itself or its single sub-folder (zips of
+    InsightFace packs sometimes wrap them in one)."""
+    if (folder / MANIFEST_NAME).is_file() or any(folder.glob("*.onnx")):
+        return folder
+    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("__MACOSX", "."))]
+    if len(subs) == 1:
+        return _pack_root(subs[0])
+    return folder
+
+
+def _manifest_for(root: Path, name: str | None) -> PackManifest:
+    """The folder's own manifest, or one written from the catalog for a known layout."""
+    if (root / MANIFEST_NAME).is_file():
+        manifest = load_manifest(root)
+        if name and name != manifest.name:
+            raise ConfigError(f"the pack calls itself {manifest.name!r}, not {name!r}")
+        return manifest
+    present = {p.name for p in root.iterdir() if p.is_file()}
+    entries: list[CatalogEntry]
+    if name:
+        entry = CATALOG.get(name)
+        entries = [entry] if entry and {entry.detector["file"], entry.recognizer["file"]} <= present else []
+    else:
+        entries = recognise_layout(present)
+    if not entries:
+        raise ConfigError(
+            f"{root}: no {MANIFEST_NAME} and not a known pack layout "
+            f"(known: {', '.join(sorted(CATALOG))}); see docs/MODELS.md for the manifest format"
+        )
+    if len(entries) > 1 and len(set(entries[0].ignored) & present) == len(set(entries[1].ignored) & present):
+        raise ConfigError(f"{root}: could be {' or '.join(e.name for e in entries)}; pass the name")
+    entry = entries[0]
+    files = {f: sha256_file(root / f) for f in (entry.detector["file"], entry.recognizer["file"])}
+    return parse_manifest(entry.manifest_data(files))
+
+
+def install_pack(
+    source: Path,
+    *,
+    accept_license: bool = False,
+    name: str | None = None,
+    root: Path | None = None,
+    accepted_by: str | None = None,
+) -> InstalledPack:
+    """Install a pack from a folder or a zip. The files are checked against the manifest before
+    anything is written; the pack appears in ``root`` all at once (rename) or not at all."""
+    source = Path(source)
+    root = root or models_dir()
+    if not source.exists():
+        raise NotFoundError(f"{source}: no such file or folder", code="file_not_found")
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".install-") as tmp:
+        tmp_path = Path(tmp)
+        if source.is_dir():
+            pack_src = _pack_root(source)
+        else:
+            _safe_extract(source, tmp_path / "unpacked")
+            pack_src = _pack_root(tmp_path / "unpacked")
+        manifest = _manifest_for(pack_src, name)
+        problems = check_files(manifest, pack_src)
+        if problems:
+            raise IntegrityError(f"pack {manifest.name!r} from {source}: " + "; ".join(problems))
+        lic = manifest.license
+        if lic.needs_acceptance and not accept_license:
+            raise ConfigError(
+                f"pack {manifest.name!r} is under the license {lic.id!r}"
+                f"{' (' + lic.url + ')' if lic.url else ''}, which does not allow commercial use. "
+                "Read it, then install again with --accept-license.",
+                code="license_not_accepted",
+            )
+        dest = root / manifest.name
+        if dest.exists():
+            _check_replacement(dest, manifest)
+        stage = tmp_path / "stage"
+        stage.mkdir()
+        for rel in manifest.files:
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(pack_src / rel, stage / rel)
+        manifest.write(stage)
+        if lic.needs_acceptance:
+            record = {
+                "pack": manifest.name,
+                "version": manifest.version,
+                "license_id": lic.id,
+                "license_url": lic.url,
+                "license_text": lic.text,
+                "license_sha256": _license_digest(manifest),
+                "accepted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "accepted_by": accepted_by or os.environ.get("USER") or getpass.getuser(),
+            }
+            (stage / LICENSE_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        if dest.exists():
+            old = tmp_path / "old"
+            dest.rename(old)
+        stage.rename(dest)
+    return InstalledPack(manifest.name, dest, manifest)
+
+
+def _check_replacement(dest: Path, new: PackManifest) -> None:
+    try:
+        old = load_manifest(dest)
+    except ConfigError:
+        return  # a broken install may be replaced
+    old_rec = old.files.get(old.recognizer.file)
+    new_rec = new.files.get(new.recognizer.file)
+    if old_rec != new_rec or old.recognizer.embedding_dim != new.recognizer.embedding_dim:
+        raise ConflictError(
+            f"a pack named {new.name!r} with different recognizer weights is already installed; "
+            "vectors of the two could never be compared, so give the new pack another name",
+            code="pack_name_taken",
+        )
+
+
+# ---- fetch -------------------------------------------------------------------------------------------
+def _download(url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None) -> str:
+    """Stream ``url`` to ``dest``; returns the SHA-256 of what was written."""
+    h = hashlib.sha256()
+    req = urllib.request.Request(url, headers={"User-Agent": "facevault-models-fetch"})
+    with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as fh:  # noqa: S310
+        total_raw = resp.headers.get("Content-Length")
+        total = int(total_raw) if total_raw and total_raw.isdigit() else None
+        done = 0
+        while block := resp.read(1 << 20):
+            fh.write(block)
+            h.update(block)
+            done += len(block)
+            if progress:
+                progress(done, total)
+    return h.hexdigest()
+
+
+def fetch_pack(
+    name: str,
+    *,
+    accept_license: bool = False,
+    sha256: dict[str, str] | None = None,
+    url: str | None = None,
+    root: Path | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> InstalledPack:
+    """Download a catalog pack, check every download's SHA-256, then install it.
+
+    ``sha256`` maps download file names to digests (for entries whose digest is not pinned); ``url``
+    replaces the URL of a single-download entry (a mirror). Nothing is downloaded before the license is
+    accepted and every digest is known."""
+    entry = CATALOG.get(name)
+    if entry is None:
+        raise NotFoundError(f"no pack {name!r} in the catalog (known: {', '.join(sorted(CATALOG))})")
+    lic = entry.license
+    if not lic.get("commercial_use", False) and not accept_license:
+        raise ConfigError(
+            f"pack {name!r} is under the license {lic['id']!r} ({lic.get('url', '')}), which does not allow "
+            "commercial use. Read it, then fetch again with --accept-license.",
+            code="license_not_accepted",
+        )
+    given = {k: v.lower() for k, v in (sha256 or {}).items()}
+    if url and len(entry.downloads) != 1:
+        raise ConfigError(f"pack {name!r} has {len(entry.downloads)} downloads; --url replaces a single one")
+    plan = []
+    for d in entry.downloads:
+        want = d.sha256 or given.get(d.filename) or (given.get("") if len(entry.downloads) == 1 else None)
+        if not want:
+            raise ConfigError(
+                f"no SHA-256 is pinned for {d.filename}; give the digest you trust with "
+                f"--sha256 {d.filename}=HEX (downloads are never installed unchecked)",
+                code="checksum_required",
+            )
+        plan.append((url or d.url, d.filename, want))
+    root = root or models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as tmp:
+        tmp_path = Path(tmp)
+        files = tmp_path / "files"
+        files.mkdir()
+        for src_url, filename, want in plan:
+            target = files / filename
+            try:
+                got = _download(src_url, target, progress)
+            except OSError as exc:
+                raise ConfigError(f"cannot download {src_url}: {exc}", code="download_failed") from exc
+            if got != want:
+                raise IntegrityError(
+                    f"{filename} from {src_url} has SHA-256 {got}, expected {want}; nothing was installed",
+                    code="checksum_mismatch",
+                )
+        if len(plan) == 1 and plan[0][1].endswith(".zip"):
+            source = files / plan[0][1]
+        else:
+            source = files
+        return install_pack(source, accept_license=accept_license, name=name, root=root)
