@@ -134,7 +134,7 @@ def test_delete_doctor_and_audit(gallery: dict[str, Path]) -> None:
     assert after["matched"] is False
     assert fvj("audit", "verify")["ok"] is True
     actions = [e["action"] for e in fvj("audit", "list", "--limit", "50")]
-    assert actions[:3] == ["search", "subject.delete", "enroll"]
+    assert actions[:3] == ["search", "subject.erase", "enroll"]
     assert "collection.create" in actions and "enroll" in actions
     fv("collection", "delete", "staff", "--yes")
     assert fvj("collection", "list") == []

@@ -52,7 +52,9 @@ def keys_create(
         _print_json({**record, "key": secret})
     else:
         typer.echo(secret)
-        typer.echo(f"created {record['role']} key {record['prefix']} ({record['name']}); store it now", err=True)
+        typer.echo(
+            f"created {record['role']} key {record['prefix']} ({record['name']}); store it now", err=True
+        )
 
 
 @keys_app.command("list")
@@ -66,7 +68,9 @@ def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         return
     for r in rows:
         state = "active" if r["active"] else f"revoked {r['revoked_at']}"
-        typer.echo(f"{r['prefix']}  {r['role']:<9} {r['name']}  ({state}; last used {r['last_used_at'] or 'never'})")
+        typer.echo(
+            f"{r['prefix']}  {r['role']:<9} {r['name']}  ({state}; last used {r['last_used_at'] or 'never'})"
+        )
 
 
 @keys_app.command("revoke")

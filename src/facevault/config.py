@@ -46,10 +46,16 @@ class Settings:
     # Vector index backend: "faiss" (embedded, kind by size), "faiss:flat|hnsw|ivfpq", "milvus://PATH.db"
     # (Milvus Lite) or "milvus+http://HOST:19530". Chosen at init and remembered by the vault.
     index: str = ""
+    # Template-protection and audit keys live outside the database (see privacy/keys.py).
+    key_file: str = ""
 
     @property
     def db_path(self) -> Path:
         return self.home / "facevault.db"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_file).expanduser() if self.key_file else self.home / "keys" / "facevault.key"
 
     @property
     def index_dir(self) -> Path:

@@ -91,9 +91,7 @@ def main() -> None:
             "enroll-1.jpg",
         )
     ]
-    print(
-        "\n# one photo is too blurry and one is a duplicate: both are refused with a reason, the rest enrolled"
-    )
+    print("\n# one photo is too blurry and one is a duplicate: both are refused with a reason")
     _run("enroll", COLLECTION, "astronaut-1", *enroll, ok=(0, 10))
     _run("subject", "list", COLLECTION)
     _run("search", COLLECTION, photos["probe.jpg"], "--purpose", "demo search", "--case", "DEMO-1")

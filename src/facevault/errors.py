@@ -79,3 +79,18 @@ class IntegrityError(FaceVaultError):
 class ModelError(FaceVaultError):
     code = "model_unavailable"
     exit_code = 9
+
+
+class KeyringError(FaceVaultError):
+    """Template-protection or audit keys are missing, damaged or wrong."""
+
+    code = "key_error"
+    exit_code = 11
+
+
+class KeyMissingError(KeyringError):
+    code = "key_missing"
+
+
+class WrongKeyError(KeyringError):
+    code = "wrong_key"

@@ -41,6 +41,8 @@ from .errors import (
 from .index import VectorIndex, discard_index, open_index
 from .models import get_pack
 from .pipeline import Pipeline, ProcessedFace
+from .privacy.keys import TemplateKey, load_keyring
+from .privacy.operations import PrivacyOperations
 from .quality import QualityGate
 from .results import (
     Candidate,
@@ -82,28 +84,62 @@ def _source_name(item: ImageInput) -> str:
     return item[0] if isinstance(item, tuple) else str(item)
 
 
-class Vault:
+class Vault(PrivacyOperations):
     """An open vault: one store, its indexes, its audit log."""
 
-    def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        actor: str | None = None,
+        role: str | None = None,
+        create_keys: bool = False,
+    ) -> None:
         self.settings = settings
         self.actor = actor or os.environ.get("USER") or "local"
+        self.role = role
         self.store = Store(f"sqlite:///{settings.db_path}")
         self._shared = _SharedState()
         self._indexes = self._shared.indexes
         self._pipelines = self._shared.pipelines
         self._index_spec = self._resolve_index_spec()
+        self.keys = load_keyring(settings.key_path, create=create_keys)
 
     @property
     def index_backend(self) -> str:
         return self._index_spec
 
-    def acting_as(self, actor: str) -> Vault:
-        """A view of this vault that records ``actor`` in the audit log and shares its caches (loaded
-        models and indexes): what a server uses per request."""
+    def acting_as(self, actor: str, role: str | None = None) -> Vault:
+        """A view of this vault that records ``actor`` (and ``role``) in the audit log and shares its
+        caches (loaded models and indexes): what a server uses per request."""
         view = copy.copy(self)
         view.actor = actor
+        view.role = role
         return view
+
+    # ---- keys, protected templates, the log -------------------------------------------------------
+    def _log(self, conn: Connection, action: str, **fields: Any) -> int:
+        return audit.append(conn, action, key=self.keys.audit_key, actor=self.actor, role=self.role, **fields)
+
+    def _current_key(self, conn: Connection | None = None) -> TemplateKey:
+        if conn is None:
+            with self.store.begin() as c:
+                return self._current_key(c)
+        version = self.store.get_meta(conn, "template_key_version")
+        return self.keys.key(int(version or 1))
+
+    @staticmethod
+    def _context(collection: dict[str, Any]) -> bytes:
+        """Associated data binding a stored template to its collection and model."""
+        return f"sample:{collection['id']}:{collection['model_id']}".encode()
+
+    def _open_blob(self, collection: dict[str, Any], blob: bytes, version: int) -> np.ndarray:
+        return self.keys.key(version).open(blob, self._context(collection), collection["dim"])
+
+    def _open_hits(self, collection: dict[str, Any], hits: dict[int, Any]) -> dict[int, Any]:
+        for hit in hits.values():
+            hit.vector = self._open_blob(collection, hit.blob, hit.key_version)
+        return hits
 
     def _resolve_index_spec(self) -> str:
         """The index backend is chosen at ``init`` and remembered in the store, so later commands can
@@ -125,9 +161,12 @@ class Vault:
     def create(cls, settings: Settings, **kwargs: Any) -> Vault:
         settings.home.mkdir(parents=True, exist_ok=True)
         settings.index_dir.mkdir(parents=True, exist_ok=True)
-        vault = cls(settings, **kwargs)
+        vault = cls(settings, create_keys=True, **kwargs)
         vault.store.create_schema()
         vault._index_spec = vault._resolve_index_spec()
+        with vault.store.begin() as conn:
+            if vault.store.get_meta(conn, "template_key_version") is None:
+                vault.store.set_meta(conn, "template_key_version", str(vault.keys.newest().version))
         return vault
 
     @classmethod
@@ -140,6 +179,7 @@ class Vault:
         vault = cls(settings, **kwargs)
         if not vault.store.is_initialised():
             raise IntegrityError(f"{settings.db_path} is not a facevault database")
+        vault.forget_unused_keys()  # finishes a key rotation that was interrupted
         return vault
 
     def close(self) -> None:
@@ -239,7 +279,9 @@ class Vault:
         with self._index_lock():
             idx.reset()
             with self.store.begin() as conn:
-                for ids, vecs in self.store.iter_vectors(conn, collection["id"]):
+                for rows in self.store.iter_sample_blobs(conn, collection["id"]):
+                    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                    vecs = np.stack([self._open_blob(collection, r[2], r[3]) for r in rows])
                     idx.add(ids, vecs)
             idx.save()
         return len(idx)
@@ -285,7 +327,15 @@ class Vault:
         return calibration.search_fmr_for_gallery(n, s.search_fpir, s.search_max_fmr)
 
     # ---- collections ---------------------------------------------------------------------------------
-    def create_collection(self, name: str, model: str | None = None) -> dict[str, Any]:
+    def create_collection(
+        self,
+        name: str,
+        model: str | None = None,
+        *,
+        purpose: str | None = None,
+        legal_basis: str | None = None,
+        retention_days: int = 1095,
+    ) -> dict[str, Any]:
         name = name.strip()
         if not name:
             raise InputError("collection name must not be empty")
@@ -293,10 +343,18 @@ class Vault:
         pack = get_pack(model_id)
         calibration.for_model(model_id)  # refuse models we cannot put an honest threshold on
         with self.store.begin() as conn:
-            row = self.store.create_collection(conn, name, model_id, pack.dim)
-            audit.append(
-                conn, "collection.create", actor=self.actor, collection=name, details={"model_id": model_id}
+            if not 1 <= retention_days <= 1095:
+                raise InputError("retention must be between 1 day and 3 years (1095 days)")
+            row = self.store.create_collection(
+                conn,
+                name,
+                model_id,
+                pack.dim,
+                purpose=purpose,
+                legal_basis=legal_basis,
+                retention_days=retention_days,
             )
+            self._log(conn, "collection.create", collection=name, details={"model_id": model_id})
         return row
 
     def list_collections(self) -> list[dict[str, Any]]:
@@ -311,7 +369,7 @@ class Vault:
         with self.store.begin() as conn:
             coll = self.store.get_collection(conn, name)
             counts = self.store.delete_collection(conn, coll["id"])
-            audit.append(conn, "collection.delete", actor=self.actor, collection=name, details=counts)
+            self._log(conn, "collection.delete", collection=name, details=counts)
         with self._index_lock():
             discard_index(self._index_spec, self._index_path(coll["id"]))
             self._indexes.pop(coll["id"], None)
@@ -365,10 +423,9 @@ class Vault:
                 evidence_sha256=hashlib.sha256(evidence).hexdigest(),
             )
             sid = self.store.add_subject(conn, coll["id"], name, external_id, consent_id)
-            audit.append(
+            self._log(
                 conn,
                 "subject.add",
-                actor=self.actor,
                 purpose=purpose,
                 collection=collection,
                 details={"subject_id": sid, "consent_id": consent_id},
@@ -428,20 +485,9 @@ class Vault:
             return self._subject_view(conn, coll, subj, with_samples=True)
 
     def delete_subject(self, collection: str, subject: str) -> dict[str, Any]:
-        """Remove a subject with every sample, image record and its consent record."""
-        with self.store.begin() as conn:
-            coll = self.store.get_collection(conn, collection)
-            subj = self.store.find_subject(conn, coll["id"], subject)
-            removed = self.store.delete_subject(conn, subj)
-            audit.append(
-                conn,
-                "subject.delete",
-                actor=self.actor,
-                collection=collection,
-                details={"subject_id": subj["id"], "samples_removed": len(removed)},
-            )
-        self._apply_to_index(coll, remove=removed)
-        return {"subject_id": subj["id"], "name": subj["name"], "samples_removed": len(removed)}
+        """Same as ``erase_subject``: deleting a person always erases every trace of their face."""
+        receipt = self.erase_subject(collection, subject, reason="deleted")
+        return {**receipt, "samples_removed": receipt["samples_erased"]}
 
     # ---- enrollment ----------------------------------------------------------------------------------
     def enroll(
@@ -463,9 +509,11 @@ class Vault:
         )
         conflict_threshold, _ = self._threshold(coll["model_id"], s.conflict_fmr, None, s.conflict_fmr)
         index = self._index(coll)
+        key = self._current_key()
+        optouts = self._optout_vectors(coll, key)
 
         outcomes: list[EnrollOutcome] = []
-        accepted: list[tuple[EnrollOutcome, imaging.DecodedImage, ProcessedFace]] = []
+        accepted: list[tuple[EnrollOutcome, imaging.DecodedImage, ProcessedFace, np.ndarray]] = []
         seen: set[str] = set()
         for item in images:
             name = _source_name(item)
@@ -497,10 +545,15 @@ class Vault:
             if reason is not None:
                 out.reason, out.message = reason, _quality_message(reason, face, gate)
                 continue
+            protected = key.protect(face.embedding)
+            if optouts.size and float((optouts @ protected).max()) >= conflict_threshold:
+                out.reason = "blocked_by_optout"
+                out.message = "this person has opted out of face search; the photo cannot be enrolled"
+                continue
             with self._shared.lock:
-                scores, ids = index.search(face.embedding[None, :], 10)
+                scores, ids = index.search(protected[None, :], 10)
             conflict = self._conflicting_subject(
-                coll, subj["id"], scores[0], ids[0], face.embedding, conflict_threshold
+                coll, subj["id"], scores[0], ids[0], protected, conflict_threshold
             )
             if conflict is not None:
                 out.reason = "identity_conflict"
@@ -510,12 +563,12 @@ class Vault:
                 )
                 continue
             seen.add(decoded.sha256)
-            accepted.append((out, decoded, face))
+            accepted.append((out, decoded, face, protected))
 
         if accepted:
             new_ids: list[int] = []
             with self.store.begin() as conn:
-                for out, decoded, face in accepted:
+                for out, decoded, face, protected in accepted:
                     image_id = self.store.add_image(
                         conn, coll["id"], decoded.sha256, out.image, decoded.width, decoded.height
                     )
@@ -527,23 +580,24 @@ class Vault:
                         model_id=coll["model_id"],
                         box=face.face.box,
                         quality=face.quality.to_dict(),
-                        vector=face.embedding,
+                        blob=key.seal(protected, self._context(coll)),
+                        key_version=key.version,
                     )
                     new_ids.append(sample_id)
-                audit.append(
+                self.store.touch_subject(conn, subj["id"])
+                self._log(
                     conn,
                     "enroll",
-                    actor=self.actor,
                     collection=collection,
                     details={
                         "subject_id": subj["id"],
                         "samples_added": new_ids,
-                        "rejected": sum(1 for o in outcomes if not o.ok) - 0,
+                        "rejected": len(outcomes) - len(accepted),
                     },
                 )
-            vectors = np.stack([f.embedding for _, _, f in accepted])
+            vectors = np.stack([p for *_, p in accepted])
             self._apply_to_index(coll, add=(np.asarray(new_ids, dtype=np.int64), vectors))
-            for (out, _, _), sid in zip(accepted, new_ids, strict=True):
+            for (out, *_), sid in zip(accepted, new_ids, strict=True):
                 out.status, out.sample_id = "enrolled", sid
         return outcomes
 
@@ -560,7 +614,7 @@ class Vault:
         if not cand:
             return None
         with self.store.begin() as conn:
-            hits = self.store.sample_hits(conn, cand, coll["dim"])
+            hits = self._open_hits(coll, self.store.sample_hits(conn, cand))
         best: tuple[int, str, float] | None = None
         for hit in hits.values():
             score = float(hit.vector @ vector)
@@ -597,10 +651,9 @@ class Vault:
         faces = self.pipeline(coll["model_id"]).analyze(decoded.pixels)
         if not faces:
             with self.store.begin() as conn:
-                audit.append(
+                self._log(
                     conn,
                     "search",
-                    actor=self.actor,
                     purpose=purpose,
                     case_id=case_id,
                     collection=collection,
@@ -610,10 +663,9 @@ class Vault:
             raise NoFaceError("no face was found in the probe image")
         results = self._search_faces(coll, faces, top_k, thr)
         with self.store.begin() as conn:
-            seq = audit.append(
+            seq = self._log(
                 conn,
                 "search",
-                actor=self.actor,
                 purpose=purpose,
                 case_id=case_id,
                 collection=collection,
@@ -629,6 +681,9 @@ class Vault:
                     ],
                 },
             )
+            if case_id:
+                # Candidates are leads for human review, not identifications (EU AI Act Art. 14).
+                self._record_review_candidates(conn, case_id, seq, collection, results)
         return SearchResult(
             collection=collection,
             model_id=coll["model_id"],
@@ -673,10 +728,9 @@ class Vault:
         thr, thr_fmr = self._threshold(coll["model_id"], fmr, threshold, self._search_default_fmr(coll))
         candidates = self._candidates(coll, vec, top_k, thr)
         with self.store.begin() as conn:
-            audit.append(
+            self._log(
                 conn,
                 "search",
-                actor=self.actor,
                 purpose=purpose,
                 case_id=case_id,
                 collection=collection,
@@ -710,7 +764,10 @@ class Vault:
             out.append(res)
         return out
 
-    def _candidates(self, coll: dict[str, Any], vec: np.ndarray, top_k: int, thr: float) -> list[Candidate]:
+    def _candidates(self, coll: dict[str, Any], raw: np.ndarray, top_k: int, thr: float) -> list[Candidate]:
+        """Candidates for one unit embedding: index shortlist, then exact scores on the stored templates.
+        Both sides are compared in protected form (same secret rotation), which preserves similarity."""
+        vec = self._current_key().protect(raw)
         cal = calibration.for_model(coll["model_id"])
         with self._shared.lock:
             index = self._index(coll)
@@ -718,7 +775,7 @@ class Vault:
         with self._shared.lock:
             _, ids = index.search(vec[None, :], k)
         with self.store.begin() as conn:
-            hits = self.store.sample_hits(conn, [int(i) for i in ids[0] if i >= 0], coll["dim"])
+            hits = self._open_hits(coll, self.store.sample_hits(conn, [int(i) for i in ids[0] if i >= 0]))
         by_subject: dict[int, list[tuple[float, Any]]] = {}
         for hit in hits.values():
             score = float(hit.vector @ vec)  # exact re-rank on the stored vector
@@ -752,9 +809,7 @@ class Vault:
 
     def _audit_failed(self, action: str, exc: FaceVaultError, **fields: Any) -> None:
         with self.store.begin() as conn:
-            audit.append(
-                conn, action, actor=self.actor, details={"outcome": "error", "error": exc.code}, **fields
-            )
+            self._log(conn, action, details={"outcome": "error", "error": exc.code}, **fields)
 
     # ---- verification ---------------------------------------------------------------------------------
     def verify(
@@ -789,10 +844,9 @@ class Vault:
         sim = float(faces[0].embedding @ faces[1].embedding)
         cal = calibration.for_model(model_id)
         with self.store.begin() as conn:
-            seq = audit.append(
+            seq = self._log(
                 conn,
                 "verify",
-                actor=self.actor,
                 purpose=purpose,
                 case_id=case_id,
                 probe_sha256=shas[0],
@@ -823,7 +877,7 @@ class Vault:
         ok = True
         with self.store.begin() as conn:
             colls = self.store.list_collections(conn)
-            chain = audit.verify_chain(conn)
+            chain = audit.verify_chain(conn, self.keys.audit_key)
         for coll in colls:
             with self.store.begin() as conn:
                 store_ids = self.store.sample_ids(conn, coll["id"])
@@ -897,13 +951,14 @@ class Vault:
             cached.stamp = cached.index.stamp()
         return {"collection": collection, **result}
 
-    def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
+    def audit_entries(self, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
+        """Newest first; filters: action, actor, case_id, collection, since, until."""
         with self.store.begin() as conn:
-            return audit.entries(conn, limit)
+            return audit.entries(conn, limit, **filters)
 
     def verify_audit(self) -> audit.ChainStatus:
         with self.store.begin() as conn:
-            return audit.verify_chain(conn)
+            return audit.verify_chain(conn, self.keys.audit_key)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,13 +41,23 @@ def route_roles(route: APIRoute) -> tuple[str, ...] | None:
     return None
 
 
-def _document_roles(app: FastAPI) -> None:
-    for route in app.routes:
+def api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    """Every APIRoute, including those of included routers (newer FastAPI keeps an included router
+    as one node, ``original_router``, instead of copying its routes into the app)."""
+    for route in routes:
         if isinstance(route, APIRoute):
-            roles = route_roles(route)
-            if roles is not None:
-                route.openapi_extra = {**(route.openapi_extra or {}), "x-roles": list(roles)}
-                route.description = (route.description or "") + f"\n\nRoles: {', '.join(roles)}."
+            yield route
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            yield from api_routes(nested.routes)
+
+
+def _document_roles(app: FastAPI) -> None:
+    for route in api_routes(app.routes):
+        roles = route_roles(route)
+        if roles is not None:
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-roles": list(roles)}
+            route.description = (route.description or "") + f"\n\nRoles: {', '.join(roles)}."
 
 
 def create_app(

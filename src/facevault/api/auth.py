@@ -35,14 +35,15 @@ class Require:
         key = header_key or (bearer.credentials if bearer else None)
         if not key:
             raise ApiError(
-                401, "unauthorized", "an API key is required", {"WWW-Authenticate": 'Bearer realm="facevault"'}
+                401,
+                "unauthorized",
+                "an API key is required",
+                {"WWW-Authenticate": 'Bearer realm="facevault"'},
             )
         state = request.app.state
         principal = await run_sync(request, authenticate, state.vault, key.strip())
         if principal is None:
-            raise ApiError(
-                401, "unauthorized", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"}
-            )
+            raise ApiError(401, "unauthorized", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
         request.state.principal = principal
         wait = state.rate_limiter.take(principal.prefix)
         if wait > 0:

@@ -78,7 +78,12 @@ def error_body(code: str, message: str, request_id: str | None, **extra: Any) ->
 
 
 def _reply(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     return JSONResponse(
         error_body(code, message, request_id_of(request), **extra), status_code=status, headers=headers

@@ -117,5 +117,3 @@ def authenticate(vault: Any, key: str) -> Principal | None:
         if last is None or now - last > _TOUCH_EVERY:
             conn.execute(update(api_keys).where(api_keys.c.id == row["id"]).values(last_used_at=now))
     return Principal(key_id=row["id"], name=row["name"], role=row["role"], prefix=row["prefix"])
-
-

@@ -50,7 +50,9 @@ class RequestContextMiddleware:
         rid = given if _CLIENT_ID.match(given) else new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
         path = scope.get("path", "")
-        is_ui = not (path.startswith(("/api/", "/docs", "/redoc", "/openapi")) or path in ("/healthz", "/readyz"))
+        is_ui = not (
+            path.startswith(("/api/", "/docs", "/redoc", "/openapi")) or path in ("/healthz", "/readyz")
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -93,6 +95,9 @@ class RequestContextMiddleware:
                 await _send_error(tracking_send, exc.status_code, code, str(exc.detail), rid)
         except Exception as exc:
             log.error("request %s failed with %s", rid, type(exc).__name__)
+            import traceback
+
+            traceback.print_exc()  # DEBUGTMP
             if not started:
                 await _send_error(tracking_send, 500, "internal_error", "internal server error", rid)
 

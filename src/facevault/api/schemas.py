@@ -16,7 +16,9 @@ from .errors import ApiError
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Purpose = Annotated[str, Field(min_length=1, max_length=500, description="Why this is done (recorded).")]
-CaseId = Annotated[str | None, Field(default=None, max_length=200, description="Case or ticket id (recorded).")]
+CaseId = Annotated[
+    str | None, Field(default=None, max_length=200, description="Case or ticket id (recorded).")
+]
 Fmr = Annotated[
     float | None,
     Field(default=None, gt=0, le=1, description="Target false-match rate per comparison."),

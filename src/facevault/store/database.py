@@ -28,7 +28,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
+@dataclass
 class SampleHit:
     sample_id: int
     subject_id: int
@@ -37,7 +37,9 @@ class SampleHit:
     image_source: str
     image_sha256: str
     box: tuple[float, float, float, float]
-    vector: np.ndarray
+    blob: bytes  # the protected template as stored
+    key_version: int
+    vector: np.ndarray | None = None  # filled in by the service once the template is opened
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -82,11 +84,29 @@ class Store:
             yield conn
 
     # ---- collections -----------------------------------------------------------------------------
-    def create_collection(self, conn: Connection, name: str, model_id: str, dim: int) -> dict[str, Any]:
+    def create_collection(
+        self,
+        conn: Connection,
+        name: str,
+        model_id: str,
+        dim: int,
+        *,
+        purpose: str | None = None,
+        legal_basis: str | None = None,
+        retention_days: int = 1095,
+    ) -> dict[str, Any]:
         if conn.execute(select(t.collections.c.id).where(t.collections.c.name == name)).first():
             raise ConflictError(f"collection {name!r} already exists", code="collection_exists")
         res = conn.execute(
-            insert(t.collections).values(name=name, model_id=model_id, dim=dim, created_at=utcnow())
+            insert(t.collections).values(
+                name=name,
+                model_id=model_id,
+                dim=dim,
+                created_at=utcnow(),
+                purpose=purpose,
+                legal_basis=legal_basis,
+                retention_days=retention_days,
+            )
         )
         return self.get_collection(conn, name) | {"id": res.inserted_primary_key[0]}
 
@@ -173,9 +193,39 @@ class Store:
                 external_id=external_id,
                 consent_id=consent_id,
                 created_at=utcnow(),
+                last_interaction_at=utcnow(),
             )
         )
         return int(res.inserted_primary_key[0])
+
+    def touch_subject(self, conn: Connection, subject_id: int) -> None:
+        conn.execute(
+            update(t.subjects).where(t.subjects.c.id == subject_id).values(last_interaction_at=utcnow())
+        )
+
+    def withdraw_consent(self, conn: Connection, consent_id: int) -> None:
+        conn.execute(update(t.consents).where(t.consents.c.id == consent_id).values(withdrawn_at=utcnow()))
+
+    def all_subjects(self, conn: Connection) -> list[dict[str, Any]]:
+        """Every subject with its collection's retention and its consent dates (for retention sweeps)."""
+        s, c, k = t.subjects.c, t.collections.c, t.consents.c
+        rows = conn.execute(
+            select(
+                s.id,
+                s.name,
+                s.collection_id,
+                s.consent_id,
+                s.created_at,
+                s.last_interaction_at,
+                c.name.label("collection"),
+                c.retention_days,
+                k.expires_at,
+                k.withdrawn_at,
+            )
+            .join_from(t.subjects, t.collections, s.collection_id == c.id)
+            .join(t.consents, s.consent_id == k.id)
+        ).mappings()
+        return [dict(r) for r in rows]
 
     def find_subject(self, conn: Connection, collection_id: int, ref: str) -> dict[str, Any]:
         """A subject by id (``#12`` or ``12``), external id, or exact name (which must be unique)."""
@@ -239,15 +289,26 @@ class Store:
             out.append(d)
         return out
 
-    def delete_subject(self, conn: Connection, subject: dict[str, Any]) -> list[int]:
-        """Delete a subject, its samples, its consent record and images no other sample uses.
-        Returns the deleted sample ids (for the index)."""
+    def delete_subject(self, conn: Connection, subject: dict[str, Any]) -> dict[str, Any]:
+        """Delete a subject, its samples, review records, consent record and the image records no other
+        sample uses. Returns what went (sample ids for the index; image hashes and counts for the
+        erasure receipt)."""
         sid = subject["id"]
+        consent = self.get_consent(conn, subject["consent_id"])
+        removed_images: list[str] = []
         sample_ids = [r[0] for r in conn.execute(select(t.samples.c.id).where(t.samples.c.subject_id == sid))]
         image_ids = {
             r[0] for r in conn.execute(select(t.samples.c.image_id).where(t.samples.c.subject_id == sid))
         }
         conn.execute(delete(t.samples).where(t.samples.c.subject_id == sid))
+        conn.execute(
+            delete(t.review_decisions).where(
+                t.review_decisions.c.candidate_id.in_(
+                    select(t.review_candidates.c.id).where(t.review_candidates.c.subject_id == sid)
+                )
+            )
+        )
+        conn.execute(delete(t.review_candidates).where(t.review_candidates.c.subject_id == sid))
         if image_ids:
             still_used = {
                 r[0]
@@ -255,10 +316,93 @@ class Store:
             }
             orphan = image_ids - still_used
             if orphan:
+                removed_images = [
+                    r[0] for r in conn.execute(select(t.images.c.sha256).where(t.images.c.id.in_(orphan)))
+                ]
                 conn.execute(delete(t.images).where(t.images.c.id.in_(orphan)))
         conn.execute(delete(t.subjects).where(t.subjects.c.id == sid))
         conn.execute(delete(t.consents).where(t.consents.c.id == subject["consent_id"]))
-        return sample_ids
+        return {
+            "sample_ids": sample_ids,
+            "image_sha256": sorted(removed_images),
+            "consent_id": consent["id"],
+            "consent_evidence_sha256": consent["evidence_sha256"],
+        }
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file and truncate it, so erased pages do not
+        linger in the WAL (secure_delete already zeroes them in the database file)."""
+        if self.engine.dialect.name == "sqlite":
+            raw = self.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+            try:
+                cur = raw.cursor()
+                cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                cur.close()
+            finally:
+                raw.close()
+
+    # ---- opt-outs ----------------------------------------------------------------------------------
+    def add_optout(self, conn: Connection, **values: Any) -> int:
+        return int(
+            conn.execute(insert(t.optouts).values(created_at=utcnow(), **values)).inserted_primary_key[0]
+        )
+
+    def optouts_for(self, conn: Connection, model_id: str, collection: str | None) -> list[dict[str, Any]]:
+        q = select(t.optouts).where(t.optouts.c.model_id == model_id)
+        if collection is not None:
+            q = q.where(t.optouts.c.scope.in_([collection, "*"]))
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+    def all_optouts(self, conn: Connection) -> list[dict[str, Any]]:
+        return [dict(r) for r in conn.execute(select(t.optouts)).mappings()]
+
+    def update_optout_blob(self, conn: Connection, optout_id: int, blob: bytes, key_version: int) -> None:
+        conn.execute(
+            update(t.optouts).where(t.optouts.c.id == optout_id).values(vector=blob, key_version=key_version)
+        )
+
+    # ---- human review ------------------------------------------------------------------------------
+    def add_review_candidate(self, conn: Connection, **values: Any) -> int:
+        res = conn.execute(insert(t.review_candidates).values(created_at=utcnow(), **values))
+        return int(res.inserted_primary_key[0])
+
+    def review_candidates(self, conn: Connection, case_id: str | None = None) -> list[dict[str, Any]]:
+        q = select(t.review_candidates).order_by(t.review_candidates.c.id)
+        if case_id is not None:
+            q = q.where(t.review_candidates.c.case_id == case_id)
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+    def review_decisions(self, conn: Connection, candidate_ids: Sequence[int]) -> list[dict[str, Any]]:
+        if not candidate_ids:
+            return []
+        q = select(t.review_decisions).where(t.review_decisions.c.candidate_id.in_(list(candidate_ids)))
+        return [dict(r) for r in conn.execute(q.order_by(t.review_decisions.c.id)).mappings()]
+
+    def add_review_decision(self, conn: Connection, **values: Any) -> int:
+        c = t.review_decisions.c
+        existing = conn.execute(
+            select(c.id).where(c.candidate_id == values["candidate_id"], c.reviewer == values["reviewer"])
+        ).first()
+        if existing is not None:
+            raise ConflictError(
+                f"{values['reviewer']} has already decided on this candidate; a second reviewer must decide",
+                code="already_reviewed",
+            )
+        return int(
+            conn.execute(insert(t.review_decisions).values(at=utcnow(), **values)).inserted_primary_key[0]
+        )
+
+    def counts(self, conn: Connection) -> dict[str, int]:
+        return {
+            name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+            for name, table in (
+                ("collections", t.collections),
+                ("subjects", t.subjects),
+                ("samples", t.samples),
+                ("optouts", t.optouts),
+                ("audit_entries", t.audit_log),
+            )
+        }
 
     # ---- images and samples -----------------------------------------------------------------------
     def image_by_sha(self, conn: Connection, collection_id: int, sha256: str) -> dict[str, Any] | None:
@@ -296,7 +440,8 @@ class Store:
         model_id: str,
         box: Sequence[float],
         quality: dict[str, float],
-        vector: np.ndarray,
+        blob: bytes,
+        key_version: int,
     ) -> int:
         res = conn.execute(
             insert(t.samples).values(
@@ -309,13 +454,14 @@ class Store:
                 box_x2=float(box[2]),
                 box_y2=float(box[3]),
                 quality=json.dumps(quality, sort_keys=True),
-                vector=np.asarray(vector, dtype="<f4").tobytes(),
+                vector=blob,
+                key_version=key_version,
                 created_at=utcnow(),
             )
         )
         return int(res.inserted_primary_key[0])
 
-    def sample_hits(self, conn: Connection, sample_ids: Sequence[int], dim: int) -> dict[int, SampleHit]:
+    def sample_hits(self, conn: Connection, sample_ids: Sequence[int]) -> dict[int, SampleHit]:
         """Sample rows (with subject and image) for index candidates; ids no longer in the store are
         simply absent, so a stale index can never resurrect an erased face."""
         if not sample_ids:
@@ -334,6 +480,7 @@ class Store:
                 s.box_x2,
                 s.box_y2,
                 s.vector,
+                s.key_version,
             )
             .join_from(t.samples, t.subjects, s.subject_id == sub.id)
             .join(t.images, s.image_id == i.id)
@@ -348,29 +495,33 @@ class Store:
                 image_source=r[4],
                 image_sha256=r[5],
                 box=(r[6], r[7], r[8], r[9]),
-                vector=np.frombuffer(r[10], dtype="<f4").reshape(dim),
+                blob=r[10],
+                key_version=r[11],
             )
             for r in rows
         }
 
-    def iter_vectors(
-        self, conn: Connection, collection_id: int, batch: int = 10_000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, vectors) in batches, for rebuilding the index."""
+    def iter_sample_blobs(
+        self, conn: Connection, collection_id: int | None = None, batch: int = 10_000
+    ) -> Iterator[list[Any]]:
+        """Batches of (id, collection_id, blob, key_version) rows in id order: for index rebuilds
+        (one collection) and key rotation (all)."""
+        s = t.samples.c
         last = 0
         while True:
-            rows = conn.execute(
-                select(t.samples.c.id, t.samples.c.vector)
-                .where(t.samples.c.collection_id == collection_id, t.samples.c.id > last)
-                .order_by(t.samples.c.id)
-                .limit(batch)
-            ).all()
+            q = select(s.id, s.collection_id, s.vector, s.key_version).where(s.id > last)
+            if collection_id is not None:
+                q = q.where(s.collection_id == collection_id)
+            rows = conn.execute(q.order_by(s.id).limit(batch)).all()
             if not rows:
                 return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
-            yield ids, vecs
-            last = int(ids[-1])
+            yield list(rows)
+            last = int(rows[-1][0])
+
+    def update_sample_blob(self, conn: Connection, sample_id: int, blob: bytes, key_version: int) -> None:
+        conn.execute(
+            update(t.samples).where(t.samples.c.id == sample_id).values(vector=blob, key_version=key_version)
+        )
 
     def count_samples(self, conn: Connection, collection_id: int) -> int:
         q = select(func.count()).select_from(t.samples).where(t.samples.c.collection_id == collection_id)

@@ -37,6 +37,10 @@ collections = Table(
     Column("model_id", String(100), nullable=False),
     Column("dim", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Records of processing (GDPR Art. 30) and the written retention policy (BIPA 15(a)).
+    Column("purpose", Text, nullable=True),
+    Column("legal_basis", Text, nullable=True),
+    Column("retention_days", Integer, nullable=False, default=1095),
 )
 
 consents = Table(
@@ -51,6 +55,7 @@ consents = Table(
     Column("evidence_kind", String(10), nullable=False),  # "file" | "text"
     Column("evidence_name", String(500), nullable=True),
     Column("evidence_sha256", String(64), nullable=False),
+    Column("scope", Text, nullable=True),  # the collection(s) this consent covers
 )
 
 subjects = Table(
@@ -62,6 +67,8 @@ subjects = Table(
     Column("external_id", String(200), nullable=True),
     Column("consent_id", Integer, ForeignKey("consents.id"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Enrollment or consent renewal; retention counts from here.
+    Column("last_interaction_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("collection_id", "external_id", name="uq_subject_external_id"),
 )
 Index("ix_subjects_collection_name", subjects.c.collection_id, subjects.c.name)
@@ -92,7 +99,9 @@ samples = Table(
     Column("box_x2", Float, nullable=False),
     Column("box_y2", Float, nullable=False),
     Column("quality", Text, nullable=False),  # JSON
-    Column("vector", LargeBinary, nullable=False),  # float32 little-endian
+    # The template, protected: AES-256-GCM over the secretly rotated float32 vector (privacy/keys.py).
+    Column("vector", LargeBinary, nullable=False),
+    Column("key_version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_samples_subject", samples.c.subject_id)
@@ -106,6 +115,7 @@ audit_log = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("action", String(50), nullable=False),
     Column("actor", String(200), nullable=False),
+    Column("role", String(20), nullable=True),
     Column("purpose", Text, nullable=True),
     Column("case_id", String(200), nullable=True),
     Column("collection", String(200), nullable=True),
@@ -128,4 +138,44 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
+)
+
+# Protected templates of people who opted out by selfie: later enrollments that match are refused.
+optouts = Table(
+    "optouts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", String(100), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("scope", String(200), nullable=False),  # a collection name, or "*" for every collection
+    Column("vector", LargeBinary, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Human review (EU AI Act Art. 14): search candidates of a case, and reviewers' decisions on them.
+review_candidates = Table(
+    "review_candidates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", String(200), nullable=False),
+    Column("search_seq", Integer, nullable=False),
+    Column("collection", String(200), nullable=False),
+    Column("subject_id", Integer, nullable=False),
+    Column("subject_name", String(300), nullable=False),
+    Column("similarity", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_review_candidates_case", review_candidates.c.case_id)
+
+review_decisions = Table(
+    "review_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("candidate_id", Integer, ForeignKey("review_candidates.id"), nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("decision", String(10), nullable=False),  # confirm | reject
+    Column("note", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("candidate_id", "reviewer", name="uq_one_decision_per_reviewer"),
 )

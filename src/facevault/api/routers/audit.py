@@ -55,6 +55,8 @@ def _request_ids(entry: dict[str, Any]) -> set[str]:
 
 
 @router.get("/verify", summary="Check the hash chain: verified, or the first broken entry")
-async def verify_audit(request: Request, principal: Principal = Depends(require("auditor"))) -> dict[str, Any]:
+async def verify_audit(
+    request: Request, principal: Principal = Depends(require("auditor"))
+) -> dict[str, Any]:
     status = await run_sync(request, vault_as(request, principal).verify_audit)
     return status.to_dict()

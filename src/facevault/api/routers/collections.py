@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,8 +18,9 @@ router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in ("id", "name", "model_id", "dim") if k in row}
-    if "created_at" in row and row["created_at"] is not None:
-        out["created_at"] = row["created_at"].isoformat()
+    created = row.get("created_at")
+    if created is not None:  # SQLite hands back naive datetimes; every stored time is UTC
+        out["created_at"] = (created if created.tzinfo else created.replace(tzinfo=UTC)).isoformat()
     for k in ("subjects", "samples"):
         if k in row:
             out[k] = row[k]

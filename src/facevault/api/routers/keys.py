@@ -16,7 +16,9 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
 
 @router.get("", summary="List API keys (never their secrets)")
-async def list_keys(request: Request, principal: Principal = Depends(require("admin"))) -> list[dict[str, Any]]:
+async def list_keys(
+    request: Request, principal: Principal = Depends(require("admin"))
+) -> list[dict[str, Any]]:
     return await run_sync(request, keys.list_keys, request.app.state.vault)
 
 

@@ -41,7 +41,11 @@ async def list_subjects(
 
 
 def _add_subject(
-    request: Request, principal: Principal, collection: str, body: SubjectCreate, evidence: tuple[str, bytes] | None
+    request: Request,
+    principal: Principal,
+    collection: str,
+    body: SubjectCreate,
+    evidence: tuple[str, bytes] | None,
 ) -> dict[str, Any]:
     vault = vault_as(request, principal)
     kwargs: dict[str, Any] = {
@@ -53,7 +57,9 @@ def _add_subject(
     if evidence is None:
         return vault.add_subject(collection, body.name, consent_text=body.consent_text, **kwargs)
     if body.consent_text is not None:
-        raise InputError("give exactly one piece of consent evidence: a file or a text", code="consent_required")
+        raise InputError(
+            "give exactly one piece of consent evidence: a file or a text", code="consent_required"
+        )
     # Vault.add_subject reads evidence from a path and records its base name: keep the uploaded name.
     with tempfile.TemporaryDirectory(prefix="facevault-consent-") as tmp:
         path = Path(tmp) / evidence[0]
@@ -81,7 +87,10 @@ async def create_subject(
 
 @router.get("/{subject}", summary="A subject: consent record and samples")
 async def get_subject(
-    request: Request, collection: str, subject: str, principal: Principal = Depends(require("enroller", "reviewer"))
+    request: Request,
+    collection: str,
+    subject: str,
+    principal: Principal = Depends(require("enroller", "reviewer")),
 ) -> dict[str, Any]:
     return await run_sync(request, vault_as(request, principal).get_subject, collection, subject)
 
@@ -140,7 +149,9 @@ def _enroll(
     for name, data, error in uploads:
         if data is None:
             assert error is not None
-            merged.append(EnrollOutcome(image=name, status="rejected", reason=error.code, message=error.message))
+            merged.append(
+                EnrollOutcome(image=name, status="rejected", reason=error.code, message=error.message)
+            )
         else:
             out = next(it)
             out.image = name  # report the uploaded file's name, not where its copy lives
@@ -168,7 +179,9 @@ async def enroll_samples(
             uploads.append((name, await read_upload(upload, settings.max_upload_bytes), None))
         except FaceVaultError as exc:
             uploads.append((name, None, exc))
-    outcomes = await run_sync(request, _enroll, request, principal, collection, subject, uploads, params.largest)
+    outcomes = await run_sync(
+        request, _enroll, request, principal, collection, subject, uploads, params.largest
+    )
     return {
         "collection": collection,
         "subject": subject,
@@ -179,7 +192,9 @@ async def enroll_samples(
     }
 
 
-def _thumbnail(request: Request, principal: Principal, collection: str, subject: str, sample_id: int) -> bytes:
+def _thumbnail(
+    request: Request, principal: Principal, collection: str, subject: str, sample_id: int
+) -> bytes:
     """A face crop of a sample's source photo, only while the file still exists and still has the
     enrolled content (a changed file is not that sample any more)."""
     vault = vault_as(request, principal)
@@ -188,7 +203,9 @@ def _thumbnail(request: Request, principal: Principal, collection: str, subject:
     if sample is None:
         raise NotFoundError(f"subject {subject!r} has no sample {sample_id}", code="sample_not_found")
     source = sample["image"]
-    unavailable = NotFoundError("the photo of this sample is no longer available", code="thumbnail_unavailable")
+    unavailable = NotFoundError(
+        "the photo of this sample is no longer available", code="thumbnail_unavailable"
+    )
     if source.startswith("upload:") or not Path(source).is_file():
         raise unavailable
     try:
@@ -203,7 +220,12 @@ def _thumbnail(request: Request, principal: Principal, collection: str, subject:
     pad = 0.25 * max(x2 - x1, y2 - y1)
     img = Image.fromarray(decoded.pixels)
     crop = img.crop(
-        (max(0, int(x1 - pad)), max(0, int(y1 - pad)), min(img.width, int(x2 + pad)), min(img.height, int(y2 + pad)))
+        (
+            max(0, int(x1 - pad)),
+            max(0, int(y1 - pad)),
+            min(img.width, int(x2 + pad)),
+            min(img.height, int(y2 + pad)),
+        )
     )
     crop.thumbnail((THUMB_SIDE, THUMB_SIDE))
     buf = io.BytesIO()

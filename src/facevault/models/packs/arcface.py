@@ -24,7 +24,9 @@ from .manifest import RecognizerSpec
 
 
 class ArcFaceEmbedder(Embedder):
-    def __init__(self, model_id: str, model_path: Path, spec: RecognizerSpec, threads: int | None = None) -> None:
+    def __init__(
+        self, model_id: str, model_path: Path, spec: RecognizerSpec, threads: int | None = None
+    ) -> None:
         self.model_id = model_id
         self.dim = spec.embedding_dim
         self.model_path = Path(model_path)

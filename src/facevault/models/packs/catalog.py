@@ -79,9 +79,7 @@ class CatalogEntry:
         }
 
 
-def _insightface(
-    name: str, det: str, rec: str, desc: str, ignored: tuple[str, ...]
-) -> CatalogEntry:
+def _insightface(name: str, det: str, rec: str, desc: str, ignored: tuple[str, ...]) -> CatalogEntry:
     return CatalogEntry(
         name=name,
         version="0.7",

@@ -26,8 +26,10 @@ def letterbox(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
     scale = min(width / w, height / h)
     nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
     nw, nh = min(nw, width), min(nh, height)
-    resized = pixels if (nw, nh) == (w, h) else np.asarray(
-        Image.fromarray(pixels).resize((nw, nh), Image.Resampling.BILINEAR)
+    resized = (
+        pixels
+        if (nw, nh) == (w, h)
+        else np.asarray(Image.fromarray(pixels).resize((nw, nh), Image.Resampling.BILINEAR))
     )
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     canvas[:nh, :nw] = resized
@@ -140,25 +142,25 @@ class OnnxFaceDetector(Detector):
         return faces
 
     def landmarks_in_box(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> DetectedFace:
-        """Detect inside the box grown by half its size and keep the best-overlapping face; without
-        one, place the template's landmarks in the box (marked ``fallback``)."""
+        """The landmarks of the detected face that best overlaps the box (the whole image first, then a
+        crop around the box grown by half its size); without one, the template's landmarks placed in
+        the box. Always marked ``fallback`` (the box was given, not detected)."""
         x1, y1, x2, y2 = box
-        mw, mh = (x2 - x1) * 0.5, (y2 - y1) * 0.5
         h, w = pixels.shape[:2]
+        mw, mh = (x2 - x1) * 0.5, (y2 - y1) * 0.5
         cx1, cy1 = int(max(0, x1 - mw)), int(max(0, y1 - mh))
         cx2, cy2 = int(min(w, x2 + mw)), int(min(h, y2 + mh))
-        best: DetectedFace | None = None
-        if cx2 - cx1 >= 8 and cy2 - cy1 >= 8:
-            crop = np.ascontiguousarray(pixels[cy1:cy2, cx1:cx2])
-            shifted = (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1)
-            cands = [(f, _iou(f.box, shifted)) for f in self.detect(crop)]
+        attempts: list[tuple[int, int, np.ndarray]] = [(0, 0, pixels)]
+        if cx2 - cx1 >= 8 and cy2 - cy1 >= 8 and (cx2 - cx1, cy2 - cy1) != (w, h):
+            attempts.append((cx1, cy1, np.ascontiguousarray(pixels[cy1:cy2, cx1:cx2])))
+        for ox, oy, img in attempts:
+            shifted = (x1 - ox, y1 - oy, x2 - ox, y2 - oy)
+            cands = [(f, _iou(f.box, shifted)) for f in self.detect(img)]
             cands = [c for c in cands if c[1] >= 0.3]
             if cands:
                 f = max(cands, key=lambda c: c[1])[0]
-                off = np.array([cx1, cy1], dtype=np.float32)
-                best = face_from_five(np.asarray(box), f.score, f.landmarks + off, fallback=True)
-        if best is None:
-            t = np.asarray(ARCFACE_TEMPLATE_112, dtype=np.float32) / 112.0
-            pts = np.stack([x1 + t[:, 0] * (x2 - x1), y1 + t[:, 1] * (y2 - y1)], axis=1)
-            best = face_from_five(np.asarray(box), 0.0, pts, fallback=True)
-        return best
+                off = np.array([ox, oy], dtype=np.float32)
+                return face_from_five(np.asarray(box), f.score, f.landmarks + off, fallback=True)
+        t = np.asarray(ARCFACE_TEMPLATE_112, dtype=np.float32) / 112.0
+        pts = np.stack([x1 + t[:, 0] * (x2 - x1), y1 + t[:, 1] * (y2 - y1)], axis=1)
+        return face_from_five(np.asarray(box), 0.0, pts, fallback=True)

@@ -256,7 +256,7 @@ def _download(url: str, dest: Path, progress: Callable[[int, int | None], None] 
     """Stream ``url`` to ``dest``; returns the SHA-256 of what was written."""
     h = hashlib.sha256()
     req = urllib.request.Request(url, headers={"User-Agent": "facevault-models-fetch"})
-    with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as fh:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as fh:
         total_raw = resp.headers.get("Content-Length")
         total = int(total_raw) if total_raw and total_raw.isdigit() else None
         done = 0
@@ -323,8 +323,5 @@ def fetch_pack(
                     f"{filename} from {src_url} has SHA-256 {got}, expected {want}; nothing was installed",
                     code="checksum_mismatch",
                 )
-        if len(plan) == 1 and plan[0][1].endswith(".zip"):
-            source = files / plan[0][1]
-        else:
-            source = files
+        source = files / plan[0][1] if len(plan) == 1 and plan[0][1].endswith(".zip") else files
         return install_pack(source, accept_license=accept_license, name=name, root=root)

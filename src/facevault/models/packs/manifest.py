@@ -176,8 +176,12 @@ def parse_manifest(data: dict[str, Any]) -> PackManifest:
     d = _req(data, "detector", "the pack")
     det_kind = str(_req(d, "kind", "detector"))
     if det_kind not in DETECTOR_KINDS:
-        raise ConfigError(f"pack manifest: detector kind {det_kind!r} is not one of {', '.join(DETECTOR_KINDS)}")
-    det_defaults = {"yunet": {"mean": 0.0, "std": 1.0, "color": "BGR", "score_threshold": 0.6, "nms_threshold": 0.3}}
+        raise ConfigError(
+            f"pack manifest: detector kind {det_kind!r} is not one of {', '.join(DETECTOR_KINDS)}"
+        )
+    det_defaults = {
+        "yunet": {"mean": 0.0, "std": 1.0, "color": "BGR", "score_threshold": 0.6, "nms_threshold": 0.3}
+    }
     dd = {**det_defaults.get(det_kind, {}), **d}
     detector = DetectorSpec(
         kind=det_kind,

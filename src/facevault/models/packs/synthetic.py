@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 # Landmark offsets from the anchor, in stride units (eye, eye, nose, mouth, mouth), frontal.
-DEFAULT_KPS = ((-0.35, -0.2), (0.35, -0.2), (0.0, 0.15), (-0.25, 0.45), (0.25, 0.45))
+DEFAULT_KPS = ((-0.42, -0.2), (0.42, -0.2), (0.0, 0.15), (-0.25, 0.45), (0.25, 0.45))
 DEFAULT_DIST = (0.5, 0.5, 0.5, 0.75)  # SCRFD box distances (left, top, right, bottom), stride units
 
 
@@ -72,7 +72,9 @@ def _head(
     nodes.append(h.make_node("Reshape", [f"{prefix}_nhwc", f"{prefix}_shape"], [out]))
 
 
-def _brightness_weights(channels_out: int, gain: float, offsets: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _brightness_weights(
+    channels_out: int, gain: float, offsets: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
     w = np.full((channels_out, 3, 1, 1), gain / 3.0, dtype=np.float32)
     b = np.asarray([-gain * o for o in offsets], dtype=np.float32)
     return w, b
@@ -108,10 +110,22 @@ def scrfd_graph(
         _head(nodes, inits, pooled, f"score{s}", w, b, names[i], 1, batched, sigmoid=True)
         d = np.asarray(dist, np.float32)
         bb = np.concatenate([d, d * 0.8])
-        _head(nodes, inits, pooled, f"bbox{s}", np.zeros((8, 3, 1, 1), np.float32), bb, names[3 + i], 4, batched)
+        _head(
+            nodes, inits, pooled, f"bbox{s}", np.zeros((8, 3, 1, 1), np.float32), bb, names[3 + i], 4, batched
+        )
         k = np.asarray(kps, np.float32).reshape(10)
         kb = np.concatenate([k, k * 0.8])
-        _head(nodes, inits, pooled, f"kps{s}", np.zeros((20, 3, 1, 1), np.float32), kb, names[6 + i], 10, batched)
+        _head(
+            nodes,
+            inits,
+            pooled,
+            f"kps{s}",
+            np.zeros((20, 3, 1, 1), np.float32),
+            kb,
+            names[6 + i],
+            10,
+            batched,
+        )
     for i, s in enumerate((8, 16, 32)):
         for j, last in ((0, 1), (3, 4), (6, 10)):
             shape: list[Any] = [1, f"n{s}", last] if batched else [f"n{s}", last]
@@ -147,7 +161,17 @@ def yunet_graph(
             w, b = np.zeros((1, 3, 1, 1), np.float32), np.full(1, -20.0, np.float32)
         _head(nodes, inits, pooled, f"c{s}", w, b, f"cls_{s}", 1, True, sigmoid=True)
         _head(nodes, inits, pooled, f"o{s}", w, b, f"obj_{s}", 1, True, sigmoid=True)
-        _head(nodes, inits, pooled, f"b{s}", np.zeros((4, 3, 1, 1), np.float32), np.asarray(box), f"bbox_{s}", 4, True)
+        _head(
+            nodes,
+            inits,
+            pooled,
+            f"b{s}",
+            np.zeros((4, 3, 1, 1), np.float32),
+            np.asarray(box),
+            f"bbox_{s}",
+            4,
+            True,
+        )
         kb = np.asarray(kps, np.float32).reshape(10)
         _head(nodes, inits, pooled, f"k{s}", np.zeros((10, 3, 1, 1), np.float32), kb, f"kps_{s}", 10, True)
     for kind, last in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)):
@@ -256,5 +280,7 @@ def bright_square_image(
     w, h = size
     img = rng.integers(0, 30, (h, w, 3)).astype(np.uint8)
     for r, c in cells:
-        img[r * 32 : (r + 1) * 32, c * 32 : (c + 1) * 32] = rng.integers(215, 256, (32, 32, 3)).astype(np.uint8)
+        img[r * 32 : (r + 1) * 32, c * 32 : (c + 1) * 32] = rng.integers(215, 256, (32, 32, 3)).astype(
+            np.uint8
+        )
     return img

@@ -1,0 +1,295 @@
+"""``facevault models``: list, install, verify, inspect and fetch model packs (see docs/MODELS.md).
+
+Wired into the main app with ``app.add_typer(models_app, name="models")``. Like ``cli.py``, nothing
+heavy is imported at module level: no ONNX Runtime, no model.
+
+Where packs live: ``--models-dir``, else ``$FACEVAULT_MODELS``, else ``<vault home>/models`` (the global
+``--home`` or ``$FACEVAULT_HOME``, default ``./facevault-data``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+models_app = typer.Typer(
+    help="Install, verify and inspect model packs (detector + recognizer).", no_args_is_help=True
+)
+
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON.")]
+DirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--models-dir",
+        envvar="FACEVAULT_MODELS",
+        help="Folder of installed packs (default: <vault home>/models).",
+        show_default=False,
+    ),
+]
+AcceptOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-license",
+        help="Accept a non-commercial license (recorded with its text, your user name and the time).",
+    ),
+]
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _run(as_json: bool, action: Callable[[], T]) -> T:
+    from .errors import FaceVaultError
+
+    try:
+        return action()
+    except FaceVaultError as exc:
+        if as_json:
+            _print_json({"error": exc.to_dict()})
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _root(models_dir: Path | None) -> Path:
+    from .models.packs import models_dir as default_dir
+
+    if models_dir is not None:
+        return models_dir.expanduser()
+    home = None
+    try:  # the main app's global --home, when running under it
+        from .cli import _state
+
+        home = _state.get("home")
+    except ImportError:  # pragma: no cover
+        pass
+    return default_dir(home)
+
+
+def _summary(pack: Any) -> dict[str, Any]:
+    m = pack.manifest
+    record = pack.license_record
+    return {
+        "name": m.name,
+        "version": m.version,
+        "detector": m.detector.kind,
+        "recognizer": m.recognizer.kind,
+        "embedding_dim": m.recognizer.embedding_dim,
+        "license": m.license.id,
+        "commercial_use": m.license.commercial_use,
+        "license_accepted_at": record.get("accepted_at") if record else None,
+        "calibrated": m.calibration is not None or (pack.folder / "calibration.json").is_file(),
+        "folder": str(pack.folder),
+    }
+
+
+@models_app.command("list")
+def list_packs(
+    models_dir: DirOpt = None,
+    catalog: Annotated[bool, typer.Option("--catalog", help="Also list packs `fetch` knows.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Installed packs (and the built-in default model)."""
+
+    def action() -> dict[str, Any]:
+        from .models.packs import installed_packs
+        from .models.packs.catalog import CATALOG
+
+        root = _root(models_dir)
+        installed = [_summary(p) for p in installed_packs(root)]
+        out: dict[str, Any] = {
+            "models_dir": str(root),
+            "builtin": [
+                {
+                    "name": "dlib-resnet-v1",
+                    "detector": "dlib-hog",
+                    "recognizer": "dlib-resnet",
+                    "embedding_dim": 128,
+                    "license": "dlib / face-recognition-models (any use)",
+                }
+            ],
+            "installed": installed,
+        }
+        if catalog:
+            names = {p["name"] for p in installed}
+            out["catalog"] = [
+                {
+                    "name": e.name,
+                    "description": e.description,
+                    "license": e.license["id"],
+                    "installed": e.name in names,
+                    "source_url": e.source_url,
+                }
+                for e in CATALOG.values()
+            ]
+        return out
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+        return
+    typer.echo(f"models folder: {res['models_dir']}")
+    typer.echo(f"{'name':<18}{'version':<18}{'detector':<10}{'recognizer':<12}{'dim':>5}  license")
+    for b in res["builtin"]:
+        typer.echo(
+            f"{b['name']:<18}{'built-in':<18}{b['detector']:<10}{b['recognizer']:<12}"
+            f"{b['embedding_dim']:>5}  {b['license']}"
+        )
+    for p in res["installed"]:
+        note = "" if p["commercial_use"] else f" (non-commercial, accepted {p['license_accepted_at']})"
+        if not p["calibrated"]:
+            note += " [no score calibration: collections refused]"
+        typer.echo(
+            f"{p['name']:<18}{p['version']:<18}{p['detector']:<10}{p['recognizer']:<12}"
+            f"{p['embedding_dim']:>5}  {p['license']}{note}"
+        )
+    for c in res.get("catalog", []):
+        mark = "installed" if c["installed"] else "fetchable"
+        typer.echo(f"  {c['name']:<16}{mark:<11}{c['license']:<28}{c['description']}")
+
+
+@models_app.command("install")
+def install(
+    path: Annotated[
+        Path, typer.Argument(help="A pack folder or zip (with facevault-pack.json, or a known layout).")
+    ],
+    accept_license: AcceptOpt = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Pack name, for a known layout without a manifest.")
+    ] = None,
+    models_dir: DirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a pack's files against its manifest and install it."""
+
+    def action() -> dict[str, Any]:
+        from .models.packs import install_pack
+
+        return _summary(install_pack(path, accept_license=accept_license, name=name, root=_root(models_dir)))
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(f"installed {res['name']} {res['version']} in {res['folder']}")
+        if not res["calibrated"]:
+            typer.echo(
+                "note: this pack has no score calibration; collections using it are refused until one is "
+                "added (see docs/MODELS.md)"
+            )
+
+
+@models_app.command("verify")
+def verify(
+    name: Annotated[str | None, typer.Argument(help="One pack (default: all installed).")] = None,
+    models_dir: DirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-check the SHA-256 of every installed file (and the license acceptance)."""
+
+    def action() -> dict[str, list[str]]:
+        from .models.packs import get_installed, verify_installed, verify_pack
+
+        root = _root(models_dir)
+        if name:
+            return {name: verify_pack(get_installed(name, root))}
+        return verify_installed(root)
+
+    report = _run(as_json, action)
+    bad = {k: v for k, v in report.items() if v}
+    if as_json:
+        _print_json({"packs": {k: {"ok": not v, "problems": v} for k, v in report.items()}})
+    else:
+        if not report:
+            typer.echo("no packs installed")
+        for pack, problems in report.items():
+            typer.echo(f"{pack}: {'ok' if not problems else 'FAILED'}")
+            for p in problems:
+                typer.echo(f"  - {p}")
+    if bad:
+        from .errors import IntegrityError
+
+        raise typer.Exit(IntegrityError.exit_code)
+
+
+@models_app.command("info")
+def info(
+    name: Annotated[str, typer.Argument(help="Installed pack name.")],
+    models_dir: DirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A pack's manifest, files and license record."""
+
+    def action() -> dict[str, Any]:
+        from .models.packs import get_installed
+
+        pack = get_installed(name, _root(models_dir))
+        data = pack.manifest.to_json()
+        if "calibration" in data:
+            data["calibration"] = {
+                k: data["calibration"].get(k)
+                for k in ("impostor_pairs", "source")
+                if k in data["calibration"]
+            }
+        return {**data, "folder": str(pack.folder), "license_record": pack.license_record}
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+        return
+    typer.echo(f"{res['name']} {res['version']}: {res.get('description', '')}")
+    typer.echo(f"  folder      {res['folder']}")
+    det, rec = res["detector"], res["recognizer"]
+    typer.echo(f"  detector    {det['kind']} {det['file']} input {det['input_size']} {det['color']}")
+    typer.echo(
+        f"  recognizer  {rec['kind']} {rec['file']} input {rec['input_size']} {rec['color']} "
+        f"mean {rec['mean']} std {rec['std']} -> {rec['embedding_dim']}-d"
+    )
+    typer.echo(f"  license     {res['license']['id']} {res['license'].get('url', '')}")
+    if res["license_record"]:
+        rec_l = res["license_record"]
+        typer.echo(f"  accepted    {rec_l.get('accepted_at')} by {rec_l.get('accepted_by')}")
+    typer.echo(f"  source      {res.get('source_url') or '-'}")
+    for f, digest in res["files"].items():
+        typer.echo(f"  file        {f}  sha256 {digest}")
+
+
+@models_app.command("fetch")
+def fetch(
+    name: Annotated[str, typer.Argument(help="A catalog pack (see `models list --catalog`).")],
+    accept_license: AcceptOpt = False,
+    sha256: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sha256",
+            help="Expected digest: HEX for a single-file pack, or FILE=HEX (repeat) for each download.",
+        ),
+    ] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Download from this mirror instead.")] = None,
+    models_dir: DirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a pack, verify its SHA-256 and install it."""
+
+    def action() -> dict[str, Any]:
+        from .models.packs import fetch_pack
+
+        digests: dict[str, str] = {}
+        for item in sha256 or []:
+            key, sep, value = item.rpartition("=")
+            digests[key if sep else ""] = value.strip()
+        return _summary(
+            fetch_pack(name, accept_license=accept_license, sha256=digests, url=url, root=_root(models_dir))
+        )
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(f"fetched and installed {res['name']} {res['version']} in {res['folder']}")

@@ -1,0 +1,1 @@
+"""Privacy machinery: template protection keys, retention policy, the processing record."""

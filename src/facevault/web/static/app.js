@@ -1,0 +1,508 @@
+// facevault web UI. No build step, no dependencies: the page talks to /api/v1 with the API key the user
+// signed in with (sessionStorage: it ends with the tab). All text from the server goes in as text nodes.
+"use strict";
+
+const PAGES = {
+  search: { title: "Search", roles: ["admin", "searcher"] },
+  subjects: { title: "Subjects", roles: ["admin", "enroller", "reviewer"] },
+  audit: { title: "Audit", roles: ["admin", "auditor"] },
+  review: { title: "Review", roles: ["admin", "reviewer"] },
+};
+const CAN_ENROLL = ["admin", "enroller"];
+const main = document.getElementById("main");
+
+// ---- session -------------------------------------------------------------------------------------
+const session = {
+  get key() { return sessionStorage.getItem("fv.key"); },
+  get me() { const raw = sessionStorage.getItem("fv.me"); return raw ? JSON.parse(raw) : null; },
+  set(key, me) { sessionStorage.setItem("fv.key", key); sessionStorage.setItem("fv.me", JSON.stringify(me)); },
+  clear() { sessionStorage.removeItem("fv.key"); sessionStorage.removeItem("fv.me"); },
+  get collection() { return sessionStorage.getItem("fv.collection") || ""; },
+  set collection(name) { sessionStorage.setItem("fv.collection", name); },
+};
+const role = () => (session.me ? session.me.role : null);
+const allowed = (roles) => roles.includes(role());
+
+// ---- DOM and HTTP helpers -------------------------------------------------------------------------
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, code, message, requestId) {
+    super(message); this.status = status; this.code = code; this.requestId = requestId;
+  }
+}
+
+async function api(path, { method = "GET", json, form, key } = {}) {
+  const headers = { "X-API-Key": key || session.key || "" };
+  let body;
+  if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
+  if (form !== undefined) body = form;
+  const res = await fetch(path, { method, headers, body });
+  if (res.status === 401 && !key) { session.clear(); go("/signin"); }
+  const type = res.headers.get("content-type") || "";
+  const data = type.includes("application/json") ? await res.json() : await res.blob();
+  if (!res.ok) {
+    const err = (data && data.error) || {};
+    throw new ApiError(res.status, err.code || "error", err.message || res.statusText, err.request_id);
+  }
+  return data;
+}
+
+function errorBox(err) {
+  const text = err instanceof ApiError ? `${err.message} (${err.code})` : String(err.message || err);
+  return h("div", { class: "error", role: "alert" }, text);
+}
+
+function toast(text) {
+  const el = document.getElementById("toast");
+  el.textContent = text; el.classList.add("show");
+  clearTimeout(toast.timer); toast.timer = setTimeout(() => el.classList.remove("show"), 4000);
+}
+
+async function busy(button, work) {
+  button.disabled = true;
+  try { return await work(); } finally { button.disabled = false; }
+}
+
+const enc = encodeURIComponent;
+const fmtFmr = (x) => (x === null || x === undefined ? "–" : Number(x).toExponential(1));
+const fmtSim = (x) => Number(x).toFixed(3);
+
+// A thumbnail needs the key, so it is fetched and shown from a blob: URL.
+function thumb(collection, subjectId, sampleId, alt) {
+  const box = h("span", { class: "nothumb", text: "loading…" });
+  api(`/api/v1/collections/${enc(collection)}/subjects/${subjectId}/samples/${sampleId}/thumbnail`)
+    .then((blob) => box.replaceWith(h("img", { src: URL.createObjectURL(blob), alt })))
+    .catch(() => { box.textContent = "photo not kept"; box.setAttribute("title", alt); });
+  return box;
+}
+
+// ---- layout and routing ---------------------------------------------------------------------------
+function go(path) { history.pushState({}, "", path); render(); }
+
+function renderChrome(page) {
+  const nav = document.getElementById("nav");
+  nav.replaceChildren();
+  const who = document.getElementById("who");
+  who.replaceChildren();
+  if (!session.me) return;
+  for (const [name, p] of Object.entries(PAGES)) {
+    if (!allowed(p.roles)) continue;
+    const a = h("a", { href: `/${name}`, "aria-current": name === page ? "page" : null, text: p.title });
+    a.addEventListener("click", (e) => { e.preventDefault(); go(`/${name}`); });
+    nav.append(h("li", {}, a));
+  }
+  who.append(
+    h("span", { "data-testid": "who" }, `${session.me.name} (${session.me.role})`),
+    h("button", { type: "button", onclick: () => { session.clear(); go("/signin"); } }, "Sign out"),
+  );
+}
+
+function firstPage() {
+  const name = Object.keys(PAGES).find((n) => allowed(PAGES[n].roles));
+  return name ? `/${name}` : "/signin";
+}
+
+function render() {
+  let page = location.pathname.replace(/^\/+/, "").split("/")[0] || "search";
+  if (!session.key && page !== "signin") { history.replaceState({}, "", "/signin"); page = "signin"; }
+  if (page !== "signin" && !(page in PAGES)) {
+    history.replaceState({}, "", firstPage());
+    page = location.pathname.slice(1);
+  }
+  renderChrome(page);
+  main.replaceChildren();
+  if (page === "signin") return signinPage();
+  if (!allowed(PAGES[page].roles)) {
+    document.title = "Not allowed · facevault";
+    main.append(h("h1", {}, "Not allowed"),
+      h("p", {}, `Your key's role (${role()}) cannot use the ${PAGES[page].title} page.`));
+    return;
+  }
+  document.title = `${PAGES[page].title} · facevault`;
+  ({ search: searchPage, subjects: subjectsPage, audit: auditPage, review: reviewPage })[page]();
+}
+
+window.addEventListener("popstate", render);
+document.addEventListener("DOMContentLoaded", render);
+
+function heading(text) {
+  const el = h("h1", { tabindex: "-1" }, text);
+  setTimeout(() => el.focus(), 0);
+  return el;
+}
+
+// A <select> of collections, remembering the choice for the tab.
+async function collectionPicker(onChange) {
+  const select = h("select", { id: "collection", name: "collection", required: true });
+  const label = h("label", { for: "collection" }, "Collection", select);
+  try {
+    const rows = await api("/api/v1/collections");
+    if (!rows.length) select.append(h("option", { value: "" }, "(no collections yet)"));
+    for (const c of rows) select.append(h("option", { value: c.name }, `${c.name} (${c.subjects} subjects)`));
+    if (rows.some((c) => c.name === session.collection)) select.value = session.collection;
+    else if (rows.length) session.collection = rows[0].name;
+  } catch (err) { label.append(errorBox(err)); }
+  select.addEventListener("change", () => { session.collection = select.value; if (onChange) onChange(select.value); });
+  return label;
+}
+
+// ---- sign in -------------------------------------------------------------------------------------
+function signinPage() {
+  document.title = "Sign in · facevault";
+  const input = h("input", { type: "password", id: "apikey", name: "apikey", autocomplete: "off", required: true,
+    "aria-describedby": "apikey-hint" });
+  const status = h("div", { "aria-live": "polite" });
+  const button = h("button", { type: "submit" }, "Sign in");
+  const form = h("form", { class: "stack panel", onsubmit: (e) => {
+    e.preventDefault();
+    busy(button, async () => {
+      status.replaceChildren();
+      try {
+        const key = input.value.trim();
+        const me = await api("/api/v1/me", { key });
+        session.set(key, me);
+        go(firstPage());
+      } catch (err) { status.append(errorBox(err)); }
+    });
+  } },
+  h("label", { for: "apikey" }, "API key", input),
+  h("span", { id: "apikey-hint", class: "hint" },
+    "Ask an admin for a key (facevault keys create --role ...). It is kept only in this browser tab."),
+  button, status);
+  main.append(heading("Sign in"), form);
+}
+
+// ---- search --------------------------------------------------------------------------------------
+async function searchPage() {
+  main.append(heading("Search"));
+  const file = h("input", { type: "file", id: "photo", name: "photo", accept: "image/*", required: true });
+  const drop = h("div", { class: "drop" },
+    h("label", { for: "photo" }, "Photo to search with", file),
+    h("span", { class: "hint" }, "Pick a file or drop a photo here."));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault(); drop.classList.remove("over");
+    if (e.dataTransfer.files.length) file.files = e.dataTransfer.files;
+  });
+  const purpose = h("input", { type: "text", id: "purpose", name: "purpose", required: true, maxlength: 500 });
+  const caseId = h("input", { type: "text", id: "case_id", name: "case_id", maxlength: 200 });
+  const button = h("button", { type: "submit" }, "Search");
+  const results = h("section", { "aria-live": "polite", "aria-label": "Search results", id: "results" });
+  const form = h("form", { class: "stack panel" },
+    await collectionPicker(),
+    drop,
+    h("div", { class: "row" },
+      h("label", { for: "purpose" }, "Purpose", purpose,
+        h("span", { class: "hint" }, "Why this search is run. Recorded in the audit log.")),
+      h("label", { for: "case_id" }, "Case id (optional)", caseId)),
+    h("div", {}, button));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!file.files.length) { results.replaceChildren(errorBox(new Error("Pick a photo first."))); return; }
+    busy(button, async () => {
+      results.replaceChildren(h("p", {}, "Searching…"));
+      const data = new FormData();
+      data.append("image", file.files[0]);
+      data.append("purpose", purpose.value);
+      if (caseId.value) data.append("case_id", caseId.value);
+      const collection = session.collection;
+      try {
+        const res = await api(`/api/v1/collections/${enc(collection)}/search`, { method: "POST", form: data });
+        showResult(results, res, file.files[0]);
+      } catch (err) {
+        results.replaceChildren(err.code === "no_face"
+          ? h("div", { class: "nomatch", role: "alert" }, h("strong", {}, "No face found"),
+            "No face was detected in this photo. Try a sharper, frontal photo.")
+          : errorBox(err));
+      }
+    });
+  });
+  main.append(form, results);
+}
+
+function showResult(results, res, photo) {
+  const img = h("img", { src: URL.createObjectURL(photo), alt: "The photo searched with" });
+  const figure = h("div", { class: "probe" }, img);
+  const candidates = h("div", { id: "candidates" });
+  const buttons = [];
+  const select = (i) => {
+    buttons.forEach((b, j) => b.setAttribute("aria-pressed", String(i === j)));
+    candidates.replaceChildren(faceCandidates(res, res.faces[i]));
+  };
+  img.addEventListener("load", () => {
+    const W = img.naturalWidth, H = img.naturalHeight;
+    res.faces.forEach((f, i) => {
+      const [x1, y1, x2, y2] = f.box;
+      const b = h("button", { type: "button", class: "facebox", "aria-pressed": "false",
+        "aria-label": `Face ${i + 1}: show its candidates`, onclick: () => select(i) }, h("span", {}, `Face ${i + 1}`));
+      Object.assign(b.style, { left: `${(100 * x1) / W}%`, top: `${(100 * y1) / H}%`,
+        width: `${(100 * (x2 - x1)) / W}%`, height: `${(100 * (y2 - y1)) / H}%` });
+      buttons.push(b); figure.append(b);
+    });
+    if (res.faces.length) select(0);
+  });
+  results.replaceChildren(
+    h("h2", {}, `${res.faces.length} face${res.faces.length === 1 ? "" : "s"} found`),
+    h("p", { class: "meta" },
+      `Threshold: similarity ≥ ${fmtSim(res.threshold)} (false-match rate ${fmtFmr(res.threshold_fmr)} per comparison). ` +
+      `Request ${res.request_id}, audit entry #${res.audit_seq}.`),
+    h("div", { class: "grid2" }, h("div", {}, figure, h("p", { class: "hint" }, "Pick a face to see its candidates.")),
+      candidates));
+}
+
+function faceCandidates(res, face) {
+  const title = h("h2", {}, `Face ${face.face_index + 1}`);
+  if (!face.searched) {
+    return h("div", {}, title, h("div", { class: "nomatch" }, h("strong", {}, "Not searched"),
+      `This face is too small to search reliably (${face.skipped_reason}).`));
+  }
+  if (!face.candidates.length) {
+    return h("div", {}, title, h("div", { class: "nomatch", "data-testid": "no-match" },
+      h("strong", {}, "No match in this gallery"),
+      `Nobody in “${res.collection}” matches this face at similarity ≥ ${fmtSim(res.threshold)}.`));
+  }
+  const list = h("ol", { class: "candidates", "aria-label": "Candidates, best first" });
+  face.candidates.forEach((c, rank) => {
+    list.append(h("li", { class: "candidate", "data-testid": "candidate" },
+      h("span", { class: "name" }, `${rank + 1}. ${c.name}`, c.external_id ? ` (${c.external_id})` : ""),
+      h("span", {}, `Similarity ${fmtSim(c.similarity)} · estimated false-match rate ${fmtFmr(c.estimated_fmr)}`),
+      h("div", { class: "thumbs" }, c.samples.slice(0, 4).map((s) =>
+        thumb(res.collection, c.subject_id, s.sample_id, `Enrolled photo of ${c.name} (sample ${s.sample_id})`)))));
+  });
+  return h("div", {}, title, list);
+}
+
+// ---- subjects ------------------------------------------------------------------------------------
+async function subjectsPage() {
+  main.append(heading("Subjects"));
+  const listArea = h("section", { "aria-label": "Subject list" });
+  const detail = h("section", { id: "subject-detail", "aria-live": "polite" });
+  const filter = h("input", { type: "search", id: "filter", name: "filter", placeholder: "Name or external id" });
+  let rows = [];
+  const drawList = () => {
+    const needle = filter.value.trim().toLowerCase();
+    const shown = rows.filter((r) => !needle || r.name.toLowerCase().includes(needle) || (r.external_id || "") === filter.value.trim());
+    const ul = h("ul", { class: "subject-list" });
+    for (const r of shown) {
+      ul.append(h("li", {}, h("button", { type: "button", onclick: () => openSubject(r.id) },
+        `${r.name}${r.external_id ? ` (${r.external_id})` : ""} · ${r.samples} sample${r.samples === 1 ? "" : "s"}`)));
+    }
+    listArea.replaceChildren(h("h2", {}, `${shown.length} of ${rows.length} subjects`),
+      shown.length ? ul : h("p", {}, "No subjects match."));
+  };
+  const load = async () => {
+    if (!session.collection) { listArea.replaceChildren(h("p", {}, "No collection yet.")); return; }
+    try { rows = await api(`/api/v1/collections/${enc(session.collection)}/subjects`); drawList(); }
+    catch (err) { listArea.replaceChildren(errorBox(err)); }
+  };
+  const openSubject = (id) => showSubject(detail, id, load);
+  filter.addEventListener("input", drawList);
+  const tools = h("div", { class: "stack panel" }, await collectionPicker(() => { detail.replaceChildren(); load(); }),
+    h("label", { for: "filter" }, "Find a subject", filter));
+  main.append(tools);
+  if (role() === "admin") main.append(newCollectionForm());
+  if (allowed(CAN_ENROLL)) main.append(newSubjectForm(openSubject, load));
+  main.append(h("div", { class: "grid2" }, listArea, detail));
+  await load();
+}
+
+function newCollectionForm() {
+  const name = h("input", { type: "text", id: "new-collection", name: "name", required: true, maxlength: 200 });
+  const button = h("button", { type: "submit" }, "Create collection");
+  const status = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "stack" }, h("label", { for: "new-collection" }, "Collection name", name), h("div", {}, button), status);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy(button, async () => {
+      try {
+        await api("/api/v1/collections", { method: "POST", json: { name: name.value } });
+        session.collection = name.value.trim();
+        render();
+        toast(`Collection ${name.value} created`);
+      } catch (err) { status.replaceChildren(errorBox(err)); }
+    });
+  });
+  return h("details", { class: "panel" }, h("summary", {}, "New collection"), form);
+}
+
+function newSubjectForm(openSubject, reload) {
+  const field = (id, label, attrs = {}, hint) => {
+    const input = h("input", { type: "text", id, name: id, ...attrs });
+    return [h("label", { for: id }, label, input, hint ? h("span", { class: "hint" }, hint) : null), input];
+  };
+  const [nameL, name] = field("subject-name", "Name", { required: true, maxlength: 200 });
+  const [purposeL, purpose] = field("consent-purpose", "Consent purpose", { required: true, maxlength: 500 },
+    "What the person agreed their face may be used for.");
+  const text = h("textarea", { id: "consent-text", name: "consent_text", rows: 3 });
+  const file = h("input", { type: "file", id: "consent-file", name: "consent_file" });
+  const [byL, by] = field("consent-by", "Consent given by (optional)", { maxlength: 200 });
+  const [expL, expires] = field("consent-expires", "Consent expires (optional)", { type: "date" });
+  const [extL, ext] = field("external-id", "External id (optional)", { maxlength: 200 });
+  const button = h("button", { type: "submit" }, "Add subject");
+  const status = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "stack" }, nameL, purposeL,
+    h("label", { for: "consent-text" }, "Consent text", text,
+      h("span", { class: "hint" }, "Or attach the signed form below instead (one of the two).")),
+    h("label", { for: "consent-file" }, "Consent document", file),
+    h("div", { class: "row" }, byL, expL, extL), h("div", {}, button), status);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy(button, async () => {
+      const data = new FormData();
+      data.append("name", name.value); data.append("purpose", purpose.value);
+      if (file.files.length) data.append("consent_file", file.files[0]); else data.append("consent_text", text.value);
+      if (by.value) data.append("consent_by", by.value);
+      if (expires.value) data.append("expires", expires.value);
+      if (ext.value) data.append("external_id", ext.value);
+      try {
+        const subj = await api(`/api/v1/collections/${enc(session.collection)}/subjects`, { method: "POST", form: data });
+        form.reset(); status.replaceChildren();
+        toast(`Added ${subj.name}`);
+        await reload(); openSubject(subj.id);
+      } catch (err) { status.replaceChildren(errorBox(err)); }
+    });
+  });
+  return h("details", { class: "panel" }, h("summary", {}, "Add a subject (with consent)"), form);
+}
+
+async function showSubject(detail, id, reload) {
+  const collection = session.collection;
+  const base = `/api/v1/collections/${enc(collection)}/subjects/${id}`;
+  let s;
+  try { s = await api(base); } catch (err) { detail.replaceChildren(errorBox(err)); return; }
+  const c = s.consent;
+  const record = h("dl", { class: "record" },
+    ...[["Purpose", c.purpose], ["Given by", c.granted_by], ["Given at", c.granted_at], ["Expires", c.expires_at || "never"],
+      ["Withdrawn", c.withdrawn_at || "no"], ["Evidence", `${c.evidence_kind}${c.evidence_name ? `: ${c.evidence_name}` : ""}`],
+      ["Evidence SHA-256", c.evidence_sha256]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  const samples = h("div", { class: "thumbs" }, s.samples.map((x) =>
+    thumb(collection, s.id, x.sample_id, `Sample ${x.sample_id} of ${s.name}`)));
+  detail.replaceChildren(h("h2", { tabindex: "-1", id: "subject-title" }, s.name),
+    h("p", { class: "meta" }, `Subject #${s.id}${s.external_id ? ` · external id ${s.external_id}` : ""} · created ${s.created_at}`),
+    h("h3", {}, "Consent record"), record,
+    h("h3", {}, `Samples (${s.samples.length})`), s.samples.length ? samples : h("p", {}, "No samples yet."));
+  if (allowed(CAN_ENROLL)) detail.append(enrollForm(base, () => showSubject(detail, id, reload), reload), eraseButton(base, s, detail, reload));
+  document.getElementById("subject-title").focus();
+}
+
+function enrollForm(base, refresh, reload) {
+  const files = h("input", { type: "file", id: "enroll-files", name: "images", accept: "image/*", multiple: true, required: true });
+  const largest = h("input", { type: "checkbox", id: "largest", name: "largest" });
+  const button = h("button", { type: "submit" }, "Enroll photos");
+  const out = h("div", { id: "enroll-results", "aria-live": "polite" });
+  const form = h("form", { class: "stack panel" }, h("h3", {}, "Enroll more photos"),
+    h("label", { for: "enroll-files" }, "Photos of this person (one face each)", files),
+    h("label", { class: "check", for: "largest" }, largest, "Use the largest face when a photo shows several"),
+    h("div", {}, button), out);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy(button, async () => {
+      const data = new FormData();
+      for (const f of files.files) data.append("images", f);
+      if (largest.checked) data.append("largest", "true");
+      try {
+        const res = await api(`${base}/samples`, { method: "POST", form: data });
+        const table = h("table", {}, h("caption", { class: "visually-hidden" }, "Outcome per photo"),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Photo"), h("th", { scope: "col" }, "Outcome"),
+            h("th", { scope: "col" }, "Reason"))),
+          h("tbody", {}, res.outcomes.map((o) => h("tr", {}, h("td", {}, o.image),
+            h("td", { class: `status-${o.status}` }, o.status),
+            h("td", {}, o.reason ? `${o.reason}: ${o.message}` : `sample #${o.sample_id}`)))));
+        const summary = h("p", { class: res.rejected ? "error" : "okay" },
+          `${res.enrolled} enrolled, ${res.rejected} rejected.`);
+        await refresh(); await reload();
+        const again = document.getElementById("enroll-results");
+        (again || out).replaceChildren(summary, h("div", { class: "tablewrap" }, table));
+      } catch (err) { out.replaceChildren(errorBox(err)); }
+    });
+  });
+  return form;
+}
+
+function eraseButton(base, s, detail, reload) {
+  const dialog = h("dialog", { "aria-labelledby": "erase-title" },
+    h("h2", { id: "erase-title" }, `Erase ${s.name}?`),
+    h("p", {}, `This deletes ${s.samples.length} sample(s), their kept photos and the consent record. It cannot be undone. ` +
+      "The audit log keeps a record that the erasure happened."),
+    h("form", { method: "dialog", class: "row" },
+      h("button", { type: "submit", value: "cancel", class: "secondary" }, "Cancel"),
+      h("button", { type: "submit", value: "erase", class: "danger" }, "Erase permanently")));
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "erase") return;
+    try {
+      const res = await api(base, { method: "DELETE" });
+      detail.replaceChildren(h("p", { class: "okay", role: "status" },
+        `Erased ${res.name}: ${res.samples_removed} sample(s) removed.`));
+      await reload();
+    } catch (err) { detail.append(errorBox(err)); }
+  });
+  const open = h("button", { type: "button", class: "danger", onclick: () => dialog.showModal() }, "Erase subject…");
+  return h("div", { class: "stack" }, h("h3", {}, "Erase"), h("div", {}, open), dialog);
+}
+
+// ---- audit ---------------------------------------------------------------------------------------
+async function auditPage() {
+  main.append(heading("Audit log"));
+  const chain = h("div", { id: "chain", "aria-live": "polite" }, "Checking the hash chain…");
+  const action = h("select", { id: "f-action", name: "action" },
+    ["", "search", "verify", "enroll", "subject.add", "subject.delete", "collection.create", "collection.delete"]
+      .map((a) => h("option", { value: a }, a || "any")));
+  const text = (id) => h("input", { type: "text", id, name: id, maxlength: 200 });
+  const actor = text("f-actor"), coll = text("f-collection"), caseId = text("f-case"), req = text("f-request");
+  const limit = h("input", { type: "number", id: "f-limit", name: "limit", min: 1, max: 1000, value: 100 });
+  const button = h("button", { type: "submit" }, "Show entries");
+  const out = h("section", { "aria-live": "polite", "aria-label": "Audit entries" });
+  const form = h("form", { class: "stack panel" }, h("div", { class: "row" },
+    h("label", { for: "f-action" }, "Action", action), h("label", { for: "f-actor" }, "Actor contains", actor),
+    h("label", { for: "f-collection" }, "Collection", coll), h("label", { for: "f-case" }, "Case id", caseId),
+    h("label", { for: "f-request" }, "Request id", req), h("label", { for: "f-limit" }, "Entries", limit)),
+  h("div", {}, button));
+  const load = () => busy(button, async () => {
+    const q = new URLSearchParams({ limit: limit.value || "100" });
+    for (const [k, el] of [["action", action], ["actor", actor], ["collection", coll], ["case_id", caseId], ["request_id", req]]) {
+      if (el.value.trim()) q.set(k, el.value.trim());
+    }
+    try {
+      const rows = await api(`/api/v1/audit?${q}`);
+      const table = h("table", {}, h("caption", { class: "visually-hidden" }, "Audit entries, newest first"),
+        h("thead", {}, h("tr", {}, ["#", "Time (UTC)", "Action", "Actor", "Purpose", "Case", "Collection", "Details"]
+          .map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, rows.map((e) => h("tr", {}, h("td", {}, e.seq), h("td", {}, e.at.replace("T", " ").slice(0, 19)),
+          h("td", {}, e.action), h("td", {}, e.actor), h("td", {}, e.purpose || ""), h("td", {}, e.case_id || ""),
+          h("td", {}, e.collection || ""), h("td", { class: "details" }, JSON.stringify(e.details))))));
+      out.replaceChildren(h("h2", {}, `${rows.length} entries`), h("div", { class: "tablewrap" }, table));
+    } catch (err) { out.replaceChildren(errorBox(err)); }
+  });
+  form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
+  main.append(chain, form, out);
+  api("/api/v1/audit/verify").then((s) => {
+    chain.replaceChildren(s.ok
+      ? h("p", { class: "okay", "data-testid": "chain-ok" }, `Hash chain verified: ${s.entries} entries, none altered.`)
+      : h("p", { class: "error", role: "alert" }, `Hash chain BROKEN at entry #${s.first_bad_seq}: ${s.problem}.`));
+  }).catch((err) => chain.replaceChildren(errorBox(err)));
+  load();
+}
+
+// ---- review --------------------------------------------------------------------------------------
+function reviewPage() {
+  main.append(heading("Review"),
+    h("div", { class: "panel" },
+      h("p", {}, "Candidates waiting for a human decision, and which of the two reviewers has confirmed each, will be listed here."),
+      h("p", { class: "meta" }, "The review queue is not enabled on this server yet: no search results are waiting for review.")));
+}
