@@ -36,6 +36,14 @@ audit_app = typer.Typer(help="Read and verify the append-only audit log.", no_ar
 eval_app = typer.Typer(help="Evaluation protocols on labelled face datasets.", no_args_is_help=True)
 index_app = typer.Typer(help="Inspect, rebuild and tune a collection's vector index.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+consent_app = typer.Typer(
+    help="Show or withdraw a subject's consent (withdrawal erases at once).", no_args_is_help=True
+)
+retention_app = typer.Typer(help="The retention policy and the sweep that enforces it.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports for accountability (GDPR Art. 30).", no_args_is_help=True)
+app.add_typer(consent_app, name="consent")
+app.add_typer(retention_app, name="retention")
+app.add_typer(report_app, name="report")
 app.add_typer(collection_app, name="collection")
 app.add_typer(subject_app, name="subject")
 app.add_typer(audit_app, name="audit")
@@ -133,6 +141,18 @@ def init(
 def collection_create(
     name: str,
     model: Annotated[str | None, typer.Option(help="Embedding model the collection is pinned to.")] = None,
+    purpose: Annotated[
+        str | None, typer.Option(help="Why this gallery exists (records of processing).")
+    ] = None,
+    legal_basis: Annotated[
+        str | None, typer.Option("--legal-basis", help="Legal basis of processing.")
+    ] = None,
+    retention_days: Annotated[
+        int,
+        typer.Option(
+            "--retention-days", help="Destroy a person's data this long after their last interaction."
+        ),
+    ] = 1095,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -140,7 +160,9 @@ def collection_create(
 
     def action() -> dict[str, Any]:
         with _vault(home) as v:
-            row = v.create_collection(name, model)
+            row = v.create_collection(
+                name, model, purpose=purpose, legal_basis=legal_basis, retention_days=retention_days
+            )
             return {"name": row["name"], "model_id": row["model_id"], "dim": row["dim"]}
 
     row = _run(as_json, action)
@@ -291,6 +313,25 @@ def subject_show(collection: str, subject: str, home: HomeOpt = None, as_json: J
         typer.echo(
             f"  sample #{smp['sample_id']}  {smp['image']}  box {smp['box']}  "
             f"quality {smp['quality'].get('overall')}"
+        )
+
+
+@subject_app.command("erase")
+def subject_erase(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Erase every template, sample, image record, index entry and the consent record of a subject, and
+    write an erasure receipt to the audit log."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.erase_subject(collection, subject)
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(
+            f"erased subject #{res['subject_id']} {res['name']!r}: {res['samples_erased']} samples, "
+            f"{res['images_erased']} image records; receipt in audit entry #{res['audit_seq']}"
         )
 
 
@@ -475,6 +516,24 @@ def audit_list(
         )
 
 
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[str | None, typer.Option("--since", help="ISO date or time (inclusive).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO date or time (exclusive).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+    home: HomeOpt = None,
+) -> None:
+    """Export audit entries, oldest first (the export itself is audited)."""
+
+    def action() -> str:
+        from .service import _parse_expiry
+
+        with _vault(home) as v:
+            return v.audit_export(since=_parse_expiry(since), until=_parse_expiry(until), fmt=fmt)
+
+    typer.echo(_run(False, action), nl=False)
+
+
 @audit_app.command("verify")
 def audit_verify(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Check the hash chain; exit code 8 names the first broken entry."""
@@ -492,6 +551,190 @@ def audit_verify(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo(f"audit chain BROKEN at entry {st.first_bad_seq}: {st.problem}")
     if not st.ok:
         raise typer.Exit(8)
+
+
+# ---- consent, retention, opt-out, review, reports -------------------------------------------------------
+@consent_app.command("show")
+def consent_show(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """A subject's consent record."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.consent_show(collection, subject)
+
+    _print_json(_run(as_json, action))
+
+
+@consent_app.command("withdraw")
+def consent_withdraw(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Withdraw consent: the subject's biometric data is erased at once."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.withdraw_consent(collection, subject)
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(
+            f"consent withdrawn; erased {res['samples_erased']} samples of #{res['subject_id']} "
+            f"(receipt: audit entry #{res['audit_seq']})"
+        )
+
+
+@retention_app.command("policy")
+def retention_policy(home: HomeOpt = None) -> None:
+    """Print the written retention and destruction policy (public under BIPA 15(a))."""
+
+    def action() -> str:
+        with _vault(home) as v:
+            return v.retention_policy()
+
+    typer.echo(_run(False, action))
+
+
+@retention_app.command("set")
+def retention_set(
+    collection: str,
+    days: Annotated[int, typer.Argument(help="Days after a person's last interaction (1-1095).")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a collection's retention period."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.set_retention(collection, days)
+
+    _print_json(_run(as_json, action))
+
+
+@retention_app.command("sweep")
+def retention_sweep(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Destroy every person's data that is due (consent expired or withdrawn, retention period over)."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.retention_sweep()
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+        return
+    typer.echo(f"retention sweep: {len(res['erased'])} subject(s) erased")
+    for r in res["erased"]:
+        typer.echo(f"  {r['collection']} #{r['subject_id']}: {r['reason']} ({r['samples_erased']} samples)")
+
+
+@app.command()
+def optout(
+    photo: str,
+    collection: Annotated[str | None, typer.Option("--collection", help="Only this collection.")] = None,
+    all_collections: Annotated[bool, typer.Option("--all", help="Every collection (the default).")] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find and erase me: erase every subject matching the face in PHOTO at the strict threshold and block
+    future enrollments of that face."""
+    if collection and all_collections:
+        raise _fail(ValueError("give --collection or --all, not both"), as_json)
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.optout(photo, collection=collection)
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(
+            f"opted out ({res['scope']}): erased {len(res['erased'])} subject(s); future enrollments of "
+            f"this face are refused. Audit entry #{res['audit_seq']}."
+        )
+
+
+@app.command()
+def review(
+    case: str,
+    candidate: Annotated[int | None, typer.Option("--candidate", help="Candidate id or subject id.")] = None,
+    decision: Annotated[str | None, typer.Option("--decision", help="confirm or reject")] = None,
+    reviewer: Annotated[str | None, typer.Option("--reviewer", help="Your name (recorded).")] = None,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Human review of a case's search candidates. Without --decision, show the case. A match counts as
+    confirmed only after two different reviewers confirm it."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            if decision is None:
+                return v.review_status(case)
+            if candidate is None or reviewer is None:
+                from .errors import InputError
+
+                raise InputError("--candidate and --reviewer are required with --decision")
+            return v.review(case, candidate, decision, reviewer, note)
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+        return
+    rows = res.get("candidates", [res])
+    for c in rows:
+        typer.echo(
+            f"candidate {c['candidate_id']}: #{c['subject_id']} {c['name']} ({c['similarity']:.4f}) "
+            f"{c['state']}; confirmed by {', '.join(c['confirmed_by']) or '-'}; "
+            f"rejected by {', '.join(c['rejected_by']) or '-'}"
+        )
+
+
+@report_app.command("processing")
+def report_processing(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """The GDPR Art. 30 record of processing activities."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.processing_record()
+
+    rec = _run(as_json, action)
+    if as_json:
+        _print_json(rec)
+        return
+    typer.echo("Record of processing activities (GDPR Art. 30)")
+    typer.echo(f"Controller: {rec['controller']}")
+    typer.echo("Categories of data: " + "; ".join(rec["categories_of_data"]))
+    for c in rec["collections"]:
+        typer.echo(
+            f"Collection {c['name']}: purpose {c['purpose'] or 'not stated'}; "
+            f"legal basis {c['legal_basis']}; "
+            f"{c['subjects']} people, {c['samples']} templates; retention "
+            f"{c['retention_days_after_last_interaction']} days after last interaction"
+        )
+    typer.echo("Recipients (roles): " + ", ".join(rec["recipients"]["roles"]))
+    typer.echo(f"Transfers: {rec['transfers']}")
+    typer.echo("Security measures:")
+    for m in rec["security_measures"]:
+        typer.echo(f"  - {m}")
+
+
+def keys_rotate(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-protect every stored template under a new key; the old key is destroyed, so templates stolen
+    before the rotation no longer match anything."""
+
+    def action() -> dict[str, Any]:
+        with _vault(home) as v:
+            return v.rotate_keys()
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(
+            f"template key rotated v{res['from_version']} -> v{res['to_version']}: "
+            f"{res['samples']} templates and {res['optouts']} opt-outs re-protected"
+        )
 
 
 # ---- index ---------------------------------------------------------------------------------------------
@@ -617,6 +860,20 @@ def eval_identify(
         _print_json(res)
     else:
         typer.echo(json.dumps(res, indent=2))
+
+
+def _wire_subcommands() -> None:
+    """Commands that live in their own modules (kept light: they import heavy code lazily)."""
+    from .cli_models import models_app
+    from .cli_server import keys_app, serve
+
+    keys_app.command("rotate")(keys_rotate)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(models_app, name="models")
+    app.command()(serve)
+
+
+_wire_subcommands()
 
 
 def main() -> None:

@@ -39,7 +39,10 @@ class Settings:
     search_max_fmr: float = 1e-3
     search_fmr: float = 0.0
     verify_fmr: float = 1e-3
-    conflict_fmr: float = 1e-6
+    # The strict operating point of identity-conflict checks and opt-out matching. Opt-out also keeps the
+    # expected number of wrongly erased people per opt-out below ``optout_max_false_erasures``.
+    conflict_fmr: float = 1e-5
+    optout_max_false_erasures: float = 1e-3
     # Test-time augmentation: average the embedding of the chip and its mirror image.
     flip_tta: bool = True
     workers: int = 0  # 0 = number of CPUs

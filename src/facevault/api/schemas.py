@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from ..errors import InputError
+from ..models import available_models
 from .errors import ApiError
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -139,3 +140,12 @@ def body_doc(
     if json_model is not None:
         content["application/json"] = {"schema": json_model.model_json_schema()}
     return {"requestBody": {"required": True, "content": content}}
+
+
+def known_model(model_id: str | None) -> str | None:
+    """Refuse an unknown model id as bad input (the engine's ModelError means "cannot load", a 503)."""
+    if model_id is not None and model_id not in available_models():
+        raise InputError(
+            f"unknown model {model_id!r}; available: {', '.join(available_models())}", code="unknown_model"
+        )
+    return model_id

@@ -186,10 +186,11 @@ class PrivacyOperations:
                     )
                 raise NoFaceError("no face was found in the opt-out photo")
             raw = faces[0].embedding
-            strict, _ = self._threshold(
-                model_id, self.settings.conflict_fmr, None, self.settings.conflict_fmr
-            )
             for coll in (c for c in colls if c["model_id"] == model_id):
+                with self.store.begin() as conn:
+                    n = self.store.count_samples(conn, coll["id"])
+                fmr = min(self.settings.conflict_fmr, self.settings.optout_max_false_erasures / max(n, 1))
+                strict, _ = self._threshold(model_id, fmr, None, fmr)
                 for cand in self._candidates(coll, raw, top_k=1000, thr=strict):
                     erased.append(self.erase_subject(coll["name"], f"#{cand.subject_id}", reason="opt_out"))
             protected = key.protect(raw)

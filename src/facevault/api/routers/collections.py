@@ -11,7 +11,7 @@ from ..auth import ANY_ROLE, require
 from ..context import vault_as
 from ..keys import Principal
 from ..runner import run_sync
-from ..schemas import CollectionCreate
+from ..schemas import CollectionCreate, known_model
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
 
@@ -39,7 +39,9 @@ async def list_collections(
 async def create_collection(
     request: Request, body: CollectionCreate, principal: Principal = Depends(require("admin"))
 ) -> dict[str, Any]:
-    row = await run_sync(request, vault_as(request, principal).create_collection, body.name, body.model)
+    row = await run_sync(
+        request, vault_as(request, principal).create_collection, body.name, known_model(body.model)
+    )
     return _public(row)
 
 

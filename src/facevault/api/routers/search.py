@@ -12,7 +12,16 @@ from ..auth import require
 from ..context import request_id, traced
 from ..keys import Principal
 from ..runner import run_sync
-from ..schemas import Files, SearchJSON, SearchParams, VerifyJSON, VerifyParams, body_doc, parse_body
+from ..schemas import (
+    Files,
+    SearchJSON,
+    SearchParams,
+    VerifyJSON,
+    VerifyParams,
+    body_doc,
+    known_model,
+    parse_body,
+)
 from ..uploads import decode_base64, read_upload, safe_name
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
@@ -69,7 +78,7 @@ async def verify(request: Request, principal: Principal = Depends(require("searc
         run,
         a,
         b,
-        model=body.model,
+        model=known_model(body.model),
         purpose=body.purpose,
         case_id=body.case_id,
         fmr=body.fmr,

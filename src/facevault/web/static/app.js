@@ -125,6 +125,7 @@ function render() {
     page = location.pathname.slice(1);
   }
   renderChrome(page);
+  document.getElementById("toast").classList.remove("show");
   main.replaceChildren();
   if (page === "signin") return signinPage();
   if (!allowed(PAGES[page].roles)) {
@@ -373,6 +374,7 @@ function newSubjectForm(openSubject, reload) {
       try {
         const subj = await api(`/api/v1/collections/${enc(session.collection)}/subjects`, { method: "POST", form: data });
         form.reset(); status.replaceChildren();
+        form.closest("details").open = false;
         toast(`Added ${subj.name}`);
         await reload(); openSubject(subj.id);
       } catch (err) { status.replaceChildren(errorBox(err)); }
