@@ -154,3 +154,36 @@ def test_doctor_repair_via_cli(gallery: dict[str, Path], tmp_path: Path) -> None
 
 def test_commands_without_a_vault() -> None:
     assert fvj("collection", "list", code=4)["error"]["code"] == "vault_not_found"
+
+
+def test_privacy_commands_session(gallery: dict[str, Path], tmp_path: Path) -> None:
+    res = fvj("search", "staff", gallery["probe"], "--purpose", "incident", "--case", "CASE-9")
+    sid = res["faces"][0]["candidates"][0]["subject_id"]
+    assert fvj("review", "CASE-9")["candidates"][0]["state"] == "pending"
+    fvj("review", "CASE-9", "--candidate", str(sid), "--decision", "confirm", "--reviewer", "ann")
+    done = fvj("review", "CASE-9", "--candidate", str(sid), "--decision", "confirm", "--reviewer", "ben")
+    assert done["state"] == "confirmed"
+    assert fvj("consent", "show", "staff", "E-1")["purpose"] == "door access"
+    rotated = fvj("keys", "rotate")
+    assert rotated["to_version"] == 2 and rotated["samples"] == 2
+    again = fvj("search", "staff", gallery["probe"], "--purpose", "after rotation")
+    assert again["faces"][0]["candidates"][0]["similarity"] == pytest.approx(
+        res["faces"][0]["candidates"][0]["similarity"], abs=1e-4
+    )
+    policy = fv("retention", "policy")
+    assert "retention" in policy.lower() and "staff" in policy
+    assert fvj("retention", "sweep")["erased"] == []
+    assert "Security measures" in fv("report", "processing")
+    assert fvj("report", "processing")["collections"][0]["name"] == "staff"
+    exported = fv("audit", "export", "--format", "csv")
+    assert exported.splitlines()[0].startswith("seq,at,action")
+    assert len(fv("audit", "export").splitlines()) >= 8
+    receipt = fvj("consent", "withdraw", "staff", "E-1")
+    assert receipt["reason"] == "consent_withdrawn" and receipt["samples_erased"] == 2
+    out = fvj("optout", gallery["a"])
+    assert out["erased"] == [] and out["scope"] == "*"
+    fv("subject", "add", "staff", "--name", "Back again", "--purpose", "p", "--consent-text", "yes")
+    blocked = fvj("enroll", "staff", "Back again", gallery["b"], code=EXIT_PARTIAL)
+    assert blocked[0]["reason"] == "blocked_by_optout"
+    assert fvj("subject", "erase", "staff", "Back again")["samples_erased"] == 0
+    assert fvj("audit", "verify")["ok"] is True
