@@ -111,7 +111,7 @@ def list_packs(
                     "detector": "dlib-hog",
                     "recognizer": "dlib-resnet",
                     "embedding_dim": 128,
-                    "license": "dlib / face-recognition-models (any use)",
+                    "license": "dlib (Boost-1.0) models via face-recognition-models",
                 }
             ],
             "installed": installed,

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -98,6 +99,7 @@ class Vault(PrivacyOperations):
         self.settings = settings
         self.actor = actor or os.environ.get("USER") or "local"
         self.role = role
+        self.request_id: str | None = None
         self.store = Store(f"sqlite:///{settings.db_path}")
         self._shared = _SharedState()
         self._indexes = self._shared.indexes
@@ -109,16 +111,19 @@ class Vault(PrivacyOperations):
     def index_backend(self) -> str:
         return self._index_spec
 
-    def acting_as(self, actor: str, role: str | None = None) -> Vault:
-        """A view of this vault that records ``actor`` (and ``role``) in the audit log and shares its
-        caches (loaded models and indexes): what a server uses per request."""
+    def acting_as(self, actor: str, role: str | None = None, request_id: str | None = None) -> Vault:
+        """A view of this vault that records ``actor``, ``role`` and ``request_id`` in every audit entry it
+        writes and shares this vault's caches (loaded models and indexes): what a server uses per request."""
         view = copy.copy(self)
         view.actor = actor
         view.role = role
+        view.request_id = request_id
         return view
 
     # ---- keys, protected templates, the log -------------------------------------------------------
     def _log(self, conn: Connection, action: str, **fields: Any) -> int:
+        if self.request_id:
+            fields["details"] = {**(fields.get("details") or {}), "request_id": self.request_id}
         return audit.append(conn, action, key=self.keys.audit_key, actor=self.actor, role=self.role, **fields)
 
     def _current_key(self, conn: Connection | None = None) -> TemplateKey:
@@ -193,11 +198,34 @@ class Vault(PrivacyOperations):
 
     # ---- helpers -------------------------------------------------------------------------------------
     def pipeline(self, model_id: str) -> Pipeline:
-        pipe = self._pipelines.get(model_id)
-        if pipe is None:
-            pipe = Pipeline.for_model(model_id, self.settings)
-            self._pipelines[model_id] = pipe
-        return pipe
+        with self._shared.lock:  # one pipeline per model per process, even under concurrent first use
+            pipe = self._pipelines.get(model_id)
+            if pipe is None:
+                pipe = Pipeline.for_model(model_id, self.settings)
+                self._pipelines[model_id] = pipe
+            return pipe
+
+    @property
+    def photos_dir(self) -> Path:
+        """Where the server keeps copies of uploaded enrollment photos (for review thumbnails)."""
+        return self.settings.home / "photos"
+
+    def get_sample(self, collection: str, sample_id: int) -> dict[str, Any]:
+        """One sample's record (no template): subject, source image, box, quality."""
+        with self.store.begin() as conn:
+            coll = self.store.get_collection(conn, collection)
+            hit = self.store.sample_hits(conn, [sample_id]).get(sample_id)
+            if hit is None or self.store.sample_collection(conn, sample_id) != coll["id"]:
+                raise NotFoundError(f"no sample #{sample_id} in {collection!r}", code="sample_not_found")
+        return {
+            "sample_id": hit.sample_id,
+            "subject_id": hit.subject_id,
+            "name": hit.subject_name,
+            "external_id": hit.external_id,
+            "image": hit.image_source,
+            "image_sha256": hit.image_sha256,
+            "box": [round(v, 1) for v in hit.box],
+        }
 
     def _decode(self, item: ImageInput) -> imaging.DecodedImage:
         s = self.settings
@@ -373,6 +401,8 @@ class Vault(PrivacyOperations):
         with self._index_lock():
             discard_index(self._index_spec, self._index_path(coll["id"]))
             self._indexes.pop(coll["id"], None)
+        shutil.rmtree(self.photos_dir / f"c{coll['id']}", ignore_errors=True)
+        self.store.checkpoint()
         return counts
 
     # ---- subjects ------------------------------------------------------------------------------------

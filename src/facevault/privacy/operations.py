@@ -59,7 +59,19 @@ class PrivacyOperations:
         crash_point("erase:db_committed")
         self._apply_to_index(coll, remove=gone["sample_ids"])
         self.store.checkpoint()
-        return {"collection": collection, "name": subj["name"], "audit_seq": seq, **receipt}
+        photos = self.photos_dir / f"c{coll['id']}"  # copies the server kept of enrolled photos
+        removed = 0
+        for sha in gone["image_sha256"]:
+            if (photos / sha).is_file():
+                (photos / sha).unlink()
+                removed += 1
+        return {
+            "collection": collection,
+            "name": subj["name"],
+            "audit_seq": seq,
+            "photos_removed": removed,
+            **receipt,
+        }
 
     # ---- consent -----------------------------------------------------------------------------------
     def consent_show(self: Vault, collection: str, subject: str) -> dict[str, Any]:

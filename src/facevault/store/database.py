@@ -523,6 +523,9 @@ class Store:
             update(t.samples).where(t.samples.c.id == sample_id).values(vector=blob, key_version=key_version)
         )
 
+    def sample_collection(self, conn: Connection, sample_id: int) -> int | None:
+        return conn.execute(select(t.samples.c.collection_id).where(t.samples.c.id == sample_id)).scalar()
+
     def count_samples(self, conn: Connection, collection_id: int) -> int:
         q = select(func.count()).select_from(t.samples).where(t.samples.c.collection_id == collection_id)
         return int(conn.execute(q).scalar_one())

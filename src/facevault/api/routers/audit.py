@@ -47,7 +47,8 @@ async def list_audit(
 def _request_ids(entry: dict[str, Any]) -> set[str]:
     """Where a request id is recorded: ``details.request_id`` once the service takes it, the actor
     (``key:... request:<id>``) until then."""
-    ids = {str(entry.get("details", {}).get("request_id") or "")}
+    details = entry.get("details") or {}
+    ids = {str(entry.get("request_id") or ""), str(details.get("request_id") or "")}
     actor = entry.get("actor") or ""
     if " request:" in actor:
         ids.add(actor.rsplit(" request:", 1)[1])

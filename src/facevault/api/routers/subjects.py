@@ -96,13 +96,10 @@ async def get_subject(
 
 
 def erase_subject(request: Request, principal: Principal, collection: str, subject: str) -> dict[str, Any]:
-    """Erase a subject: samples, image records, consent record, and kept photo copies.
-    (Vault.delete_subject today; Vault.erase_subject once the privacy work lands.)"""
-    vault = vault_as(request, principal)
-    found = vault.get_subject(collection, subject)
-    result = vault.delete_subject(collection, f"#{found['id']}")
-    removed = request.app.state.photos.discard(s["image"] for s in found.get("samples", []))
-    return {**result, "photos_removed": removed, "request_id": request_id(request)}
+    """Erase a subject: templates, samples, image records, review records, consent record, index entries
+    and kept photo copies, with an erasure receipt in the audit log."""
+    result = vault_as(request, principal).erase_subject(collection, subject)
+    return {**result, "samples_removed": result["samples_erased"], "request_id": request_id(request)}
 
 
 @router.delete("/{subject}", summary="Erase a subject with every sample and its consent record")
