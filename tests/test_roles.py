@@ -21,6 +21,7 @@ ALL = set(ROLES)
 # The intended policy, written out by hand: (method, path) -> roles allowed. Admin may do everything.
 POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/me"): ALL,
+    ("POST", "/api/v1/login"): ALL,
     ("GET", "/api/v1/collections"): ALL,
     ("POST", "/api/v1/collections"): {"admin"},
     ("GET", "/api/v1/collections/{collection}"): ALL,
@@ -40,12 +41,31 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/verify"): {"admin", "searcher"},
     ("GET", "/api/v1/audit"): {"admin", "auditor"},
     ("GET", "/api/v1/audit/verify"): {"admin", "auditor"},
+    ("GET", "/api/v1/audit/export"): {"admin", "auditor"},
+    # privacy: consent and opt-out belong with the people who handle subjects (and may erase them)
+    ("GET", "/api/v1/collections/{collection}/subjects/{subject}/consent"): {"admin", "enroller"},
+    ("POST", "/api/v1/collections/{collection}/subjects/{subject}/consent/withdraw"): {"admin", "enroller"},
+    ("POST", "/api/v1/optout"): {"admin", "enroller"},
+    ("POST", "/api/v1/retention/sweep"): {"admin"},
+    ("PUT", "/api/v1/collections/{collection}/retention"): {"admin"},
+    ("GET", "/api/v1/reports/processing"): {"admin", "auditor"},
+    ("POST", "/api/v1/template-keys/rotate"): {"admin"},
+    # human review: the reviewer is the calling key
+    ("GET", "/api/v1/review/{case_id}"): {"admin", "reviewer"},
+    ("POST", "/api/v1/review/{case_id}/decisions"): {"admin", "reviewer"},
     ("GET", "/api/v1/keys"): {"admin"},
     ("POST", "/api/v1/keys"): {"admin"},
     ("DELETE", "/api/v1/keys/{prefix}"): {"admin"},
 }
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
-PATH_VALUES = {"collection": "no-such-collection", "subject": "1", "sample_id": "1", "prefix": "00000000"}
+# The retention policy must be public (BIPA 740 ILCS 14/15(a)): no key.
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/retention/policy")}
+PATH_VALUES = {
+    "collection": "no-such-collection",
+    "subject": "1",
+    "sample_id": "1",
+    "prefix": "00000000",
+    "case_id": "no-such-case",
+}
 
 
 def _endpoints(app) -> list[tuple[str, str, tuple[str, ...] | None]]:  # type: ignore[no-untyped-def]
@@ -74,7 +94,7 @@ def test_every_api_route_declares_roles_and_matches_the_policy(api_app) -> None:
 
 async def test_role_matrix_is_enforced(api_app, role_keys) -> None:
     endpoints = [(m, p, r) for m, p, r in _endpoints(api_app) if r is not None]
-    assert len(endpoints) >= 18
+    assert len(endpoints) >= 29
     async with asgi_client(api_app) as c:
         for method, path, roles in endpoints:
             url = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from facevault.api.keys import create_key
+
 from . import test_api_support as support
 from .conftest import REPO, lfw
 from .test_api_support import auth, live_server
@@ -66,6 +68,25 @@ def _search(page, photo: Path) -> None:  # type: ignore[no-untyped-def]
     page.get_by_label("Case id (optional)").fill("E2E-1")
     page.get_by_role("button", name="Search", exact=True).click()
     page.locator("#results h2").first.wait_for()
+
+
+def _sign_in(page, key: str) -> None:  # type: ignore[no-untyped-def]
+    if page.get_by_role("button", name="Sign out").count():
+        page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_test_id("who").wait_for()
+
+
+def _review(page, decision: str, name: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Review").click()
+    page.get_by_label("Case id", exact=True).fill("E2E-1")
+    page.get_by_role("button", name="Show candidates").click()
+    page.get_by_role("button", name=f"{decision} {name}").click()
+    state = page.get_by_test_id("review-candidate").filter(has_text=name).get_by_test_id("review-state")
+    expect(state).to_contain_text(expected)
 
 
 def test_sign_in_enroll_search_erase_and_audit_in_chromium(
@@ -131,6 +152,20 @@ def test_sign_in_enroll_search_erase_and_audit_in_chromium(
         expect(page.get_by_test_id("no-match")).to_contain_text("No match in this gallery")
         _shot(page, "search-no-match")
 
+        # review: the search's candidate waits for two different reviewer keys (EU AI Act Art. 14(5))
+        second = create_key(api_app.state.vault, "reviewer", "second reviewer")[0]
+        _sign_in(page, role_keys["reviewer"])
+        _review(page, "Confirm", "Tony Blair", "Pending: 1 of 2 confirmations (reviewer test key (key:")
+        expect(page.get_by_test_id("review-candidate").filter(has_text="Tony Blair")).to_contain_text(
+            "You decided: confirm."
+        )
+        _shot(page, "review")
+        _sign_in(page, second)
+        _review(page, "Confirm", "Tony Blair", "Confirmed by reviewer test key")
+        expect(page.get_by_test_id("review-state").first).to_contain_text("second reviewer (key:")
+        _shot(page, "review-confirmed")
+        _sign_in(page, role_keys["admin"])
+
         # erase with confirmation; the search then comes back empty
         page.get_by_role("link", name="Subjects").click()
         page.get_by_label("Find a subject").fill("tony")
@@ -152,15 +187,26 @@ def test_sign_in_enroll_search_erase_and_audit_in_chromium(
         expect(page.locator("tbody")).to_contain_text("browser test: find a person")
         expect(page.locator("tbody")).to_contain_text("E2E-1")
         _shot(page, "audit")
-        page.get_by_role("link", name="Review").click()
-        expect(page.locator("h1")).to_have_text("Review")
-        _shot(page, "review")
+        page.get_by_label("Action").select_option("login")  # one entry per sign-in, none per page
+        page.get_by_role("button", name="Show entries").click()
+        expect(page.locator("main h2")).to_have_text("4 entries")
 
         # phone width: the search page still works
         page.set_viewport_size({"width": 390, "height": 844})
         _search(page, lfw("Hugo_Chavez", 2))
         expect(page.get_by_test_id("candidate").first).to_contain_text("Hugo Chavez")
         _shot(page, "search-phone")
+
+        # withdrawing consent (with confirmation) erases the person at once
+        page.get_by_role("link", name="Subjects").click()
+        page.get_by_role("button", name="Hugo Chavez").click()
+        page.get_by_role("button", name="Withdraw consent…").click()
+        expect(page.get_by_role("dialog")).to_contain_text("Withdraw Hugo Chavez's consent?")
+        _shot(page, "withdraw-confirm")
+        page.get_by_role("button", name="Withdraw and erase").click()
+        expect(page.locator("#subject-detail")).to_contain_text(
+            "Consent withdrawn for Hugo Chavez: 1 sample(s) erased."
+        )
 
         # pages follow the role: an auditor sees the audit page only
         page.get_by_role("button", name="Sign out").click()

@@ -802,7 +802,7 @@ def eval_lfw(
     model: Annotated[str | None, typer.Option(help="Embedding model.")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a ROC curve PNG here.")] = None,
-    no_flip: Annotated[bool, typer.Option("--no-flip", help="Disable flip test-time augmentation.")] = False,
+    tta: Annotated[str | None, typer.Option("--tta", help="none, flip (default) or flip+views.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """LFW View-2 verification: mean accuracy ± std over the folds, TAR at FAR=1e-3."""
@@ -810,7 +810,7 @@ def eval_lfw(
     from .eval.lfw import run_lfw
 
     def action() -> dict[str, Any]:
-        settings = load_settings(flip_tta=False if no_flip else None)
+        settings = load_settings(tta=tta)
         return run_lfw(
             pairs,
             images,

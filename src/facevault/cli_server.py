@@ -89,20 +89,61 @@ def keys_revoke(
         typer.echo(f"revoked key {row['prefix']} ({row['name']})")
 
 
+DEMO_KEY_NAME = "demo"
+
+
+def demo_admin_key(vault: Any) -> str:
+    """A working admin key named "demo" for the demo server. A key's secret is shown only once, so an
+    earlier active "demo" admin key is revoked and a fresh one made (both changes are audited)."""
+    from .api.keys import create_key, list_keys, revoke_key
+
+    for k in list_keys(vault):
+        if k["active"] and k["name"] == DEMO_KEY_NAME and k["role"] == "admin":
+            revoke_key(vault, k["prefix"])
+    return create_key(vault, "admin", DEMO_KEY_NAME)[0]
+
+
+def _load_demo(home: str | None) -> str:
+    """Run the demo (``python -m facevault.demo``: the demo collection with one consented, enrolled
+    subject, a search under case DEMO-1) into the vault at ``home``; returns a fresh admin key."""
+    import os
+
+    from . import demo
+    from .service import open_vault
+
+    if home:
+        os.environ["FACEVAULT_HOME"] = home
+    demo.main()
+    with open_vault(home) as vault:
+        return demo_admin_key(vault)
+
+
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     home: HomeOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="First load the demo gallery (as `python -m facevault.demo`) and print an admin key "
+            "named demo to sign in with.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the JSON API (/api/v1, docs at /docs) and the web UI from one process. Creates the vault
-    if it does not exist yet; create a key first with `facevault keys create --role admin --name ...`."""
+    if it does not exist yet; create a key first with `facevault keys create --role admin --name ...`
+    (or start with --demo). A retention sweep runs on start and then daily."""
     import uvicorn
 
     from .api import create_app
     from .errors import FaceVaultError
 
     try:
+        if demo:
+            key = _load_demo(home)
+            typer.echo(f"\nDemo admin key (shown once; sign in with it at http://{host}:{port}/):\n{key}")
         app = create_app(home=home, create=True)
     except FaceVaultError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)

@@ -43,14 +43,18 @@ class Settings:
     # expected number of wrongly erased people per opt-out below ``optout_max_false_erasures``.
     conflict_fmr: float = 1e-5
     optout_max_false_erasures: float = 1e-3
-    # Test-time augmentation: average the embedding of the chip and its mirror image.
-    flip_tta: bool = True
+    # Test-time augmentation, averaged into one embedding: "none", "flip" (chip + mirror image), or
+    # "flip+views" (the model's extra views, e.g. a wider crop, each with its mirror image).
+    tta: str = "flip"
     workers: int = 0  # 0 = number of CPUs
     # Vector index backend: "faiss" (embedded, kind by size), "faiss:flat|hnsw|ivfpq", "milvus://PATH.db"
     # (Milvus Lite) or "milvus+http://HOST:19530". Chosen at init and remembered by the vault.
     index: str = ""
     # Template-protection and audit keys live outside the database (see privacy/keys.py).
     key_file: str = ""
+    # The store: an SQLAlchemy URL ("postgresql://user@host/dbname", "sqlite:///path.db"). Empty means
+    # SQLite at <home>/facevault.db. Chosen at init and remembered by the vault (docs/SCALE.md).
+    db: str = ""
 
     @property
     def db_path(self) -> Path:

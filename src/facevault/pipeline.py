@@ -1,8 +1,8 @@
 """Image -> faces: detect -> align -> quality -> embed, batched per image.
 
-Embeddings are L2-normalised, so similarity is a dot product in [-1, 1]. With ``flip_tta`` the chip
-and its mirror image are embedded together and averaged, which costs a second forward pass and buys
-accuracy (see docs/BENCHMARKS.md).
+Embeddings are L2-normalised, so similarity is a dot product in [-1, 1]. Test-time augmentation
+(``tta``) embeds extra views of each face (its mirror image, a wider crop) in the same batch and averages
+them: more forward passes, better accuracy (see docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ import numpy as np
 
 from . import imaging
 from .config import Settings
+from .errors import ConfigError
 from .models import ModelPack, get_pack, l2_normalize
 from .models.base import DetectedFace
 from .quality import FaceQuality, assess
+
+TTA_MODES = ("none", "flip", "flip+views")
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,18 @@ def _scaled(face: DetectedFace, factor: float) -> DetectedFace:
 
 
 class Pipeline:
-    def __init__(self, pack: ModelPack, *, max_detect_side: int = 1600, flip_tta: bool = True) -> None:
+    def __init__(self, pack: ModelPack, *, max_detect_side: int = 1600, tta: str = "flip") -> None:
+        if tta not in TTA_MODES:
+            raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
         self.pack = pack
         # dlib's detector objects are not documented as thread-safe: one image at a time per pipeline.
         self._lock = threading.Lock()
         self.max_detect_side = max_detect_side
-        self.flip_tta = flip_tta
+        self.tta = tta
 
     @classmethod
     def for_model(cls, model_id: str, settings: Settings) -> Pipeline:
-        return cls(get_pack(model_id), max_detect_side=settings.max_detect_side, flip_tta=settings.flip_tta)
+        return cls(get_pack(model_id), max_detect_side=settings.max_detect_side, tta=settings.tta)
 
     @property
     def model_id(self) -> str:
@@ -65,20 +70,28 @@ class Pipeline:
         return work, scale, self.pack.detector.detect(work)
 
     def embed_faces(self, work: np.ndarray, scale: float, faces: list[DetectedFace]) -> list[ProcessedFace]:
-        """Align, assess and embed faces found on ``work`` (a copy of the image shrunk by ``scale``)."""
+        """Align, assess and embed faces found on ``work`` (a copy of the image shrunk by ``scale``).
+        All views of all faces go through the network in one batch; each face's views are averaged."""
         if not faces:
             return []
         emb = self.pack.embedder
-        chips = [emb.align(work, f) for f in faces]
-        batch = chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips] if self.flip_tta else chips
-        raw = emb.embed_chips(batch)
-        if self.flip_tta:
-            raw = raw[: len(chips)] + raw[len(chips) :]
-        vectors = l2_normalize(raw)
+        views = [emb.align_views(work, f, augment=self.tta == "flip+views") for f in faces]
+        chips = [c for vs in views for c in vs]
+        if self.tta != "none":
+            chips += [np.ascontiguousarray(c[:, ::-1]) for c in chips]
+        raw = emb.embed_chips(chips)
         out = []
-        for face, chip, vec in zip(faces, chips, vectors, strict=True):
+        start = 0
+        n_views = [len(vs) for vs in views]
+        per_copy = sum(n_views)
+        for face, vs, n in zip(faces, views, n_views, strict=True):
+            idx = list(range(start, start + n))
+            if self.tta != "none":
+                idx += [i + per_copy for i in idx]
+            start += n
+            vec = l2_normalize(raw[idx].mean(axis=0))
             original = _scaled(face, 1.0 / scale)
-            out.append(ProcessedFace(face=original, quality=assess(original, chip), embedding=vec))
+            out.append(ProcessedFace(face=original, quality=assess(original, vs[0]), embedding=vec))
         return out
 
     def analyze(self, pixels: np.ndarray) -> list[ProcessedFace]:

@@ -100,7 +100,7 @@ class Vault(PrivacyOperations):
         self.actor = actor or os.environ.get("USER") or "local"
         self.role = role
         self.request_id: str | None = None
-        self.store = Store(f"sqlite:///{settings.db_path}")
+        self.store = Store.for_settings(settings, create=create_keys)  # SQLite, or the --db chosen at init
         self._shared = _SharedState()
         self._indexes = self._shared.indexes
         self._pipelines = self._shared.pipelines
@@ -176,14 +176,14 @@ class Vault(PrivacyOperations):
 
     @classmethod
     def open_existing(cls, settings: Settings, **kwargs: Any) -> Vault:
-        if not settings.db_path.exists():
+        if not Store.exists_for(settings):
             raise NotFoundError(
                 f"no vault at {settings.home} (run `facevault init` or set FACEVAULT_HOME)",
                 code="vault_not_found",
             )
         vault = cls(settings, **kwargs)
         if not vault.store.is_initialised():
-            raise IntegrityError(f"{settings.db_path} is not a facevault database")
+            raise IntegrityError(f"{vault.store.display_url} is not a facevault database")
         vault.forget_unused_keys()  # finishes a key rotation that was interrupted
         return vault
 

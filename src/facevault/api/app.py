@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,7 +17,8 @@ from .auth import Require
 from .errors import install_handlers
 from .middleware import RequestContextMiddleware
 from .ratelimit import RateLimiter
-from .routers import audit, collections, keys, search, subjects, system
+from .retention import RetentionSweeper
+from .routers import audit, collections, keys, privacy, review, search, subjects, system
 from .settings import ApiSettings, load_api_settings
 from .uploads import PhotoStore
 
@@ -66,17 +68,24 @@ def create_app(
     home: str | None = None,
     settings: ApiSettings | None = None,
     create: bool = True,
+    sweep_clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
-    """Build the app around ``vault`` (or the vault at ``home``, created if missing)."""
+    """Build the app around ``vault`` (or the vault at ``home``, created if missing).
+
+    On start (the ASGI lifespan) the app runs a retention sweep before serving, then one every
+    ``settings.retention_sweep_interval_s``; ``sweep_clock`` replaces "now" for those sweeps (tests)."""
     api_settings = settings or load_api_settings()
     own_vault = vault is None
     the_vault = vault if vault is not None else open_vault(home, create=create)
+    sweeper = RetentionSweeper(the_vault, api_settings.retention_sweep_interval_s, sweep_clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
+            await sweeper.start()
             yield
         finally:
+            await sweeper.stop()
             if own_vault:
                 the_vault.close()
 
@@ -93,8 +102,9 @@ def create_app(
     app.state.api_settings = api_settings
     app.state.rate_limiter = RateLimiter(api_settings.rate_per_minute, api_settings.rate_burst)
     app.state.photos = PhotoStore(the_vault.settings.home)
+    app.state.retention = sweeper
     install_handlers(app)
-    for module in (system, collections, subjects, search, audit, keys):
+    for module in (system, collections, subjects, search, review, privacy, audit, keys):
         app.include_router(module.router)
     _document_roles(app)
 

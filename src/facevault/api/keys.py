@@ -57,8 +57,32 @@ def _row_dict(row: Any) -> dict[str, Any]:
     return out
 
 
+def _audit(vault: Any, conn: Any, action: str, row: Any) -> None:
+    """Record a key's creation or revocation in the vault's audit log, in the same transaction as the
+    change itself (never the secret or its hash: prefix, role and name are enough to name a key)."""
+    vault._log(conn, action, details={"prefix": row["prefix"], "role": row["role"], "name": row["name"]})
+
+
+def log_login(vault: Any, principal: Principal) -> int:
+    """Record one sign-in (the web UI calls this once per sign-in, not per request)."""
+    with vault.store.begin() as conn:
+        details = {"prefix": principal.prefix, "role": principal.role, "name": principal.name}
+        return int(vault._log(conn, "login", details=details))
+
+
+def role_counts(vault: Any) -> dict[str, int]:
+    """Active keys per role: the "recipients" of the records of processing (GDPR Art. 30(1)(d))."""
+    counts = dict.fromkeys(ROLES, 0)
+    for k in list_keys(vault):
+        if k["active"]:
+            counts[k["role"]] = counts.get(k["role"], 0) + 1
+    return counts
+
+
 def create_key(vault: Any, role: str, name: str) -> tuple[str, dict[str, Any]]:
-    """Create a key; returns (the secret, shown once, and its listing record)."""
+    """Create a key; returns (the secret, shown once, and its listing record). The creation is
+    audited (action ``apikey.create``) as the vault's actor: the admin key over HTTP, the OS user in the
+    CLI."""
     if role not in ROLES:
         raise InputError(f"unknown role {role!r}; roles: {', '.join(ROLES)}", code="invalid_role")
     name = (name or "").strip()
@@ -78,6 +102,7 @@ def create_key(vault: Any, role: str, name: str) -> tuple[str, dict[str, Any]]:
             )
         )
         row = conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).mappings().one()
+        _audit(vault, conn, "apikey.create", row)
     return secret, _row_dict(row)
 
 
@@ -88,7 +113,8 @@ def list_keys(vault: Any) -> list[dict[str, Any]]:
 
 
 def revoke_key(vault: Any, prefix: str) -> dict[str, Any]:
-    """Revoke a key by its prefix (or the whole key); revoking twice is not an error."""
+    """Revoke a key by its prefix (or the whole key); revoking twice is not an error (and is audited
+    once, as ``apikey.revoke``)."""
     m = KEY_RE.match(prefix)
     if m:
         prefix = m.group(1)
@@ -99,6 +125,7 @@ def revoke_key(vault: Any, prefix: str) -> dict[str, Any]:
         if row["revoked_at"] is None:
             conn.execute(update(api_keys).where(api_keys.c.id == row["id"]).values(revoked_at=utcnow()))
             row = conn.execute(select(api_keys).where(api_keys.c.id == row["id"])).mappings().one()
+            _audit(vault, conn, "apikey.revoke", row)
     return _row_dict(row)
 
 

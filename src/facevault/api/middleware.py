@@ -95,9 +95,6 @@ class RequestContextMiddleware:
                 await _send_error(tracking_send, exc.status_code, code, str(exc.detail), rid)
         except Exception as exc:
             log.error("request %s failed with %s", rid, type(exc).__name__)
-            import traceback
-
-            traceback.print_exc()  # DEBUGTMP
             if not started:
                 await _send_error(tracking_send, 500, "internal_error", "internal server error", rid)
 

@@ -76,6 +76,29 @@ class VerifyJSON(VerifyParams):
     image_b_base64: str
 
 
+class OptoutParams(_Strict):
+    collection: Annotated[
+        str | None,
+        Field(default=None, max_length=200, description="Only this collection (default: every collection)."),
+    ] = None
+
+
+class OptoutJSON(OptoutParams):
+    image_base64: str = Field(description="The selfie, base64 (a data: URL is accepted too).")
+
+
+class ReviewDecision(_Strict):
+    candidate: Annotated[
+        int, Field(ge=1, le=2**62, description="A candidate id (or a candidate's subject id).")
+    ]
+    decision: Literal["confirm", "reject"]
+    note: Annotated[str | None, Field(default=None, max_length=2000)] = None
+
+
+class RetentionSet(_Strict):
+    days: Annotated[int, Field(ge=1, le=1095, description="Days after the last interaction (max 3 years).")]
+
+
 class KeyCreate(_Strict):
     name: Name
     role: Literal["admin", "enroller", "searcher", "reviewer", "auditor"]

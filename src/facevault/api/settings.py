@@ -28,6 +28,10 @@ class ApiSettings:
     # Keep a copy of photos enrolled over HTTP under <home>/photos so the UI can show thumbnails of
     # matched samples; erasing a subject through the API removes the copies.
     keep_photos: bool = True
+    # The retention sweep (destroy what is due: expired or withdrawn consent, retention period over) runs
+    # when the server starts, before it answers any request, and then every this many seconds (0: never
+    # again after the start).
+    retention_sweep_interval_s: float = 86400.0
 
     def with_overrides(self, **overrides: Any) -> ApiSettings:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -144,7 +144,7 @@ def run_lfw(
         {
             "protocol": f"LFW View-2, {pf.folds} folds x {pf.per_fold} matched + {pf.per_fold} mismatched",
             "model_id": model_id,
-            "flip_tta": settings.flip_tta,
+            "tta": settings.tta,
             "pairs": len(pf.pairs),
             "images": len(unique),
             "no_face_detected": fallback,

@@ -52,6 +52,11 @@ class Detector(ABC):
     def detect(self, pixels: np.ndarray) -> list[DetectedFace]:
         """All faces in an RGB uint8 image."""
 
+    def detect_lenient(self, pixels: np.ndarray) -> list[DetectedFace]:
+        """A second, less strict look, for protocols that know a face is present (evaluation only: it
+        trades false detections for recall). Defaults to ``detect``."""
+        return self.detect(pixels)
+
     @abstractmethod
     def landmarks_in_box(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> DetectedFace:
         """Landmarks for a box given by the caller (used when a protocol fixes the face position)."""
@@ -70,6 +75,11 @@ class Embedder(ABC):
     @abstractmethod
     def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """Raw (n, dim) float32 embeddings, one per chip, in order."""
+
+    def align_views(self, pixels: np.ndarray, face: DetectedFace, augment: bool) -> list[np.ndarray]:
+        """Chips whose embeddings are averaged (test-time augmentation); the first is the canonical chip.
+        Networks without extra views return just that one."""
+        return [self.align(pixels, face)]
 
 
 @dataclass

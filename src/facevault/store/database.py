@@ -8,12 +8,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    make_url,
+    select,
+    update,
+)
 
-from ..errors import ConflictError, IntegrityError, NotFoundError
+from ..errors import ConfigError, ConflictError, IntegrityError, NotFoundError
 from . import schema as t
 
 
@@ -54,21 +66,121 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# One transaction at a time per vault database on PostgreSQL, as BEGIN IMMEDIATE gives on SQLite: the
+# audit chain's "read the last hash, append" can never interleave. A transaction-level advisory lock is
+# released by COMMIT/ROLLBACK, and (like SQLite's busy_timeout) waits at most lock_timeout.
+PG_LOCK_KEY = 0x66616365_7661756C & 0x7FFFFFFFFFFFFFFF  # "facevaul"
+# Tables an erasure deletes from: VACUUMed after an erase on PostgreSQL (see ``checkpoint``).
+ERASURE_TABLES = ("samples", "images", "subjects", "consents", "review_candidates", "review_decisions")
+REMEMBERED_URL_FILE = "store.url"
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 (the ``postgres`` extra), not psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password: what is shown, logged and remembered."""
+    return make_url(url).render_as_string(hide_password=True).replace(":***@", "@")
+
+
+def _same_database(a: str, b: str) -> bool:
+    ua, ub = make_url(normalize_url(a)), make_url(normalize_url(b))
+    return ua.set(password=None) == ub.set(password=None)
+
+
+def resolve_url(settings: Any, *, create: bool = False) -> str:
+    """The store URL of a vault home. The database is chosen at ``init`` (``--db`` / ``FACEVAULT_DB``;
+    default SQLite at <home>/facevault.db) and remembered, without its password, in
+    <home>/store.url; later commands open that database, and naming a different one is an error."""
+    home: Path = settings.home
+    pointer = home / REMEMBERED_URL_FILE
+    wanted: str = (settings.db or "").strip()
+    remembered = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
+    if remembered:
+        if wanted and not _same_database(wanted, remembered):
+            raise ConfigError(f"this vault's store is {remembered}, not {redact_url(wanted)} (see {pointer})")
+        return normalize_url(wanted or remembered)
+    if not wanted:
+        return f"sqlite:///{settings.db_path}"
+    if settings.db_path.exists():
+        raise ConfigError(f"this vault's store is SQLite at {settings.db_path}, not {redact_url(wanted)}")
+    if create:
+        home.mkdir(parents=True, exist_ok=True)
+        pointer.write_text(redact_url(normalize_url(wanted)) + "\n", encoding="utf-8")
+        pointer.chmod(0o600)
+    return normalize_url(wanted)
+
+
 class Store:
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine: Engine = create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
+        self.url = normalize_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "postgresql":
+            # Timestamps come back in UTC (the audit chain hashes their ISO form); waits are bounded.
+            kwargs["connect_args"] = {"options": "-c timezone=UTC -c lock_timeout=30000"}
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # Writers serialise at BEGIN, so the audit chain's "read last hash, append" cannot interleave.
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        elif self.dialect == "postgresql":
+            event.listen(
+                self.engine,
+                "begin",
+                lambda conn: conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"),
+            )
+
+    @classmethod
+    def for_settings(cls, settings: Any, *, create: bool = False) -> Store:
+        return cls(resolve_url(settings, create=create))
+
+    @staticmethod
+    def exists_for(settings: Any) -> bool:
+        """Whether the vault home names a store that may exist, without creating a database file."""
+        url = make_url(resolve_url(settings))
+        if url.get_backend_name() == "sqlite":
+            return bool(url.database) and url.database != ":memory:" and Path(url.database).exists()
+        return True  # a server database: ``is_initialised`` tells
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def create_schema(self) -> None:
-        t.metadata.create_all(self.engine)
-        with self.begin() as conn:
+        """Create the schema, or bring an existing one up to date, by running the Alembic migrations
+        (store/migrations) to head. A database made before migrations existed is stamped at 0001."""
+        from alembic import command
+        from alembic.config import Config
+        from sqlalchemy import inspect
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.begin() as conn:  # one transaction: the lock above keeps a concurrent init out
+            cfg.attributes["connection"] = conn
+            insp = inspect(conn)
+            if insp.has_table("collections") and not insp.has_table("alembic_version"):
+                command.stamp(cfg, "0001")
+            command.upgrade(cfg, "head")
             if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).first() is None:
                 conn.execute(insert(t.meta).values(key="schema_version", value=str(t.SCHEMA_VERSION)))
+            else:
+                conn.execute(
+                    update(t.meta).where(t.meta.c.key == "schema_version").values(value=str(t.SCHEMA_VERSION))
+                )
+
+    def schema_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
 
     def is_initialised(self) -> bool:
         from sqlalchemy import inspect
@@ -330,9 +442,17 @@ class Store:
         }
 
     def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database file and truncate it, so erased pages do not
-        linger in the WAL (secure_delete already zeroes them in the database file)."""
-        if self.engine.dialect.name == "sqlite":
+        """After an erasure, make the deleted rows' bytes go away as far as the database allows.
+
+        SQLite: fold the write-ahead log into the database file and truncate it, so erased pages do not
+        linger in the WAL (secure_delete already zeroes them in the database file).
+
+        PostgreSQL: a DELETE only marks row versions dead; ``VACUUM`` of the touched tables makes their
+        space reusable (and removes index entries) but does not zero it, and the WAL, replicas and backups
+        keep the old bytes until they are recycled. Templates are AES-GCM ciphertext under a key kept
+        outside the database, so those leftovers are unreadable once the key is rotated away
+        (``facevault keys rotate``). docs/SCALE.md says what to run for a stronger guarantee."""
+        if self.dialect == "sqlite":
             raw = self.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
             try:
                 cur = raw.cursor()
@@ -340,6 +460,9 @@ class Store:
                 cur.close()
             finally:
                 raw.close()
+        elif self.dialect == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM " + ", ".join(ERASURE_TABLES))
 
     # ---- opt-outs ----------------------------------------------------------------------------------
     def add_optout(self, conn: Connection, **values: Any) -> int:

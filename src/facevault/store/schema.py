@@ -1,4 +1,8 @@
-"""Tables of the source of truth. The vector index is derived from ``samples`` and can be rebuilt."""
+"""Tables of the source of truth. The vector index is derived from ``samples`` and can be rebuilt.
+
+Every change to these tables is an Alembic migration in ``store/migrations/versions`` (docs/SCALE.md);
+``tests/test_store_backends.py`` checks that the migrations produce exactly this metadata.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the Alembic revision count; alembic_version holds the revision id
 
 metadata = MetaData()
 
@@ -178,4 +182,24 @@ review_decisions = Table(
     Column("note", Text, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("candidate_id", "reviewer", name="uq_one_decision_per_reviewer"),
+)
+
+# Progress of `facevault enroll-batch`: one row per manifest row that reached an outcome, committed in the
+# same transaction as the sample it produced, so a killed run resumes without losing or repeating work.
+batch_rows = Table(
+    "batch_rows",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("row_number", Integer, nullable=False),
+    Column("status", String(20), nullable=False),  # enrolled | rejected | error
+    Column("reason", String(50), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("collection", String(200), nullable=True),
+    Column("subject_id", Integer, nullable=True),
+    Column("image", Text, nullable=True),
+    Column("image_sha256", String(64), nullable=True),
+    Column("sample_id", Integer, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("manifest_sha256", "row_number", name="uq_batch_row"),
 )

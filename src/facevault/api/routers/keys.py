@@ -1,4 +1,5 @@
-"""API key administration (admin only). The secret is shown once, in the reply to its creation."""
+"""API key administration (admin only). The secret is shown once, in the reply to its creation; every
+creation and revocation is audited (``apikey.create``, ``apikey.revoke``) with the admin key that did it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from .. import keys
 from ..auth import require
+from ..context import vault_as
 from ..keys import Principal
 from ..runner import run_sync
 from ..schemas import KeyCreate
@@ -26,7 +28,8 @@ async def list_keys(
 async def create_key(
     request: Request, body: KeyCreate, principal: Principal = Depends(require("admin"))
 ) -> dict[str, Any]:
-    secret, record = await run_sync(request, keys.create_key, request.app.state.vault, body.role, body.name)
+    vault = vault_as(request, principal)
+    secret, record = await run_sync(request, keys.create_key, vault, body.role, body.name)
     return {**record, "key": secret}
 
 
@@ -36,4 +39,4 @@ async def revoke_key(
     prefix: str = Path(max_length=200),
     principal: Principal = Depends(require("admin")),
 ) -> dict[str, Any]:
-    return await run_sync(request, keys.revoke_key, request.app.state.vault, prefix)
+    return await run_sync(request, keys.revoke_key, vault_as(request, principal), prefix)

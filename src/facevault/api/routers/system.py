@@ -1,4 +1,4 @@
-"""Liveness, readiness and "who am I"."""
+"""Liveness, readiness, "who am I" and sign-in."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from ...errors import FaceVaultError
 from ...models import get_pack
 from ..auth import ANY_ROLE, require
-from ..keys import Principal
+from ..context import vault_as
+from ..keys import Principal, log_login
 from ..runner import run_sync
 
 router = APIRouter()
@@ -50,3 +51,14 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/api/v1/me", tags=["system"], summary="The calling key's name and role")
 async def me(principal: Principal = Depends(require(*ANY_ROLE))) -> dict[str, Any]:
     return principal.to_dict()
+
+
+@router.post(
+    "/api/v1/login",
+    tags=["system"],
+    summary="Sign in: the calling key's name and role, with a `login` entry in the audit log",
+)
+async def login(request: Request, principal: Principal = Depends(require(*ANY_ROLE))) -> dict[str, Any]:
+    """The web UI calls this once per sign-in (``GET /api/v1/me`` records nothing)."""
+    seq = await run_sync(request, log_login, vault_as(request, principal), principal)
+    return {**principal.to_dict(), "audit_seq": seq}

@@ -19,6 +19,8 @@ const session = {
   clear() { sessionStorage.removeItem("fv.key"); sessionStorage.removeItem("fv.me"); },
   get collection() { return sessionStorage.getItem("fv.collection") || ""; },
   set collection(name) { sessionStorage.setItem("fv.collection", name); },
+  get caseId() { return sessionStorage.getItem("fv.case") || ""; },
+  set caseId(id) { sessionStorage.setItem("fv.case", id); },
 };
 const role = () => (session.me ? session.me.role : null);
 const allowed = (roles) => roles.includes(role());
@@ -175,7 +177,7 @@ function signinPage() {
       status.replaceChildren();
       try {
         const key = input.value.trim();
-        const me = await api("/api/v1/me", { key });
+        const me = await api("/api/v1/login", { method: "POST", key });  // audited as one sign-in
         session.set(key, me);
         go(firstPage());
       } catch (err) { status.append(errorBox(err)); }
@@ -202,7 +204,8 @@ async function searchPage() {
     if (e.dataTransfer.files.length) file.files = e.dataTransfer.files;
   });
   const purpose = h("input", { type: "text", id: "purpose", name: "purpose", required: true, maxlength: 500 });
-  const caseId = h("input", { type: "text", id: "case_id", name: "case_id", maxlength: 200 });
+  const caseId = h("input", { type: "text", id: "case_id", name: "case_id", maxlength: 200, value: session.caseId,
+    "aria-describedby": "case-hint" });
   const button = h("button", { type: "submit" }, "Search");
   const results = h("section", { "aria-live": "polite", "aria-label": "Search results", id: "results" });
   const form = h("form", { class: "stack panel" },
@@ -211,7 +214,8 @@ async function searchPage() {
     h("div", { class: "row" },
       h("label", { for: "purpose" }, "Purpose", purpose,
         h("span", { class: "hint" }, "Why this search is run. Recorded in the audit log.")),
-      h("label", { for: "case_id" }, "Case id (optional)", caseId)),
+      h("label", { for: "case_id" }, "Case id (optional)", caseId,
+        h("span", { class: "hint", id: "case-hint" }, "With a case id, the candidates wait for two reviewers."))),
     h("div", {}, button));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -221,11 +225,20 @@ async function searchPage() {
       const data = new FormData();
       data.append("image", file.files[0]);
       data.append("purpose", purpose.value);
-      if (caseId.value) data.append("case_id", caseId.value);
+      if (caseId.value.trim()) { data.append("case_id", caseId.value.trim()); session.caseId = caseId.value.trim(); }
       const collection = session.collection;
       try {
         const res = await api(`/api/v1/collections/${enc(collection)}/search`, { method: "POST", form: data });
         showResult(results, res, file.files[0]);
+        if (res.case_id && res.matched) {
+          const note = h("p", { class: "meta" }, "These are candidates, not identifications: ");
+          if (allowed(PAGES.review.roles)) {
+            const link = h("a", { href: "/review", text: `review case ${res.case_id}` });
+            link.addEventListener("click", (e) => { e.preventDefault(); go("/review"); });
+            note.append(link, ".");
+          } else note.append(`two reviewers must confirm them under case ${res.case_id}.`);
+          results.append(note);
+        }
       } catch (err) {
         results.replaceChildren(err.code === "no_face"
           ? h("div", { class: "nomatch", role: "alert" }, h("strong", {}, "No face found"),
@@ -399,7 +412,11 @@ async function showSubject(detail, id, reload) {
     h("p", { class: "meta" }, `Subject #${s.id}${s.external_id ? ` · external id ${s.external_id}` : ""} · created ${s.created_at}`),
     h("h3", {}, "Consent record"), record,
     h("h3", {}, `Samples (${s.samples.length})`), s.samples.length ? samples : h("p", {}, "No samples yet."));
-  if (allowed(CAN_ENROLL)) detail.append(enrollForm(base, () => showSubject(detail, id, reload), reload), eraseButton(base, s, detail, reload));
+  if (allowed(CAN_ENROLL)) {
+    detail.append(enrollForm(base, () => showSubject(detail, id, reload), reload),
+      h("div", { class: "stack" }, h("h3", {}, "Withdraw consent or erase"),
+        h("div", { class: "row buttons" }, withdrawButton(base, s, detail, reload), eraseButton(base, s, detail, reload))));
+  }
   document.getElementById("subject-title").focus();
 }
 
@@ -437,25 +454,43 @@ function enrollForm(base, refresh, reload) {
   return form;
 }
 
-function eraseButton(base, s, detail, reload) {
-  const dialog = h("dialog", { "aria-labelledby": "erase-title" },
-    h("h2", { id: "erase-title" }, `Erase ${s.name}?`),
-    h("p", {}, `This deletes ${s.samples.length} sample(s), their kept photos and the consent record. It cannot be undone. ` +
-      "The audit log keeps a record that the erasure happened."),
+// A destructive action behind a confirmation dialog; `run` does it and returns the message to show.
+function confirmButton({ id, label, title, text, confirm, run }, detail, reload) {
+  const dialog = h("dialog", { "aria-labelledby": `${id}-title` },
+    h("h2", { id: `${id}-title` }, title), h("p", {}, text),
     h("form", { method: "dialog", class: "row" },
       h("button", { type: "submit", value: "cancel", class: "secondary" }, "Cancel"),
-      h("button", { type: "submit", value: "erase", class: "danger" }, "Erase permanently")));
+      h("button", { type: "submit", value: "go", class: "danger" }, confirm)));
   dialog.addEventListener("close", async () => {
-    if (dialog.returnValue !== "erase") return;
+    if (dialog.returnValue !== "go") return;
     try {
-      const res = await api(base, { method: "DELETE" });
-      detail.replaceChildren(h("p", { class: "okay", role: "status" },
-        `Erased ${res.name}: ${res.samples_removed} sample(s) removed.`));
+      detail.replaceChildren(h("p", { class: "okay", role: "status" }, await run()));
       await reload();
     } catch (err) { detail.append(errorBox(err)); }
   });
-  const open = h("button", { type: "button", class: "danger", onclick: () => dialog.showModal() }, "Erase subject…");
-  return h("div", { class: "stack" }, h("h3", {}, "Erase"), h("div", {}, open), dialog);
+  const open = h("button", { type: "button", class: "danger", onclick: () => { dialog.returnValue = ""; dialog.showModal(); } }, label);
+  return h("div", {}, open, dialog);
+}
+
+function eraseButton(base, s, detail, reload) {
+  return confirmButton({ id: "erase", label: "Erase subject…", title: `Erase ${s.name}?`, confirm: "Erase permanently",
+    text: `This deletes ${s.samples.length} sample(s), their kept photos and the consent record. It cannot be undone. ` +
+      "The audit log keeps a record that the erasure happened.",
+    run: async () => {
+      const res = await api(base, { method: "DELETE" });
+      return `Erased ${res.name}: ${res.samples_removed} sample(s) removed.`;
+    } }, detail, reload);
+}
+
+function withdrawButton(base, s, detail, reload) {
+  return confirmButton({ id: "withdraw", label: "Withdraw consent…", title: `Withdraw ${s.name}'s consent?`,
+    confirm: "Withdraw and erase",
+    text: `Withdrawing consent erases ${s.name}'s ${s.samples.length} sample(s), kept photos and face data at once. ` +
+      "It cannot be undone. The audit log records the withdrawal and the erasure receipt.",
+    run: async () => {
+      const res = await api(`${base}/consent/withdraw`, { method: "POST" });
+      return `Consent withdrawn for ${res.name}: ${res.samples_removed} sample(s) erased.`;
+    } }, detail, reload);
 }
 
 // ---- audit ---------------------------------------------------------------------------------------
@@ -463,23 +498,48 @@ async function auditPage() {
   main.append(heading("Audit log"));
   const chain = h("div", { id: "chain", "aria-live": "polite" }, "Checking the hash chain…");
   const action = h("select", { id: "f-action", name: "action" },
-    ["", "search", "verify", "enroll", "subject.add", "subject.delete", "collection.create", "collection.delete"]
+    ["", "search", "verify", "enroll", "subject.add", "subject.erase", "consent.withdraw", "optout", "review",
+      "retention.sweep", "retention.set", "collection.create", "collection.delete", "keys.rotate", "audit.export",
+      "apikey.create", "apikey.revoke", "login"]
       .map((a) => h("option", { value: a }, a || "any")));
   const text = (id) => h("input", { type: "text", id, name: id, maxlength: 200 });
   const actor = text("f-actor"), coll = text("f-collection"), caseId = text("f-case"), req = text("f-request");
   const limit = h("input", { type: "number", id: "f-limit", name: "limit", min: 1, max: 1000, value: 100 });
+  const since = h("input", { type: "date", id: "f-since", name: "since" });
+  const until = h("input", { type: "date", id: "f-until", name: "until" });
   const button = h("button", { type: "submit" }, "Show entries");
+  // until is a date, inclusive on screen: the API takes the next midnight (exclusive)
+  const untilParam = () => {
+    if (!until.value) return "";
+    const d = new Date(`${until.value}T00:00:00Z`); d.setUTCDate(d.getUTCDate() + 1);
+    return d.toISOString().slice(0, 10);
+  };
   const out = h("section", { "aria-live": "polite", "aria-label": "Audit entries" });
   const form = h("form", { class: "stack panel" }, h("div", { class: "row" },
-    h("label", { for: "f-action" }, "Action", action), h("label", { for: "f-actor" }, "Actor contains", actor),
+    h("label", { for: "f-action" }, "Action", action), h("label", { for: "f-actor" }, "Actor (exact, e.g. key:1a2b3c4d)", actor),
     h("label", { for: "f-collection" }, "Collection", coll), h("label", { for: "f-case" }, "Case id", caseId),
-    h("label", { for: "f-request" }, "Request id", req), h("label", { for: "f-limit" }, "Entries", limit)),
-  h("div", {}, button));
+    h("label", { for: "f-request" }, "Request id", req), h("label", { for: "f-since" }, "From (UTC date)", since),
+    h("label", { for: "f-until" }, "To (UTC date, inclusive)", until), h("label", { for: "f-limit" }, "Entries", limit)),
+  h("div", { class: "row buttons" }, button,
+    h("button", { type: "button", class: "secondary", onclick: (e) => exportLog(e.currentTarget, "jsonl") }, "Export JSON Lines"),
+    h("button", { type: "button", class: "secondary", onclick: (e) => exportLog(e.currentTarget, "csv") }, "Export CSV")));
+  const exportLog = (btn, format) => busy(btn, async () => {
+    const q = new URLSearchParams({ format });
+    if (since.value) q.set("since", since.value);
+    if (untilParam()) q.set("until", untilParam());
+    try {
+      const blob = await api(`/api/v1/audit/export?${q}`);
+      const a = h("a", { href: URL.createObjectURL(blob), download: `facevault-audit.${format}` });
+      document.body.append(a); a.click(); a.remove();
+      toast(`Audit log exported (${format}); the export is itself recorded.`);
+    } catch (err) { out.replaceChildren(errorBox(err)); }
+  });
   const load = () => busy(button, async () => {
     const q = new URLSearchParams({ limit: limit.value || "100" });
-    for (const [k, el] of [["action", action], ["actor", actor], ["collection", coll], ["case_id", caseId], ["request_id", req]]) {
+    for (const [k, el] of [["action", action], ["actor", actor], ["collection", coll], ["case_id", caseId], ["request_id", req], ["since", since]]) {
       if (el.value.trim()) q.set(k, el.value.trim());
     }
+    if (untilParam()) q.set("until", untilParam());
     try {
       const rows = await api(`/api/v1/audit?${q}`);
       const table = h("table", {}, h("caption", { class: "visually-hidden" }, "Audit entries, newest first"),
@@ -502,9 +562,64 @@ async function auditPage() {
 }
 
 // ---- review --------------------------------------------------------------------------------------
+// A case's candidates (from searches run with that case id) and the two-reviewer state of each. The
+// reviewer is the signed-in key: the server records it, nobody types a name.
 function reviewPage() {
-  main.append(heading("Review"),
-    h("div", { class: "panel" },
-      h("p", {}, "Candidates waiting for a human decision, and which of the two reviewers has confirmed each, will be listed here."),
-      h("p", { class: "meta" }, "The review queue is not enabled on this server yet: no search results are waiting for review.")));
+  main.append(heading("Review"));
+  const caseId = h("input", { type: "text", id: "review-case", name: "case_id", required: true, maxlength: 200,
+    value: session.caseId });
+  const button = h("button", { type: "submit" }, "Show candidates");
+  const out = h("section", { id: "review", "aria-live": "polite", "aria-label": "Candidates of the case" });
+  const form = h("form", { class: "stack panel" },
+    h("p", { class: "meta" }, "Search results are candidates, not identifications. A match counts as confirmed " +
+      "only after two different reviewers confirm it; one rejection rejects it."),
+    h("label", { for: "review-case" }, "Case id", caseId), h("div", {}, button));
+  const load = () => busy(button, async () => {
+    const id = caseId.value.trim();
+    if (!id) return;
+    session.caseId = id;
+    try { drawCase(out, await api(`/api/v1/review/${enc(id)}`), load); } catch (err) { out.replaceChildren(errorBox(err)); }
+  });
+  form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
+  main.append(form, out);
+  if (caseId.value) load();
+}
+
+function drawCase(out, status, reload) {
+  const need = status.confirmations_needed;
+  if (!status.candidates.length) {
+    out.replaceChildren(h("h2", {}, `Case ${status.case_id}`),
+      h("p", {}, "No candidates for this case. Searches run with this case id put their candidates here."));
+    return;
+  }
+  const list = h("ul", { class: "candidates" });
+  for (const c of status.candidates) {
+    const mine = c.confirmed_by.includes(status.you) ? "confirm" : c.rejected_by.includes(status.you) ? "reject" : null;
+    const state = c.state === "confirmed" ? `Confirmed by ${c.confirmed_by.join(" and ")}`
+      : c.state === "rejected" ? `Rejected by ${c.rejected_by.join(", ")}`
+      : `Pending: ${c.confirmed_by.length} of ${need} confirmations${c.confirmed_by.length ? ` (${c.confirmed_by.join(", ")})` : ""}`;
+    const item = h("li", { class: `candidate review-${c.state}`, "data-testid": "review-candidate" },
+      h("span", { class: "name" }, c.name),
+      h("span", {}, `Collection ${c.collection} · similarity ${fmtSim(c.similarity)} · search #${c.search_seq}`),
+      h("strong", { class: `state-${c.state}`, "data-testid": "review-state" }, state));
+    if (mine) item.append(h("span", { class: "meta" }, `You decided: ${mine}.`));
+    else if (c.state === "pending") {
+      const note = h("input", { type: "text", id: `note-${c.candidate_id}`, maxlength: 2000 });
+      const decide = (decision) => (e) => busy(e.currentTarget, async () => {
+        try {
+          await api(`/api/v1/review/${enc(status.case_id)}/decisions`, { method: "POST",
+            json: { candidate: c.candidate_id, decision, note: note.value.trim() || null } });
+          toast(`${decision === "confirm" ? "Confirmed" : "Rejected"} ${c.name}`);
+          await reload();
+        } catch (err) { item.append(errorBox(err)); }
+      });
+      item.append(h("label", { for: `note-${c.candidate_id}` }, "Note (optional)", note),
+        h("div", { class: "row buttons" },
+          h("button", { type: "button", onclick: decide("confirm"), "aria-label": `Confirm ${c.name}` }, "Confirm"),
+          h("button", { type: "button", class: "danger", onclick: decide("reject"), "aria-label": `Reject ${c.name}` }, "Reject")));
+    }
+    list.append(item);
+  }
+  out.replaceChildren(h("h2", {}, `Case ${status.case_id}: ${status.candidates.length} candidate(s)`),
+    h("p", { class: "meta" }, `You review as ${status.you}.`), list);
 }

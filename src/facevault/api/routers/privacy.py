@@ -1,0 +1,108 @@
+"""Privacy operations over HTTP: a subject's consent record and its withdrawal (which erases at once),
+opt-out by selfie, the public retention policy, retention settings and sweeps, the GDPR Art. 30 record
+of processing, and template key rotation. Each is one Vault call acting as the calling key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
+
+from ...errors import InputError
+from ..auth import require
+from ..context import request_id, vault_as
+from ..keys import Principal
+from ..runner import run_sync
+from ..schemas import OptoutJSON, OptoutParams, RetentionSet, body_doc, parse_body
+from ..uploads import decode_base64, read_upload, safe_name
+
+router = APIRouter(prefix="/api/v1", tags=["privacy"])
+SUBJECT = "/collections/{collection}/subjects/{subject}"
+
+
+# ---- consent -------------------------------------------------------------------------------------
+@router.get(f"{SUBJECT}/consent", summary="A subject's consent record")
+async def consent_show(
+    request: Request, collection: str, subject: str, principal: Principal = Depends(require("enroller"))
+) -> dict[str, Any]:
+    return await run_sync(request, vault_as(request, principal).consent_show, collection, subject)
+
+
+@router.post(
+    f"{SUBJECT}/consent/withdraw",
+    summary="Withdraw a subject's consent: their biometric data is erased at once (receipt in the audit log)",
+)
+async def consent_withdraw(
+    request: Request, collection: str, subject: str, principal: Principal = Depends(require("enroller"))
+) -> dict[str, Any]:
+    result = await run_sync(request, vault_as(request, principal).withdraw_consent, collection, subject)
+    return {**result, "samples_removed": result["samples_erased"], "request_id": request_id(request)}
+
+
+# ---- opt-out by selfie ---------------------------------------------------------------------------
+@router.post(
+    "/optout",
+    summary="Opt-out by selfie: erase everyone matching the face at the strict threshold and block "
+    "re-enrollment (audited)",
+    openapi_extra=body_doc(OptoutJSON, OptoutParams, {"image": "one"}),
+)
+async def optout(request: Request, principal: Principal = Depends(require("enroller"))) -> dict[str, Any]:
+    body, files = await parse_body(request, OptoutJSON, OptoutParams, max_files=1)
+    limit = request.app.state.api_settings.max_upload_bytes
+    b64 = getattr(body, "image_base64", None)
+    if b64 is not None:
+        photo = ("upload:image", decode_base64(b64, limit, "image_base64"))
+    else:
+        parts = files.get("image") or []
+        if len(parts) != 1:
+            raise InputError("send exactly one photo as the file part 'image'", code="no_image")
+        photo = (f"upload:{safe_name(parts[0].filename, 'image')}", await read_upload(parts[0], limit))
+    result = await run_sync(request, vault_as(request, principal).optout, photo, collection=body.collection)
+    return {**result, "request_id": request_id(request)}
+
+
+# ---- retention -----------------------------------------------------------------------------------
+@router.get(
+    "/retention/policy",
+    summary="The written retention and destruction policy (public: BIPA 740 ILCS 14/15(a))",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def retention_policy(request: Request) -> PlainTextResponse:
+    text = await run_sync(request, request.app.state.vault.retention_policy)
+    return PlainTextResponse(text + "\n")
+
+
+@router.post("/retention/sweep", summary="Destroy everything due now; returns the erasure receipts")
+async def retention_sweep(
+    request: Request, principal: Principal = Depends(require("admin"))
+) -> dict[str, Any]:
+    result = await run_sync(request, vault_as(request, principal).retention_sweep)
+    return {**result, "request_id": request_id(request)}
+
+
+@router.put("/collections/{collection}/retention", summary="Set a collection's retention period")
+async def set_retention(
+    request: Request, collection: str, body: RetentionSet, principal: Principal = Depends(require("admin"))
+) -> dict[str, Any]:
+    return await run_sync(request, vault_as(request, principal).set_retention, collection, body.days)
+
+
+# ---- records and keys ----------------------------------------------------------------------------
+@router.get("/reports/processing", summary="The GDPR Art. 30 record of processing activities")
+async def processing_record(
+    request: Request, principal: Principal = Depends(require("auditor"))
+) -> dict[str, Any]:
+    return await run_sync(request, vault_as(request, principal).processing_record)
+
+
+@router.post(
+    "/template-keys/rotate",
+    summary="Re-protect every template under a new template key (old stolen templates stop matching)",
+)
+async def rotate_template_keys(
+    request: Request, principal: Principal = Depends(require("admin"))
+) -> dict[str, Any]:
+    result = await run_sync(request, vault_as(request, principal).rotate_keys)
+    return {**result, "request_id": request_id(request)}

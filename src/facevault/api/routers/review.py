@@ -1,0 +1,54 @@
+"""Human review (EU AI Act Art. 14): a case's search candidates and reviewers' decisions on them.
+
+The reviewer is the calling key, never a name in the request: ``<key name> (key:<prefix>)``. So one key
+cannot confirm a candidate twice under two names, and a match reaches "confirmed" only after two
+different keys confirmed it. Give each reviewer their own key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from ..auth import require
+from ..context import request_id, vault_as
+from ..keys import Principal
+from ..runner import run_sync
+from ..schemas import ReviewDecision
+
+router = APIRouter(prefix="/api/v1/review", tags=["review"])
+CaseId = Path(min_length=1, max_length=200, description="The case id given to the searches.")
+
+
+def reviewer_of(principal: Principal) -> str:
+    return f"{principal.name} (key:{principal.prefix})"
+
+
+@router.get("/{case_id}", summary="A case's candidates and their review state: pending, confirmed, rejected")
+async def review_status(
+    request: Request, case_id: str = CaseId, principal: Principal = Depends(require("reviewer"))
+) -> dict[str, Any]:
+    status = await run_sync(request, vault_as(request, principal).review_status, case_id)
+    return {**status, "you": reviewer_of(principal)}
+
+
+@router.post(
+    "/{case_id}/decisions",
+    summary="Confirm or reject one candidate of a case, as the calling key (one decision per key)",
+)
+async def review_decide(
+    request: Request,
+    body: ReviewDecision,
+    case_id: str = CaseId,
+    principal: Principal = Depends(require("reviewer")),
+) -> dict[str, Any]:
+    result = await run_sync(
+        request,
+        vault_as(request, principal).review,
+        case_id,
+        body.candidate,
+        body.decision,
+        reviewer_of(principal),
+        body.note,
+    )
+    return {**result, "case_id": case_id, "request_id": request_id(request)}
