@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-quick lint eval-lfw eval-identify clean
+.PHONY: setup demo demo-cli test test-quick lint eval-lfw eval-identify clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: load the demo gallery into ./facevault-data, print an admin key, and serve the API and
+# the web UI on http://127.0.0.1:$${PORT:-8000}/ until Ctrl-C.
 demo: $(STAMP)
+	$(VENV)/bin/facevault serve --demo --host 127.0.0.1 --port $${PORT:-8000}
+
+# The same demo job through the CLI only, without starting a server.
+demo-cli: $(STAMP)
 	$(PY) -m facevault.demo
 
 test: $(STAMP)
+	bash .ci/install-browser.sh || echo "chromium unavailable: browser tests will be skipped"
 	$(PY) -m ruff check src tests bench
 	$(PY) -m pytest
 

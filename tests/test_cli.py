@@ -35,9 +35,23 @@ def gallery(tmp_path: Path, astronaut: np.ndarray) -> dict[str, Path]:
     fv("collection", "create", "staff")
     consent = tmp_path / "consent.pdf"
     consent.write_bytes(b"%PDF-1.4 signed consent form")
-    fv("subject", "add", "staff", "--name", "Eileen Collins", "--purpose", "door access",
-       "--consent-file", consent, "--consent-by", "Eileen Collins", "--expires", "2999-12-31",
-       "--external-id", "E-1")
+    fv(
+        "subject",
+        "add",
+        "staff",
+        "--name",
+        "Eileen Collins",
+        "--purpose",
+        "door access",
+        "--consent-file",
+        consent,
+        "--consent-by",
+        "Eileen Collins",
+        "--expires",
+        "2999-12-31",
+        "--external-id",
+        "E-1",
+    )
     photos = {
         "a": write_image(tmp_path / "a.jpg", astronaut),
         "b": write_image(tmp_path / "b.jpg", astronaut[:, ::-1].copy()),
@@ -57,8 +71,9 @@ def test_help_is_fast_and_lists_commands() -> None:
 
 
 def test_collections_and_subjects(gallery: dict[str, Path]) -> None:
-    assert fvj("collection", "list") == [{"name": "staff", "model_id": "dlib-resnet-v1", "subjects": 1,
-                                          "samples": 2}]
+    assert fvj("collection", "list") == [
+        {"name": "staff", "model_id": "dlib-resnet-v1", "subjects": 1, "samples": 2}
+    ]
     subjects = fvj("subject", "list", "staff")
     assert subjects == [{"id": 1, "name": "Eileen Collins", "external_id": "E-1", "samples": 2}]
     shown = fvj("subject", "show", "staff", "#1")
@@ -73,17 +88,44 @@ def test_collections_and_subjects(gallery: dict[str, Path]) -> None:
 def test_subject_needs_consent_evidence(gallery: dict[str, Path]) -> None:
     err = fvj("subject", "add", "staff", "--name", "X", "--purpose", "p", code=7)
     assert err["error"]["code"] == "consent_required"
-    err = fvj("subject", "add", "staff", "--name", "X", "--purpose", "p", "--consent-text", "y",
-              "--consent-file", "/etc/hostname", code=7)
+    err = fvj(
+        "subject",
+        "add",
+        "staff",
+        "--name",
+        "X",
+        "--purpose",
+        "p",
+        "--consent-text",
+        "y",
+        "--consent-file",
+        "/etc/hostname",
+        code=7,
+    )
     assert "exactly one" in err["error"]["message"]
-    assert fvj("subject", "add", "nope", "--name", "X", "--purpose", "p", "--consent-text", "y",
-               code=4)["error"]["code"] == "collection_not_found"
+    assert (
+        fvj("subject", "add", "nope", "--name", "X", "--purpose", "p", "--consent-text", "y", code=4)[
+            "error"
+        ]["code"]
+        == "collection_not_found"
+    )
 
 
 def test_search_json_is_stable(gallery: dict[str, Path]) -> None:
     res = fvj("search", "staff", gallery["probe"], "--purpose", "door", "--case", "K-7", "--top", "3")
-    assert set(res) == {"collection", "model_id", "probe_sha256", "threshold", "threshold_fmr", "top_k",
-                        "purpose", "case_id", "audit_seq", "faces", "matched"}
+    assert set(res) == {
+        "collection",
+        "model_id",
+        "probe_sha256",
+        "threshold",
+        "threshold_fmr",
+        "top_k",
+        "purpose",
+        "case_id",
+        "audit_seq",
+        "faces",
+        "matched",
+    }
     face = res["faces"][0]
     assert set(face) == {"face_index", "box", "quality", "searched", "skipped_reason", "candidates"}
     cand = face["candidates"][0]

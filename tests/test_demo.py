@@ -14,8 +14,14 @@ import pytest
 def test_demo_runs_twice_on_a_fresh_home(tmp_path: Path) -> None:
     env = {**os.environ, "FACEVAULT_HOME": str(tmp_path / "home"), "FACEVAULT_TEST_DATA": "/nonexistent"}
     for _ in range(2):  # re-running starts the demo collection afresh
-        out = subprocess.run([sys.executable, "-m", "facevault.demo"], env=env, capture_output=True, text=True,
-                             cwd=tmp_path, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-m", "facevault.demo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stdout + out.stderr
     assert "1. #1 Eileen Collins" in out.stdout
     assert "blurry" in out.stdout and "duplicate_image" in out.stdout

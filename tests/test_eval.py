@@ -54,15 +54,34 @@ def test_best_threshold_and_tar() -> None:
 def test_small_real_lfw_run_through_the_cli(tmp_path: Path) -> None:
     images = data_path("lfw", "lfw-deepfunneled")
     rows = [
-        "Colin_Powell\t1\t2", "Tony_Blair\t1\t2", "Colin_Powell\t3\tTony_Blair\t3", "Hugo_Chavez\t1\tTony_Blair\t4",
-        "Hugo_Chavez\t1\t2", "Jacques_Chirac\t1\t2", "Hugo_Chavez\t3\tJacques_Chirac\t3",
+        "Colin_Powell\t1\t2",
+        "Tony_Blair\t1\t2",
+        "Colin_Powell\t3\tTony_Blair\t3",
+        "Hugo_Chavez\t1\tTony_Blair\t4",
+        "Hugo_Chavez\t1\t2",
+        "Jacques_Chirac\t1\t2",
+        "Hugo_Chavez\t3\tJacques_Chirac\t3",
         "Colin_Powell\t4\tJacques_Chirac\t4",
     ]
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("2\t2\n" + "\n".join(rows[:2] + rows[2:4] + rows[4:6] + rows[6:]) + "\n")
     plot = tmp_path / "roc.png"
-    result = runner.invoke(app, ["eval", "lfw", "--pairs", str(pairs), "--images", str(images), "--json",
-                                 "--plot", str(plot), "--workers", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "lfw",
+            "--pairs",
+            str(pairs),
+            "--images",
+            str(images),
+            "--json",
+            "--plot",
+            str(plot),
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     res = json.loads(result.stdout)
     assert res["pairs"] == 8 and res["images"] == 15  # Hugo_Chavez_0001 is in two pairs
@@ -72,8 +91,9 @@ def test_small_real_lfw_run_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_missing_pairs_file_is_a_clear_error(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["eval", "lfw", "--pairs", str(tmp_path / "x.txt"), "--images", str(tmp_path),
-                                 "--json"])
+    result = runner.invoke(
+        app, ["eval", "lfw", "--pairs", str(tmp_path / "x.txt"), "--images", str(tmp_path), "--json"]
+    )
     assert result.exit_code == 3
     assert json.loads(result.stdout)["error"]["code"] == "file_not_found"
 
@@ -82,8 +102,18 @@ def test_missing_pairs_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_full_lfw_view2_accuracy() -> None:
     """Acceptance of the engine issue: >= 0.985 on the shared folds (about a minute on 2 cores)."""
     lfw = data_path("lfw")
-    result = runner.invoke(app, ["eval", "lfw", "--pairs", str(lfw / "pairs.txt"), "--images",
-                                 str(lfw / "lfw-deepfunneled"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "lfw",
+            "--pairs",
+            str(lfw / "pairs.txt"),
+            "--images",
+            str(lfw / "lfw-deepfunneled"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     res = json.loads(result.stdout)
     assert res["pairs"] == 3000

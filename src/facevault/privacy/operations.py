@@ -94,8 +94,8 @@ class PrivacyOperations:
 
     # ---- retention ---------------------------------------------------------------------------------
     def set_retention(self: Vault, collection: str, days: int) -> dict[str, Any]:
-        if days < 1:
-            raise InputError("retention must be at least one day")
+        if not 1 <= days <= 1095:
+            raise InputError("retention must be between 1 day and 3 years (1095 days)")
         from sqlalchemy import update
 
         from ..store.schema import collections
