@@ -253,7 +253,11 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(args.data)
     setting = DetectorSetting(
-        args.upsample_below, args.adjust_threshold, args.upsample, args.upsample_on_miss
+        args.upsample_below,
+        args.adjust_threshold,
+        args.upsample,
+        args.upsample_on_miss,
+        args.portrait_fraction,
     )
 
     voc = voc_boxes(data / "dlib_faces", setting)

@@ -277,11 +277,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def ray_head() -> Iterator[str]:
+def ray_head() -> Iterator[tuple[str, set[str]]]:
     """A Ray head on loopback only, started with `ray start --block` and stopped by signalling exactly
     the processes it started (never `ray stop`, which stops every Ray instance of the machine)."""
     pytest.importorskip("ray")
     ray_bin = Path(sys.executable).parent / "ray"
+    baseline = set(_listening())
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="fvray")  # short: Ray's socket paths must fit in 107 bytes
     head = subprocess.Popen(
@@ -313,7 +314,7 @@ def ray_head() -> Iterator[str]:
         assert time.monotonic() < deadline, "the Ray head did not come up"
         time.sleep(0.2)
     try:
-        yield address
+        yield address, baseline
     finally:
         pids = [head.pid, *_descendants(head.pid)]
         _signal(pids, signal.SIGTERM)
@@ -332,7 +333,8 @@ def _listening() -> list[str]:
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_ray_tasks_with_one_writer(batch_vault: Path, tmp_path: Path, ray_head: str) -> None:
+def test_ray_tasks_with_one_writer(batch_vault: Path, tmp_path: Path, ray_head: tuple[str, set[str]]) -> None:
+    address, before = ray_head
 
     manifest = _manifest(tmp_path, 6)
     env = {
@@ -343,7 +345,7 @@ def test_ray_tasks_with_one_writer(batch_vault: Path, tmp_path: Path, ray_head: 
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     res = subprocess.run(
-        [*BATCH, str(manifest), "--ray", ray_head, "--json"],
+        [*BATCH, str(manifest), "--ray", address, "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -355,4 +357,4 @@ def test_ray_tasks_with_one_writer(batch_vault: Path, tmp_path: Path, ray_head: 
     _check_exactly_once(batch_vault, 12)
     # nothing Ray started listens on anything but loopback
     new = set(_listening()) - before
-    assert new and all(a.startswith(("127.0.0.1:", "[::1]:")) for a in new), new
+    assert new and all(a.startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")) for a in new), new

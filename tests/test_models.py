@@ -83,7 +83,8 @@ def test_index_file_of_another_model_is_refused(tmp_path: Path) -> None:
 def test_importing_facevault_loads_no_model() -> None:
     code = (
         "import sys, facevault, facevault.cli, facevault.service;"
-        "heavy = [m for m in ('dlib', 'onnxruntime', 'faiss', 'face_recognition_models') if m in sys.modules];"
+        "names = ('dlib', 'onnxruntime', 'faiss', 'face_recognition_models');"
+        "heavy = [m for m in names if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

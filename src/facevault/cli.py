@@ -95,12 +95,21 @@ def _run(as_json: bool, action: Callable[[], T]) -> T:
 def _vault(home: str | None) -> Vault:
     from .service import open_vault
 
-    return open_vault(home or _state["home"])
+    return open_vault(home or _state["home"], db=_state.get("db"))
+
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="FACEVAULT_DB", help="Store URL, e.g. postgresql://... (default: SQLite in the home)."
+    ),
+]
 
 
 @app.callback()
-def _main(home: HomeOpt = None) -> None:
+def _main(home: HomeOpt = None, db: DbOpt = None) -> None:
     _state["home"] = home
+    _state["db"] = db
 
 
 @app.command()
@@ -121,10 +130,10 @@ def init(
     def action() -> dict[str, Any]:
         from .service import open_vault
 
-        with open_vault(home or _state["home"], create=True, index=index) as v:
+        with open_vault(home or _state["home"], create=True, index=index, db=_state.get("db")) as v:
             return {
                 "home": str(v.settings.home.resolve()),
-                "database": str(v.settings.db_path),
+                "database": v.store.display_url,
                 "index_dir": str(v.settings.index_dir),
                 "index": v.index_backend,
             }
@@ -864,6 +873,7 @@ def eval_identify(
 
 def _wire_subcommands() -> None:
     """Commands that live in their own modules (kept light: they import heavy code lazily)."""
+    from .cli_batch import enroll_batch
     from .cli_models import models_app
     from .cli_server import keys_app, serve
 
@@ -871,6 +881,7 @@ def _wire_subcommands() -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(models_app, name="models")
     app.command()(serve)
+    app.command("enroll-batch")(enroll_batch)
 
 
 _wire_subcommands()

@@ -64,10 +64,14 @@ class Pipeline:
     def model_id(self) -> str:
         return self.pack.model_id
 
-    def detect(self, pixels: np.ndarray) -> tuple[np.ndarray, float, list[DetectedFace]]:
-        """Faces on a working copy no larger than ``max_detect_side``; returns (work pixels, scale, faces)."""
+    def detect(
+        self, pixels: np.ndarray, portrait: bool = False
+    ) -> tuple[np.ndarray, float, list[DetectedFace]]:
+        """Faces on a working copy no larger than ``max_detect_side``; returns (work pixels, scale, faces).
+        ``portrait``: the photo is meant to show one person large (enrollment)."""
         work, scale = imaging.downscale(pixels, self.max_detect_side)
-        return work, scale, self.pack.detector.detect(work)
+        det = self.pack.detector
+        return work, scale, det.detect_portrait(work) if portrait else det.detect(work)
 
     def embed_faces(self, work: np.ndarray, scale: float, faces: list[DetectedFace]) -> list[ProcessedFace]:
         """Align, assess and embed faces found on ``work`` (a copy of the image shrunk by ``scale``).
@@ -94,10 +98,10 @@ class Pipeline:
             out.append(ProcessedFace(face=original, quality=assess(original, vs[0]), embedding=vec))
         return out
 
-    def analyze(self, pixels: np.ndarray) -> list[ProcessedFace]:
-        """Every face in the image, largest first."""
+    def analyze(self, pixels: np.ndarray, portrait: bool = False) -> list[ProcessedFace]:
+        """Every face in the image, largest first (with ``portrait``, see ``detect``)."""
         with self._lock:
-            work, scale, faces = self.detect(pixels)
+            work, scale, faces = self.detect(pixels, portrait)
             return self.embed_faces(work, scale, faces)
 
 
@@ -108,8 +112,19 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(model_id: str, settings: Settings) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ["FACEVAULT_THREADS"] = "1"  # one process per core; no oversubscription
+    """One process per core: every library in the worker runs single-threaded. A pack inherited from a
+    forked parent would keep the parent's thread settings, so the worker loads its own."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["FACEVAULT_THREADS"] = "1"
+    from . import models
+
+    models._loaded.pop(model_id, None)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+    except ImportError:  # pragma: no cover - faiss is a dependency
+        pass
     _worker_state["pipeline"] = Pipeline.for_model(model_id, settings)
 
 

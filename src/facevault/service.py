@@ -106,6 +106,9 @@ class Vault(PrivacyOperations):
         self._pipelines = self._shared.pipelines
         self._index_spec = self._resolve_index_spec()
         self.keys = load_keyring(settings.key_path, create=create_keys)
+        from .models.packs import ensure_registered, models_dir
+
+        ensure_registered(models_dir(settings.home))  # installed packs and their calibration tables
 
     @property
     def index_backend(self) -> str:
@@ -150,7 +153,7 @@ class Vault(PrivacyOperations):
         """The index backend is chosen at ``init`` and remembered in the store, so later commands can
         never silently open a different backend."""
         wanted = self.settings.index
-        if not self.settings.db_path.exists() or not self.store.is_initialised():
+        if not Store.exists_for(self.settings) or not self.store.is_initialised():
             return wanted or "faiss"
         with self.store.begin() as conn:
             stored = self.store.get_meta(conn, "index")
@@ -561,7 +564,7 @@ class Vault(PrivacyOperations):
                 out.reason = "duplicate_image"
                 out.message = "this exact image is already enrolled in the collection"
                 continue
-            faces = pipe.analyze(decoded.pixels)
+            faces = pipe.analyze(decoded.pixels, portrait=True)
             if not faces:
                 out.reason, out.message = "no_face", "no face was found in the image"
                 continue

@@ -59,7 +59,15 @@ def register_pack(model_id: str, factory: Callable[[], ModelPack]) -> None:
         _loaded.pop(model_id, None)
 
 
+def _scan_packs() -> None:
+    """Register installed model packs (reads their manifests; loads no network)."""
+    from .packs import ensure_registered
+
+    ensure_registered()
+
+
 def available_models() -> list[str]:
+    _scan_packs()
     return sorted(_factories)
 
 
@@ -68,6 +76,9 @@ def get_pack(model_id: str) -> ModelPack:
         pack = _loaded.get(model_id)
         if pack is None:
             factory = _factories.get(model_id)
+            if factory is None:
+                _scan_packs()
+                factory = _factories.get(model_id)
             if factory is None:
                 raise ModelError(f"unknown model {model_id!r}; available: {', '.join(sorted(_factories))}")
             pack = factory()

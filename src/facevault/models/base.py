@@ -52,6 +52,11 @@ class Detector(ABC):
     def detect(self, pixels: np.ndarray) -> list[DetectedFace]:
         """All faces in an RGB uint8 image."""
 
+    def detect_portrait(self, pixels: np.ndarray) -> list[DetectedFace]:
+        """Faces in a photo meant to show one person large (enrollment): a detector may skip its costly
+        search for small faces when a large one is found. Defaults to ``detect``."""
+        return self.detect(pixels)
+
     def detect_lenient(self, pixels: np.ndarray) -> list[DetectedFace]:
         """A second, less strict look, for protocols that know a face is present (evaluation only: it
         trades false detections for recall). Defaults to ``detect``."""

@@ -20,6 +20,8 @@ CHIP_PADDING = 0.25
 AUGMENT_PADDING = 0.30
 # SVM score offset of the detector's second look (evaluation protocols only).
 LENIENT_THRESHOLD = -0.6
+# detect_portrait: a face at least this share of the longer side ends the search.
+PORTRAIT_FRACTION = 0.3
 
 
 def _dlib() -> Any:
@@ -78,11 +80,26 @@ class DlibHogDetector(Detector):
     def detect(self, pixels: np.ndarray) -> list[DetectedFace]:
         return self._detect(pixels, self.adjust_threshold)
 
+    def detect_portrait(self, pixels: np.ndarray) -> list[DetectedFace]:
+        """Scan at the image's own scale first; upsample (4x the HOG work) only when no face is found or
+        the largest is smaller than ``PORTRAIT_FRACTION`` of the longer side. Measured on 6,922 LFW
+        images: 16.8 instead of 40.6 ms per image, and a face found in 99.6% instead of 99.3%
+        (docs/BENCHMARKS.md); small background faces next to a large one are not looked for."""
+        faces = self._detect(pixels, self.adjust_threshold, upsample=0)
+        if self._upsample_count(pixels) == 0:
+            return faces
+        if faces and max(f.height for f in faces) >= PORTRAIT_FRACTION * max(pixels.shape[:2]):
+            return faces
+        return self._detect(pixels, self.adjust_threshold)
+
     def detect_lenient(self, pixels: np.ndarray) -> list[DetectedFace]:
         return self._detect(pixels, LENIENT_THRESHOLD)
 
-    def _detect(self, pixels: np.ndarray, adjust_threshold: float) -> list[DetectedFace]:
-        rects, scores, _ = self._detector.run(pixels, self._upsample_count(pixels), adjust_threshold)
+    def _detect(
+        self, pixels: np.ndarray, adjust_threshold: float, upsample: int | None = None
+    ) -> list[DetectedFace]:
+        times = self._upsample_count(pixels) if upsample is None else upsample
+        rects, scores, _ = self._detector.run(pixels, times, adjust_threshold)
         faces = []
         h, w = pixels.shape[:2]
         for rect, score in zip(rects, scores, strict=True):

@@ -105,8 +105,9 @@ def resolve_url(settings: Any, *, create: bool = False) -> str:
         if wanted and not _same_database(wanted, remembered):
             raise ConfigError(f"this vault's store is {remembered}, not {redact_url(wanted)} (see {pointer})")
         return normalize_url(wanted or remembered)
-    if not wanted:
-        return f"sqlite:///{settings.db_path}"
+    default = f"sqlite:///{settings.db_path}"
+    if not wanted or _same_database(wanted, default):
+        return default
     if settings.db_path.exists():
         raise ConfigError(f"this vault's store is SQLite at {settings.db_path}, not {redact_url(wanted)}")
     if create:
