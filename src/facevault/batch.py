@@ -42,7 +42,7 @@ from sqlalchemy import delete, insert, select
 
 from . import imaging
 from .errors import ConsentError, FaceVaultError, InputError
-from .pipeline import Pipeline, ProcessedFace, _init_worker, _run_in_worker
+from .pipeline import Pipeline, ProcessedFace, _run_in_worker, worker_pool
 from .quality import QualityGate
 from .store import schema as t
 from .store.database import utcnow
@@ -224,9 +224,7 @@ class LocalRunner:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _pool(self, model_id: str) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.workers, initializer=_init_worker, initargs=(model_id, self.settings)
-        )
+        return worker_pool(model_id, self.settings, self.workers)
 
 
 class RayRunner:

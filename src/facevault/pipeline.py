@@ -7,6 +7,7 @@ them: more forward passes, better accuracy (see docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -112,13 +113,9 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(model_id: str, settings: Settings) -> None:
-    """One process per core: every library in the worker runs single-threaded. A pack inherited from a
-    forked parent would keep the parent's thread settings, so the worker loads its own."""
+    """One process per core: every library in the worker runs single-threaded."""
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["FACEVAULT_THREADS"] = "1"
-    from . import models
-
-    models._loaded.pop(model_id, None)
     try:
         import faiss
 
@@ -126,6 +123,18 @@ def _init_worker(model_id: str, settings: Settings) -> None:
     except ImportError:  # pragma: no cover - faiss is a dependency
         pass
     _worker_state["pipeline"] = Pipeline.for_model(model_id, settings)
+
+
+def worker_pool(model_id: str, settings: Settings, workers: int) -> ProcessPoolExecutor:
+    """Worker processes, each with its own single-threaded models. They are *spawned*, not forked: a
+    fork copies the parent's locks and OpenMP/ONNX Runtime thread pools mid-use, and the child can then
+    hang forever (seen with a parent that had run FAISS searches). Spawning costs about a second."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(model_id, settings),
+    )
 
 
 def _run_in_worker(job: tuple[Callable[[Pipeline, Any], Any], Any]) -> Any:
@@ -154,5 +163,5 @@ def map_with_pipeline(
         for item in items:
             yield func(pipe, item)
         return
-    with ProcessPoolExecutor(max_workers=n, initializer=_init_worker, initargs=(model_id, settings)) as pool:
+    with worker_pool(model_id, settings, n) as pool:
         yield from pool.map(_run_in_worker, ((func, item) for item in items), chunksize=chunksize)
