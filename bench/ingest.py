@@ -89,8 +89,8 @@ def _fv_init(home: str, variant: str) -> None:
     analyze = pipe.analyze
     counter = [0]
 
-    def counted(pixels: np.ndarray) -> Any:  # instrumentation only: counts the faces embedded
-        faces = analyze(pixels)
+    def counted(pixels: np.ndarray, *args: Any, **kwargs: Any) -> Any:  # counts the faces embedded
+        faces = analyze(pixels, *args, **kwargs)
         counter[0] += len(faces)
         return faces
 

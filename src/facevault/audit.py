@@ -187,20 +187,7 @@ def entries(
     return [_row_out(dict(r)) for r in conn.execute(q).mappings()]
 
 
-EXPORT_COLUMNS = (
-    "seq",
-    "at",
-    "action",
-    "actor",
-    "role",
-    "purpose",
-    "case_id",
-    "collection",
-    "probe_sha256",
-    "details",
-    "prev_hash",
-    "hash",
-)
+EXPORT_COLUMNS = (*FIELDS, "hash")
 
 
 def export(rows: list[dict[str, Any]], fmt: str) -> Iterator[str]:

@@ -92,6 +92,16 @@ def _run(as_json: bool, action: Callable[[], T]) -> T:
         raise _fail(exc, as_json) from None
 
 
+def _with_vault(home: str | None, as_json: bool, use: Callable[[Vault], T]) -> T:
+    """Open the vault, apply ``use`` to it, close it; errors become the CLI's coded exit."""
+
+    def action() -> T:
+        with _vault(home) as v:
+            return use(v)
+
+    return _run(as_json, action)
+
+
 def _vault(home: str | None) -> Vault:
     from .service import open_vault
 
@@ -220,11 +230,7 @@ def collection_delete(
     if not yes and not typer.confirm(f"Delete collection {name!r} and everything in it?"):
         raise typer.Exit(1)
 
-    def action() -> dict[str, int]:
-        with _vault(home) as v:
-            return v.delete_collection(name)
-
-    counts = _run(as_json, action)
+    counts = _with_vault(home, as_json, lambda v: v.delete_collection(name))
     if as_json:
         _print_json({"deleted": name, **counts})
     else:
@@ -282,11 +288,7 @@ def subject_add(
 def subject_list(collection: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """List the subjects of a collection."""
 
-    def action() -> list[dict[str, Any]]:
-        with _vault(home) as v:
-            return v.list_subjects(collection)
-
-    rows = _run(as_json, action)
+    rows = _with_vault(home, as_json, lambda v: v.list_subjects(collection))
     if as_json:
         _print_json(rows)
         return
@@ -302,11 +304,7 @@ def subject_list(collection: str, home: HomeOpt = None, as_json: JsonOpt = False
 def subject_show(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Show a subject, its consent record and its samples."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.get_subject(collection, subject)
-
-    s = _run(as_json, action)
+    s = _with_vault(home, as_json, lambda v: v.get_subject(collection, subject))
     if as_json:
         _print_json(s)
         return
@@ -330,11 +328,7 @@ def subject_erase(collection: str, subject: str, home: HomeOpt = None, as_json: 
     """Erase every template, sample, image record, index entry and the consent record of a subject, and
     write an erasure receipt to the audit log."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.erase_subject(collection, subject)
-
-    res = _run(as_json, action)
+    res = _with_vault(home, as_json, lambda v: v.erase_subject(collection, subject))
     if as_json:
         _print_json(res)
     else:
@@ -348,11 +342,7 @@ def subject_erase(collection: str, subject: str, home: HomeOpt = None, as_json: 
 def subject_delete(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a subject with every sample and its consent record."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.delete_subject(collection, subject)
-
-    res = _run(as_json, action)
+    res = _with_vault(home, as_json, lambda v: v.delete_subject(collection, subject))
     if as_json:
         _print_json(res)
     else:
@@ -374,11 +364,7 @@ def enroll(
     """Detect, quality-check, align, embed and store one face per image. Exit code 10 if any image was
     rejected (the others are still enrolled)."""
 
-    def action() -> list[Any]:
-        with _vault(home) as v:
-            return v.enroll(collection, subject, images, largest=largest)
-
-    outcomes = _run(as_json, action)
+    outcomes = _with_vault(home, as_json, lambda v: v.enroll(collection, subject, images, largest=largest))
     if as_json:
         _print_json([o.to_dict() for o in outcomes])
     else:
@@ -457,11 +443,11 @@ def verify(
 ) -> None:
     """1:1 verification: are the largest faces of the two images the same person?"""
 
-    def action() -> Any:
-        with _vault(home) as v:
-            return v.verify(image_a, image_b, model=model, purpose=purpose, fmr=fmr, threshold=threshold)
-
-    res = _run(as_json, action)
+    res = _with_vault(
+        home,
+        as_json,
+        lambda v: v.verify(image_a, image_b, model=model, purpose=purpose, fmr=fmr, threshold=threshold),
+    )
     if as_json:
         _print_json(res.to_dict())
         return
@@ -480,11 +466,7 @@ def doctor(
 ) -> None:
     """Check that the store and the indexes agree and that the audit chain is intact."""
 
-    def action() -> Any:
-        with _vault(home) as v:
-            return v.doctor(repair=repair)
-
-    rep = _run(as_json, action)
+    rep = _with_vault(home, as_json, lambda v: v.doctor(repair=repair))
     if as_json:
         _print_json(rep.to_dict())
     else:
@@ -510,11 +492,7 @@ def audit_list(
 ) -> None:
     """Show the most recent audit entries."""
 
-    def action() -> list[dict[str, Any]]:
-        with _vault(home) as v:
-            return v.audit_entries(limit)
-
-    rows = _run(as_json, action)
+    rows = _with_vault(home, as_json, lambda v: v.audit_entries(limit))
     if as_json:
         _print_json(rows)
         return
@@ -547,11 +525,7 @@ def audit_export(
 def audit_verify(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Check the hash chain; exit code 8 names the first broken entry."""
 
-    def action() -> Any:
-        with _vault(home) as v:
-            return v.verify_audit()
-
-    st = _run(as_json, action)
+    st = _with_vault(home, as_json, lambda v: v.verify_audit())
     if as_json:
         _print_json(st.to_dict())
     elif st.ok:
@@ -567,22 +541,14 @@ def audit_verify(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 def consent_show(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """A subject's consent record."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.consent_show(collection, subject)
-
-    _print_json(_run(as_json, action))
+    _print_json(_with_vault(home, as_json, lambda v: v.consent_show(collection, subject)))
 
 
 @consent_app.command("withdraw")
 def consent_withdraw(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Withdraw consent: the subject's biometric data is erased at once."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.withdraw_consent(collection, subject)
-
-    res = _run(as_json, action)
+    res = _with_vault(home, as_json, lambda v: v.withdraw_consent(collection, subject))
     if as_json:
         _print_json(res)
     else:
@@ -596,11 +562,7 @@ def consent_withdraw(collection: str, subject: str, home: HomeOpt = None, as_jso
 def retention_policy(home: HomeOpt = None) -> None:
     """Print the written retention and destruction policy (public under BIPA 15(a))."""
 
-    def action() -> str:
-        with _vault(home) as v:
-            return v.retention_policy()
-
-    typer.echo(_run(False, action))
+    typer.echo(_with_vault(home, False, lambda v: v.retention_policy()))
 
 
 @retention_app.command("set")
@@ -612,22 +574,14 @@ def retention_set(
 ) -> None:
     """Change a collection's retention period."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.set_retention(collection, days)
-
-    _print_json(_run(as_json, action))
+    _print_json(_with_vault(home, as_json, lambda v: v.set_retention(collection, days)))
 
 
 @retention_app.command("sweep")
 def retention_sweep(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Destroy every person's data that is due (consent expired or withdrawn, retention period over)."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.retention_sweep()
-
-    res = _run(as_json, action)
+    res = _with_vault(home, as_json, lambda v: v.retention_sweep())
     if as_json:
         _print_json(res)
         return
@@ -649,11 +603,7 @@ def optout(
     if collection and all_collections:
         raise _fail(ValueError("give --collection or --all, not both"), as_json)
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.optout(photo, collection=collection)
-
-    res = _run(as_json, action)
+    res = _with_vault(home, as_json, lambda v: v.optout(photo, collection=collection))
     if as_json:
         _print_json(res)
     else:
@@ -703,11 +653,7 @@ def review(
 def report_processing(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """The GDPR Art. 30 record of processing activities."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.processing_record()
-
-    rec = _run(as_json, action)
+    rec = _with_vault(home, as_json, lambda v: v.processing_record())
     if as_json:
         _print_json(rec)
         return
@@ -732,11 +678,7 @@ def keys_rotate(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Re-protect every stored template under a new key; the old key is destroyed, so templates stolen
     before the rotation no longer match anything."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.rotate_keys()
-
-    res = _run(as_json, action)
+    res = _with_vault(home, as_json, lambda v: v.rotate_keys())
     if as_json:
         _print_json(res)
     else:
@@ -751,22 +693,14 @@ def keys_rotate(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 def index_info(collection: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Backend, kind, size, memory and search settings of a collection's index."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.index_info(collection)
-
-    _print_json(_run(as_json, action))
+    _print_json(_with_vault(home, as_json, lambda v: v.index_info(collection)))
 
 
 @index_app.command("rebuild")
 def index_rebuild(collection: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Rebuild a collection's index from the store."""
 
-    def action() -> dict[str, Any]:
-        with _vault(home) as v:
-            return v.index_rebuild(collection)
-
-    res = _run(as_json, action)
+    res = _with_vault(home, as_json, lambda v: v.index_rebuild(collection))
     if as_json:
         _print_json(res)
     else:

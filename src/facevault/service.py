@@ -669,9 +669,7 @@ class Vault(PrivacyOperations):
     ) -> SearchResult:
         """Open-set 1:N identification of every face in ``probe``. An empty candidate list means the person
         is not in the gallery at this threshold. Every call is written to the audit log."""
-        purpose = (purpose or "").strip()
-        if not purpose:
-            raise PurposeRequiredError("a search needs a purpose (why is this search being run?)")
+        purpose = _require_purpose(purpose)
         if top_k < 1 or top_k > 1000:
             raise InputError("top must be between 1 and 1000")
         coll = self.get_collection(collection)
@@ -743,9 +741,7 @@ class Vault(PrivacyOperations):
         threshold: float | None = None,
     ) -> list[Candidate]:
         """1:N search with a precomputed embedding; refused unless it comes from the collection's model."""
-        purpose = (purpose or "").strip()
-        if not purpose:
-            raise PurposeRequiredError("a search needs a purpose (why is this search being run?)")
+        purpose = _require_purpose(purpose)
         coll = self.get_collection(collection)
         if model_id != coll["model_id"]:
             raise ModelMismatchError(
@@ -992,6 +988,14 @@ class Vault(PrivacyOperations):
     def verify_audit(self) -> audit.ChainStatus:
         with self.store.begin() as conn:
             return audit.verify_chain(conn, self.keys.audit_key)
+
+
+def _require_purpose(purpose: str | None) -> str:
+    """Every search states why it is run; the answer goes into the audit log."""
+    purpose = (purpose or "").strip()
+    if not purpose:
+        raise PurposeRequiredError("a search needs a purpose (why is this search being run?)")
+    return purpose
 
 
 def _iso(value: datetime | None) -> str | None:
