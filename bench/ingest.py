@@ -83,7 +83,7 @@ def _fv_init(home: str, variant: str) -> None:
     except ImportError:  # pragma: no cover
         pass
     use_detector(variant)
-    overrides: dict[str, Any] = {"flip_tta": False} if variant.endswith("-noflip") else {}
+    overrides: dict[str, Any] = {"tta": "none"} if variant.endswith("-noflip") else {}
     vault = facevault.open(home, **overrides)
     pipe = vault.pipeline(MODEL)
     analyze = pipe.analyze
@@ -287,7 +287,7 @@ def main() -> None:
     embed = [] if args.skip_embed else embedding_only(paths)
     helpt = help_time()
 
-    print(f"\ningest, {len(paths)} shared LFW images, {args.workers} workers, flip TTA {settings.flip_tta}")
+    print(f"\ningest, {len(paths)} shared LFW images, {args.workers} workers, TTA {settings.tta}")
     print(f"{'pipeline':<50}{'faces':>7}{'faces/s':>10}{'vs face_recognition':>22}")
     summary: dict[str, Any] = {}
     for v in variants:
@@ -320,7 +320,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "images": len(paths),
         "workers": args.workers,
-        "flip_tta": settings.flip_tta,
+        "tta": settings.tta,
         "detectors": variants,
         "summary": summary,
         "rounds": rounds,
