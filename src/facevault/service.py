@@ -290,7 +290,14 @@ class Vault(PrivacyOperations):
         """The collection's index, rebuilt from the store if it does not hold exactly the store's
         sample count (a crash between a store commit and the index write)."""
         cached = self._load_index(collection)
-        self._ensure_complete(collection, cached)
+        with self.store.begin() as conn:
+            if self.store.count_samples(conn, collection["id"]) == len(cached.index):
+                return cached.index
+        # Another process may be between its store commit and its index save: wait for the index lock
+        # and look again before concluding that a rebuild is needed.
+        with self._index_lock():
+            cached = self._load_index(collection)
+            self._ensure_complete(collection, cached)
         return cached.index
 
     def _ensure_complete(self, collection: dict[str, Any], cached: _LoadedIndex) -> None:
@@ -599,39 +606,42 @@ class Vault(PrivacyOperations):
             accepted.append((out, decoded, face, protected))
 
         if accepted:
-            new_ids: list[int] = []
-            with self.store.begin() as conn:
-                for out, decoded, face, protected in accepted:
-                    image_id = self.store.add_image(
-                        conn, coll["id"], decoded.sha256, out.image, decoded.width, decoded.height
-                    )
-                    sample_id = self.store.add_sample(
+            # Store commit and index update form one step for other processes: one that sees the
+            # store ahead of the index waits for this lock instead of rebuilding (and double-adding).
+            with self._index_lock():
+                new_ids: list[int] = []
+                with self.store.begin() as conn:
+                    for out, decoded, face, protected in accepted:
+                        image_id = self.store.add_image(
+                            conn, coll["id"], decoded.sha256, out.image, decoded.width, decoded.height
+                        )
+                        sample_id = self.store.add_sample(
+                            conn,
+                            collection_id=coll["id"],
+                            subject_id=subj["id"],
+                            image_id=image_id,
+                            model_id=coll["model_id"],
+                            box=face.face.box,
+                            quality=face.quality.to_dict(),
+                            blob=key.seal(protected, self._context(coll)),
+                            key_version=key.version,
+                        )
+                        new_ids.append(sample_id)
+                    self.store.touch_subject(conn, subj["id"])
+                    self._log(
                         conn,
-                        collection_id=coll["id"],
-                        subject_id=subj["id"],
-                        image_id=image_id,
-                        model_id=coll["model_id"],
-                        box=face.face.box,
-                        quality=face.quality.to_dict(),
-                        blob=key.seal(protected, self._context(coll)),
-                        key_version=key.version,
+                        "enroll",
+                        collection=collection,
+                        details={
+                            "subject_id": subj["id"],
+                            "samples_added": new_ids,
+                            "rejected": len(outcomes) - len(accepted),
+                        },
                     )
-                    new_ids.append(sample_id)
-                self.store.touch_subject(conn, subj["id"])
-                self._log(
-                    conn,
-                    "enroll",
-                    collection=collection,
-                    details={
-                        "subject_id": subj["id"],
-                        "samples_added": new_ids,
-                        "rejected": len(outcomes) - len(accepted),
-                    },
-                )
-            vectors = np.stack([p for *_, p in accepted])
-            self._apply_to_index(coll, add=(np.asarray(new_ids, dtype=np.int64), vectors))
-            for (out, *_), sid in zip(accepted, new_ids, strict=True):
-                out.status, out.sample_id = "enrolled", sid
+                vectors = np.stack([p for *_, p in accepted])
+                self._apply_to_index(coll, add=(np.asarray(new_ids, dtype=np.int64), vectors))
+                for (out, *_), sid in zip(accepted, new_ids, strict=True):
+                    out.status, out.sample_id = "enrolled", sid
         return outcomes
 
     def _conflicting_subject(

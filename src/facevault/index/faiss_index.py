@@ -327,11 +327,15 @@ class FaissIndex(VectorIndex):
             old.vectors.close()
 
     def stamp(self) -> object:
-        """The snapshot's mtime (ns), -1 when there is none: changes on every save, here or elsewhere."""
+        """Identity of the snapshot file, -1 when there is none: changes on every save, here or elsewhere.
+        Not the mtime alone: two saves within one tick of the filesystem clock (milliseconds on some)
+        share an mtime, and a process would keep searching, then extend and save, a stale copy. Every
+        save renames a new file into place, so its inode changes too."""
         try:
-            return self.path.stat().st_mtime_ns
+            st = self.path.stat()
         except FileNotFoundError:
             return -1
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     # ---- introspection -------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -41,23 +41,24 @@ class PrivacyOperations:
     ) -> dict[str, Any]:
         """Remove every template, sample, image record, review record, index entry and the consent record
         of a subject; write an erasure receipt (counts and hashes, no biometric data) to the audit log."""
-        with self.store.begin() as conn:
-            coll = self.store.get_collection(conn, collection)
-            subj = self.store.find_subject(conn, coll["id"], subject)
-            gone = self.store.delete_subject(conn, subj)
-            receipt = {
-                "subject_id": subj["id"],
-                "reason": reason,
-                "samples_erased": len(gone["sample_ids"]),
-                "images_erased": len(gone["image_sha256"]),
-                "image_sha256": gone["image_sha256"],
-                "consent_id": gone["consent_id"],
-                "consent_evidence_sha256": gone["consent_evidence_sha256"],
-            }
-            seq = self._log(conn, "subject.erase", collection=collection, details=receipt)
-            crash_point("erase:before_commit")
-        crash_point("erase:db_committed")
-        self._apply_to_index(coll, remove=gone["sample_ids"])
+        with self._index_lock():  # store commit and index update as one step (see Vault.enroll)
+            with self.store.begin() as conn:
+                coll = self.store.get_collection(conn, collection)
+                subj = self.store.find_subject(conn, coll["id"], subject)
+                gone = self.store.delete_subject(conn, subj)
+                receipt = {
+                    "subject_id": subj["id"],
+                    "reason": reason,
+                    "samples_erased": len(gone["sample_ids"]),
+                    "images_erased": len(gone["image_sha256"]),
+                    "image_sha256": gone["image_sha256"],
+                    "consent_id": gone["consent_id"],
+                    "consent_evidence_sha256": gone["consent_evidence_sha256"],
+                }
+                seq = self._log(conn, "subject.erase", collection=collection, details=receipt)
+                crash_point("erase:before_commit")
+            crash_point("erase:db_committed")
+            self._apply_to_index(coll, remove=gone["sample_ids"])
         self.store.checkpoint()
         photos = self.photos_dir / f"c{coll['id']}"  # copies the server kept of enrolled photos
         removed = 0
