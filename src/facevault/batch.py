@@ -581,6 +581,11 @@ class BatchEnroller:
     def _commit(self) -> None:
         if not self._chunk:
             return
+        # Store commit and index update as one step for other processes (see Vault.enroll).
+        with self.vault._index_lock():
+            self._commit_locked()
+
+    def _commit_locked(self) -> None:
         v, store = self.vault, self.vault.store
         added: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
         with store.begin() as conn:
