@@ -164,3 +164,16 @@ class OnnxFaceDetector(Detector):
         t = np.asarray(ARCFACE_TEMPLATE_112, dtype=np.float32) / 112.0
         pts = np.stack([x1 + t[:, 0] * (x2 - x1), y1 + t[:, 1] * (y2 - y1)], axis=1)
         return face_from_five(np.asarray(box), 0.0, pts, fallback=True)
+
+
+def stack_detections(
+    boxes: list[np.ndarray], scores: list[np.ndarray], kps: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-stride decoded (boxes, scores, 5-point landmarks) joined into three float32 arrays."""
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+    return (
+        np.concatenate(boxes).astype(np.float32),
+        np.concatenate(scores).astype(np.float32),
+        np.concatenate(kps).astype(np.float32),
+    )

@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from ...errors import ModelError
-from .common import OnnxFaceDetector
+from .common import OnnxFaceDetector, stack_detections
 
 STRIDES = (8, 16, 32)
 _NAME = re.compile(r"^(cls|obj|bbox|kps)_(\d+)$")
@@ -75,13 +75,7 @@ def decode_yunet(
         all_boxes.append(boxes)
         all_scores.append(score[sel])
         all_kps.append(kps)
-    if not all_boxes:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
-    return (
-        np.concatenate(all_boxes).astype(np.float32),
-        np.concatenate(all_scores).astype(np.float32),
-        np.concatenate(all_kps).astype(np.float32),
-    )
+    return stack_detections(all_boxes, all_scores, all_kps)
 
 
 class YunetDetector(OnnxFaceDetector):
