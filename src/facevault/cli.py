@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from .cli_common import fail as _fail
+from .cli_common import print_json as _print_json
+from .cli_common import run as _run
+from .cli_common import state as _state
+from .cli_common import with_vault as _with_vault
 
 if TYPE_CHECKING:
     from .service import Vault
@@ -49,7 +54,6 @@ app.add_typer(subject_app, name="subject")
 app.add_typer(audit_app, name="audit")
 app.add_typer(eval_app, name="eval")
 
-_state: dict[str, Any] = {"home": None}
 
 HomeOpt = Annotated[
     str | None,
@@ -57,49 +61,11 @@ HomeOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON (see docs/CLI.md).")]
 
-T = TypeVar("T")
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
 
 def _console() -> Any:
     from rich.console import Console
 
     return Console()
-
-
-def _fail(exc: Exception, as_json: bool) -> typer.Exit:
-    from .errors import FaceVaultError
-
-    if isinstance(exc, FaceVaultError):
-        code, message, exit_code = exc.code, exc.message, exc.exit_code
-    else:
-        code, message, exit_code = "internal_error", f"{type(exc).__name__}: {exc}", 1
-    if as_json:
-        _print_json({"error": {"code": code, "message": message}})
-    typer.echo(f"error [{code}]: {message}", err=True)
-    return typer.Exit(exit_code)
-
-
-def _run(as_json: bool, action: Callable[[], T]) -> T:
-    from .errors import FaceVaultError
-
-    try:
-        return action()
-    except FaceVaultError as exc:
-        raise _fail(exc, as_json) from None
-
-
-def _with_vault(home: str | None, as_json: bool, use: Callable[[Vault], T]) -> T:
-    """Open the vault, apply ``use`` to it, close it; errors become the CLI's coded exit."""
-
-    def action() -> T:
-        with _vault(home) as v:
-            return use(v)
-
-    return _run(as_json, action)
 
 
 def _vault(home: str | None) -> Vault:

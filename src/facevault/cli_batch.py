@@ -7,23 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from .cli_common import state
 
 HomeOpt = Annotated[
     str | None,
     typer.Option("--home", envvar="FACEVAULT_HOME", help="Vault folder (default ./facevault-data)."),
 ]
-
-
-def _global(name: str) -> Any:
-    """A value of the main app's callback options (``facevault --home X enroll-batch ...``)."""
-    try:
-        from .cli import _state
-    except ImportError:  # pragma: no cover
-        return None
-    return _state.get(name)
 
 
 def enroll_batch(
@@ -102,7 +95,7 @@ def enroll_batch(
         progress.update(task_id, total=total, completed=done)
 
     try:
-        with progress, open_vault(home or _global("home"), db=db or _global("db")) as vault:
+        with progress, open_vault(home or state["home"], db=db or state.get("db")) as vault:
             summary = run_batch(
                 vault,
                 manifest,

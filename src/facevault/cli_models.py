@@ -9,18 +9,19 @@ Where packs live: ``--models-dir``, else ``$FACEVAULT_MODELS``, else ``<vault ho
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
+
+from .cli_common import print_json as _print_json
+from .cli_common import run as _run
+from .cli_common import state as _state
 
 models_app = typer.Typer(
     help="Install, verify and inspect model packs (detector + recognizer).", no_args_is_help=True
 )
 
-T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON.")]
 DirOpt = Annotated[
@@ -41,35 +42,12 @@ AcceptOpt = Annotated[
 ]
 
 
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
-
-def _run(as_json: bool, action: Callable[[], T]) -> T:
-    from .errors import FaceVaultError
-
-    try:
-        return action()
-    except FaceVaultError as exc:
-        if as_json:
-            _print_json({"error": exc.to_dict()})
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-
-
 def _root(models_dir: Path | None) -> Path:
     from .models.packs import models_dir as default_dir
 
     if models_dir is not None:
         return models_dir.expanduser()
-    home = None
-    try:  # the main app's global --home, when running under it
-        from .cli import _state
-
-        home = _state.get("home")
-    except ImportError:  # pragma: no cover
-        pass
-    return default_dir(home)
+    return default_dir(_state.get("home"))  # the main app's global --home, when given
 
 
 def _summary(pack: Any) -> dict[str, Any]:

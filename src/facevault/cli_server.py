@@ -5,10 +5,12 @@ Wired into the main app in cli.py with ``app.add_typer(keys_app, name="keys")`` 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
+
+from .cli_common import print_json as _print_json
+from .cli_common import with_vault as _with_vault
 
 keys_app = typer.Typer(help="Create, list and revoke API keys for the HTTP API.", no_args_is_help=True)
 
@@ -17,24 +19,6 @@ HomeOpt = Annotated[
     typer.Option("--home", envvar="FACEVAULT_HOME", help="Vault folder (default ./facevault-data)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
-
-def _with_vault(home: str | None, as_json: bool, action: Any) -> Any:
-    from .errors import FaceVaultError
-    from .service import open_vault
-
-    try:
-        with open_vault(home) as vault:
-            return action(vault)
-    except FaceVaultError as exc:
-        if as_json:
-            _print_json({"error": exc.to_dict()})
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 @keys_app.command("create")
