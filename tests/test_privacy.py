@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 import facevault
+from facevault import crops
 from facevault.errors import KeyMissingError, NotFoundError, WrongKeyError
 from facevault.store import utcnow
+from facevault.store.schema import sample_crops
 
 from .conftest import lfw, write_image
 
@@ -33,7 +36,7 @@ def _photos(astronaut: np.ndarray, tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 def enrolled(vault, astronaut: np.ndarray, tmp_path: Path):  # type: ignore[no-untyped-def]
     photos = _photos(astronaut, tmp_path)
-    vault.create_collection("c", purpose="door access", legal_basis="explicit consent")
+    vault.create_collection("c", purpose="door access", legal_basis="explicit consent", keep_crops=True)
     vault.add_subject("c", "Eileen", purpose="door access", consent_text="signed", external_id="E1")
     vault.add_subject("c", "Other", purpose="door access", consent_text="signed")
     assert all(o.ok for o in vault.enroll("c", "E1", [photos["a"], photos["b"]]))
@@ -57,22 +60,37 @@ def _scan(vault, needles: list[bytes]) -> list[tuple[str, int]]:  # type: ignore
 
 def test_erasure_leaves_no_template_bytes_anywhere(enrolled) -> None:
     vault, photos = enrolled
-    raw = vault.pipeline("dlib-resnet-v1").analyze(vault._decode(photos["a"]).pixels)[0].embedding
+    pixels = vault._decode(photos["a"]).pixels
+    face = vault.pipeline("dlib-resnet-v1").analyze(pixels)[0]
+    raw = face.embedding
     protected = vault._current_key().protect(raw)
     with sqlite3.connect(vault.settings.db_path) as db:
         blobs = [r[0] for r in db.execute("SELECT vector FROM samples")]
+        boxes = db.execute("SELECT box_x1, box_y1, box_x2, box_y2 FROM samples ORDER BY id").fetchall()
+        crop_blobs = [r[0] for r in db.execute("SELECT image FROM sample_crops")]
+    # The collection keeps face crops: the crop of photo "a" as encoded before encryption, its pixels,
+    # and the stored ciphertexts.
+    crop = crops.make_crop(pixels, boxes[0])
+    crop_pixels = crops.decode_crop(crop.data)
+    crop_needles = [crop.data[-256:], crop_pixels[crop_pixels.shape[0] // 2].tobytes()[:256]]
+    assert len(crop_blobs) == 2
+    assert crops.open_sealed(vault._current_key(), crop_blobs[0], 1, 1) == crop.data  # the crop stored
     # half a template is plenty to identify it and robust to float formatting of neighbours
-    needles = [raw.astype("<f4").tobytes()[:256], protected.astype("<f4").tobytes()[:256]] + [
-        b[:64] for b in blobs
-    ]
+    templates = [raw.astype("<f4").tobytes()[:256], protected.astype("<f4").tobytes()[:256]]
+    needles = templates + [b[:64] for b in blobs] + crop_needles + [b[16:80] for b in crop_blobs]
+    is_crop_plain = {len(templates) + len(blobs), len(templates) + len(blobs) + 1}
     before = _scan(vault, needles)
     assert ("facevault.db", 0) not in before  # the database never holds a plain template
+    assert not [hit for hit in before if hit[1] in is_crop_plain]  # nor a crop in the clear, anywhere
     assert any(name.endswith(".faiss") and i == 1 for name, i in before)  # the index holds the protected one
-    assert any(name.startswith("facevault.db") and i >= 2 for name, i in before)  # ciphertext in the store
+    assert any(
+        name.startswith("facevault.db") and 2 <= i < 4 for name, i in before
+    )  # ciphertext in the store
+    assert {i for name, i in before if name.startswith("facevault.db") and i >= 6} == {6, 7}  # crops too
     vault.search("c", photos["probe"], purpose="before erasure")
 
     receipt = vault.erase_subject("c", "E1")
-    assert receipt["samples_erased"] == 2 and receipt["images_erased"] == 2
+    assert receipt["samples_erased"] == 2 and receipt["crops_erased"] == 2 and receipt["images_erased"] == 2
     assert len(receipt["consent_evidence_sha256"]) == 64
     entry = vault.audit_entries(1, action="subject.erase")[0]
     assert entry["details"]["samples_erased"] == 2 and "vector" not in json.dumps(entry)
@@ -246,7 +264,7 @@ def test_key_rotation_keeps_results_and_kills_stolen_templates(enrolled) -> None
     )
     assert len(stolen) == 2
     res = vault.rotate_keys()
-    assert (res["from_version"], res["to_version"], res["samples"]) == (1, 2, 2)
+    assert (res["from_version"], res["to_version"], res["samples"], res["crops"]) == (1, 2, 2, 2)
     after = _top(vault, photos["probe"])
     assert [s for s, _ in after] == [s for s, _ in before]
     assert np.allclose([x for _, x in after], [x for _, x in before], atol=1e-5)
@@ -307,6 +325,10 @@ def test_kill_during_key_rotation_leaves_old_or_new_state(enrolled, point: str) 
         version = int(v.store.get_meta(conn, "template_key_version") or 0)
     assert version == (2 if point == "rotate:db_committed" else 1)
     assert [k for k in v.keys.template_keys] == [version]  # the unused key was forgotten on open
+    with v.store.begin() as conn:  # the face crops too are all under the key in use, and open
+        crop_rows = [dict(r) for r in conn.execute(select(sample_crops)).mappings()]
+    assert len(crop_rows) == 2 and {r["key_version"] for r in crop_rows} == {version}
+    assert all(v._open_crop(r).size for r in crop_rows)
     after = _top(v, photos["probe"])
     assert [s for s, _ in after] == [s for s, _ in before]
     assert np.allclose([x for _, x in after], [x for _, x in before], atol=1e-5)

@@ -26,6 +26,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/collections"): {"admin"},
     ("GET", "/api/v1/collections/{collection}"): ALL,
     ("DELETE", "/api/v1/collections/{collection}"): {"admin"},
+    ("PUT", "/api/v1/collections/{collection}/keep-crops"): {"admin"},
     ("GET", "/api/v1/collections/{collection}/subjects"): {"admin", "enroller", "reviewer"},
     ("POST", "/api/v1/collections/{collection}/subjects"): {"admin", "enroller"},
     ("GET", "/api/v1/collections/{collection}/subjects/{subject}"): {"admin", "enroller", "reviewer"},

@@ -49,7 +49,7 @@ def test_migrations_build_exactly_the_schema(db_url: str, tmp_path: Path) -> Non
     try:
         store.create_schema()
         store.create_schema()  # idempotent: already at head
-        assert store.schema_revision() == "0002"
+        assert store.schema_revision() == "0003"
         with store.engine.connect() as conn:
             diffs = compare_metadata(
                 MigrationContext.configure(conn, opts={"compare_type": True}), t.metadata
@@ -62,16 +62,60 @@ def test_migrations_build_exactly_the_schema(db_url: str, tmp_path: Path) -> Non
 
 
 def test_vault_made_before_migrations_is_stamped_and_upgraded(db_url: str, tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
     (tmp_path / "elsewhere").mkdir(exist_ok=True)
     store = Store(db_url)
     try:
-        old = [tbl for name, tbl in t.metadata.tables.items() if name != "batch_rows"]
-        t.metadata.create_all(store.engine, tables=old)  # what create_schema did before Alembic
+        # What create_schema made before Alembic: revision 0001's tables, and no alembic_version.
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(t.__file__).parent / "migrations"))
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+            conn.execute(text("DROP TABLE alembic_version"))
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO collections (name, model_id, dim, created_at, retention_days) "
+                    "VALUES ('old', 'dlib-resnet-v1', 128, CURRENT_TIMESTAMP, 1095)"
+                )
+            )
         store.create_schema()
-        assert store.schema_revision() == "0002"
-        assert inspect(store.engine).has_table("batch_rows")
+        assert store.schema_revision() == "0003"
+        insp = inspect(store.engine)
+        assert insp.has_table("batch_rows") and insp.has_table("sample_crops")
+        with store.begin() as conn:  # collections made before keep_crops existed keep no crops
+            assert store.get_collection(conn, "old")["keep_crops"] is False
     finally:
         store.close()
+
+
+def test_vault_of_the_previous_schema_is_refused_until_init_upgrades_it(db_url: str, tmp_path: Path) -> None:
+    """0003 (face crops) downgraded to 0002 and back: a vault at 0002 is refused with a clear message
+    rather than failing on a missing column, and `init` upgrades it in place."""
+    from alembic import command
+    from alembic.config import Config
+
+    (tmp_path / "elsewhere").mkdir(exist_ok=True)
+    home = str(tmp_path / "vault")
+    with facevault.open(home, create=True, db=db_url) as v:
+        v.create_collection("c", keep_crops=True)
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(t.__file__).parent / "migrations"))
+        with v.store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002")
+            conn.execute(update(t.meta).where(t.meta.c.key == "schema_version").values(value="2"))
+        assert not inspect(v.store.engine).has_table("sample_crops")
+    with pytest.raises(ConfigError, match="facevault init") as err:
+        facevault.open(home)
+    assert err.value.code == "schema_outdated"
+    facevault.open(home, create=True).close()  # what `facevault init` does
+    with facevault.open(home) as v:
+        assert v.store.schema_revision() == "0003"
+        assert v.get_collection("c")["keep_crops"] is False  # crops were never kept before 0003
 
 
 # ---- remembering the database -------------------------------------------------------------------------
@@ -110,7 +154,7 @@ def _count(vault: facevault.Vault, table, *where) -> int:  # type: ignore[no-unt
 @pytest.mark.data
 def test_service_flow(db_vault: facevault.Vault) -> None:
     v = db_vault
-    v.create_collection("people", purpose="door access", legal_basis="explicit consent")
+    v.create_collection("people", purpose="door access", legal_basis="explicit consent", keep_crops=True)
     v.add_subject("people", "Tony Blair", purpose="door access", consent_text="signed", external_id="TB")
     v.add_subject("people", "Colin Powell", purpose="door access", consent_text="signed")
     tony = v.enroll("people", "TB", [lfw("Tony_Blair", i) for i in (1, 2, 3)])
@@ -126,18 +170,20 @@ def test_service_flow(db_vault: facevault.Vault) -> None:
     res = v.search("people", lfw("Colin_Powell", 7), purpose="test")
     assert res.faces[0].candidates[0].name == "Colin Powell"
     assert v.doctor().ok
+    assert _count(v, t.sample_crops) == 5
 
-    # key rotation re-protects every template; search still finds the same people
+    # key rotation re-protects every template and re-encrypts every crop; search still finds the same people
     rotated = v.rotate_keys()
-    assert rotated
+    assert (rotated["samples"], rotated["crops"]) == (5, 5)
+    assert _count(v, t.sample_crops, t.sample_crops.c.key_version == rotated["to_version"]) == 5
     assert v.search("people", lfw("Tony_Blair", 5), purpose="after rotation").faces[0].candidates[0].name == (
         "Tony Blair"
     )
 
     receipt = v.erase_subject("people", "TB")
-    assert receipt["samples_erased"] == 3 and receipt["images_erased"] == 3
+    assert receipt["samples_erased"] == 3 and receipt["images_erased"] == 3 and receipt["crops_erased"] == 3
     assert len(receipt["consent_evidence_sha256"]) == 64
-    assert _count(v, t.samples) == 2
+    assert _count(v, t.samples) == 2 and _count(v, t.sample_crops) == 2
     assert _count(v, t.subjects, t.subjects.c.external_id == "TB") == 0
     assert _count(v, t.images, t.images.c.sha256.in_(receipt["image_sha256"])) == 0
     assert _count(v, t.consents) == 1
@@ -154,6 +200,48 @@ def test_service_flow(db_vault: facevault.Vault) -> None:
     broken = v.verify_audit()
     assert not broken.ok and broken.first_bad_seq == 3
     assert not v.doctor().ok
+
+
+@pytest.fixture
+def two_packs(db_vault: facevault.Vault, tmp_path: Path) -> Iterator[None]:
+    """Synthetic packs pack-a and pack-b installed for this vault (registry restored afterwards)."""
+    from facevault.models.packs import install_pack, register_installed_packs
+
+    from .pack_support import pack_folder, restore_registry
+
+    restore = restore_registry()
+    next(restore)
+    root = db_vault.settings.home / "models"
+    for name, seed in (("pack-a", 1), ("pack-b", 2)):
+        install_pack(pack_folder(tmp_path / "src", name, seed), accept_license=True, root=root)
+    register_installed_packs(root)
+    yield
+    next(restore, None)
+
+
+def test_crops_and_collection_migration(db_vault: facevault.Vault, two_packs: None, tmp_path: Path) -> None:
+    """keep_crops, crop storage and deletion, and a migration's one transaction on each database."""
+    from .conftest import write_image
+    from .pack_support import face_image
+
+    v = db_vault
+    photos = [write_image(tmp_path / f"{look}.png", face_image(look), fmt="PNG") for look in ("dark", "grey")]
+    v.create_collection("c", model="pack-a", keep_crops=True)
+    assert v.get_collection("c")["keep_crops"] is True
+    for name, photo in zip(("Dark", "Grey"), photos, strict=True):
+        v.add_subject("c", name, purpose="t", consent_text="yes")
+        assert v.enroll("c", name, [photo])[0].ok
+    assert _count(v, t.sample_crops) == 2
+    res = v.migrate_collection("c", "pack-b")
+    assert (res["samples"], res["indexed"]) == (2, 2)
+    assert _count(v, t.samples, t.samples.c.model_id == "pack-b") == 2
+    assert v.get_collection("c")["model_id"] == "pack-b"
+    res = v.search("c", photos[0], purpose="after migration")
+    assert res.faces[0].candidates[0].name == "Dark"
+    assert v.erase_subject("c", "Dark")["crops_erased"] == 1
+    assert v.set_keep_crops("c", False)["crops_deleted"] == 1
+    assert _count(v, t.sample_crops) == 0 and v.get_collection("c")["keep_crops"] is False
+    assert v.doctor().ok and v.verify_audit().ok
 
 
 def test_audit_appends_from_many_threads_keep_one_chain(db_vault: facevault.Vault) -> None:

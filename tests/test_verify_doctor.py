@@ -95,6 +95,6 @@ def test_corrupt_index_file_is_rebuilt(vault, astronaut: np.ndarray, tmp_path: P
 def test_collection_delete_removes_everything(vault, astronaut: np.ndarray, tmp_path: Path) -> None:
     coll = _enrolled(vault, astronaut, tmp_path)
     counts = vault.delete_collection("c")
-    assert counts == {"samples": 2, "images": 2, "subjects": 1}
+    assert counts == {"crops": 0, "samples": 2, "images": 2, "subjects": 1}
     assert not (vault.settings.index_dir / f"collection-{coll['id']}.faiss").exists()
     assert vault.list_collections() == []

@@ -34,13 +34,15 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, insert, select
 
-from . import imaging
+from . import crops, imaging
+from .crops import FaceCrop
 from .errors import ConsentError, FaceVaultError, InputError
 from .pipeline import Pipeline, ProcessedFace, _run_in_worker, worker_pool
 from .quality import QualityGate
@@ -141,6 +143,7 @@ class Analysis:
     height: int = 0
     faces: list[ProcessedFace] = field(default_factory=list)
     error: tuple[str, str] | None = None  # (code, message)
+    crop: FaceCrop | None = None  # of faces[0], when the job asked for one (collections with keep_crops)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class Job:
     max_bytes: int
     max_pixels: int
     data: bytes | None = None  # shipped with the job when workers may not see the file (Ray)
+    crop: bool = False  # also cut the face crop the collection keeps (crops.py)
 
 
 def analyze_job(pipe: Pipeline, job: Job) -> Analysis:
@@ -162,7 +166,8 @@ def analyze_job(pipe: Pipeline, job: Job) -> Analysis:
         else:
             decoded = imaging.load_image(job.image, max_bytes=job.max_bytes, max_pixels=job.max_pixels)
         faces = pipe.analyze(decoded.pixels)
-        return Analysis(job.row, decoded.sha256, decoded.width, decoded.height, faces)
+        crop = crops.make_crop(decoded.pixels, faces[0].face.box) if job.crop and faces else None
+        return Analysis(job.row, decoded.sha256, decoded.width, decoded.height, faces, crop=crop)
     except FaceVaultError as exc:
         return Analysis(job.row, error=(exc.code, exc.message))
     except Exception as exc:  # one broken file must not stop the batch
@@ -275,7 +280,7 @@ class RayRunner:
             data = imaging.read_file_bytes(job.image, max_bytes=job.max_bytes)
         except FaceVaultError:
             return job  # the worker reports the same error for the row
-        return Job(job.row, job.image, job.max_bytes, job.max_pixels, data)
+        return Job(job.row, job.image, job.max_bytes, job.max_pixels, data, job.crop)
 
     def close(self) -> None:
         if self._owns:
@@ -395,6 +400,7 @@ class BatchEnroller:
                 self._record(self._error(row, coll))
                 continue
             by_model[coll["model_id"]].append(row)
+        keeps = {name for name, c in self._colls.items() if isinstance(c, dict) and c["keep_crops"]}
         self._maybe_commit(force=True)
         self.on_progress(finished + sum(self._counts.values()), total)
 
@@ -406,7 +412,16 @@ class BatchEnroller:
             runner = LocalRunner(self.workers if self.workers > 0 else worker_count(s), s)
         try:
             for model_id, model_rows in by_model.items():
-                jobs = (Job(r.number, r.image, s.max_image_bytes, s.max_image_pixels) for r in model_rows)
+                jobs = (
+                    Job(
+                        r.number,
+                        r.image,
+                        s.max_image_bytes,
+                        s.max_image_pixels,
+                        crop=r.get("collection") in keeps,
+                    )
+                    for r in model_rows
+                )
                 for analysis in runner.run(model_id, jobs):
                     self._handle(self._rows[analysis.row], analysis)
                     self._maybe_commit()
@@ -444,7 +459,7 @@ class BatchEnroller:
             v, s = self.vault, self.vault.settings
             key = v._current_key()
             thr, _ = v._threshold(coll["model_id"], s.conflict_fmr, None, s.conflict_fmr)
-            st = {"key": key, "conflict": thr, "optouts": v._optout_vectors(coll, key)}
+            st = {"key": key, "conflict": thr, "optouts": v._optout_guard(coll, key)}
             self._coll_state[coll["id"]] = st
         return st
 
@@ -533,7 +548,15 @@ class BatchEnroller:
             return self._record(out)
         st = self._state(coll)
         protected = st["key"].protect(face.embedding)
-        if st["optouts"].size and float((st["optouts"] @ protected).max()) >= st["conflict"]:
+        try:
+            # Opt-outs made by another pack need the photo again (rare: see privacy/optout_guard.py).
+            blocked = st["optouts"].blocks(
+                protected, face.face.box, partial(self._pixels, row.image), self.vault.pipeline
+            )
+        except FaceVaultError as exc:
+            out.reason, out.message = exc.code, exc.message
+            return self._record(out)
+        if blocked:
             out.reason = "blocked_by_optout"
             out.message = "this person has opted out of face search; the photo cannot be enrolled"
             return self._record(out)
@@ -548,6 +571,10 @@ class BatchEnroller:
         self._pending_sha.add((coll["id"], a.sha256))
         self._accepted.append(_Accepted(out, coll, a, face, protected))
         self._chunk.append(out)
+
+    def _pixels(self, image: str) -> np.ndarray:
+        s = self.vault.settings
+        return imaging.load_image(image, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels).pixels
 
     def _conflict(
         self, coll: dict[str, Any], subject_id: int, vec: np.ndarray, thr: float
@@ -589,6 +616,12 @@ class BatchEnroller:
         v, store = self.vault, self.vault.store
         added: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
         with store.begin() as conn:
+            # A collection migrated or deleted since the batch began: nothing of this chunk is stored, and
+            # a new run of the same manifest resumes with the collection as it is now.
+            keeps = {
+                cid: v._still_pinned(conn, coll)["keep_crops"]
+                for cid, coll in {acc.coll["id"]: acc.coll for acc in self._accepted}.items()
+            }
             for acc in self._accepted:
                 out, coll, a, key = acc.outcome, acc.coll, acc.analysis, self._state(acc.coll)["key"]
                 image_id = store.add_image(
@@ -605,6 +638,8 @@ class BatchEnroller:
                     blob=key.seal(acc.protected, v._context(coll)),
                     key_version=key.version,
                 )
+                if keeps[coll["id"]] and a.crop is not None:
+                    v._add_crop(conn, coll, out.sample_id, a.crop, key)
                 out.status = "enrolled"
                 added[coll["id"]].append((out.sample_id, acc.protected))
             for sid in {acc.outcome.subject_id for acc in self._accepted}:

@@ -33,7 +33,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-collection_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
+collection_app = typer.Typer(
+    help="Create, list, change, migrate and delete collections.", no_args_is_help=True
+)
 subject_app = typer.Typer(
     help="Add, list, show and delete subjects (each with a consent record).", no_args_is_help=True
 )
@@ -138,6 +140,14 @@ def collection_create(
             "--retention-days", help="Destroy a person's data this long after their last interaction."
         ),
     ] = 1095,
+    keep_crops: Annotated[
+        bool,
+        typer.Option(
+            "--keep-crops",
+            help="Keep an encrypted face crop of every enrolled sample, so the collection can later be "
+            "migrated to another model pack (off by default; see docs/PRIVACY.md).",
+        ),
+    ] = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -146,15 +156,26 @@ def collection_create(
     def action() -> dict[str, Any]:
         with _vault(home) as v:
             row = v.create_collection(
-                name, model, purpose=purpose, legal_basis=legal_basis, retention_days=retention_days
+                name,
+                model,
+                purpose=purpose,
+                legal_basis=legal_basis,
+                retention_days=retention_days,
+                keep_crops=keep_crops,
             )
-            return {"name": row["name"], "model_id": row["model_id"], "dim": row["dim"]}
+            return {
+                "name": row["name"],
+                "model_id": row["model_id"],
+                "dim": row["dim"],
+                "keep_crops": bool(row["keep_crops"]),
+            }
 
     row = _run(as_json, action)
     if as_json:
         _print_json(row)
     else:
-        typer.echo(f"collection {row['name']!r} created (model {row['model_id']}, {row['dim']}-d)")
+        crops = ", keeping face crops" if row["keep_crops"] else ""
+        typer.echo(f"collection {row['name']!r} created (model {row['model_id']}, {row['dim']}-d{crops})")
 
 
 @collection_app.command("list")
@@ -169,6 +190,7 @@ def collection_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
                     "model_id": c["model_id"],
                     "subjects": c["subjects"],
                     "samples": c["samples"],
+                    "keep_crops": bool(c["keep_crops"]),
                 }
                 for c in v.list_collections()
             ]
@@ -179,10 +201,68 @@ def collection_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
-    table = Table("collection", "model", "subjects", "samples")
+    table = Table("collection", "model", "subjects", "samples", "crops")
     for r in rows:
-        table.add_row(r["name"], r["model_id"], str(r["subjects"]), str(r["samples"]))
+        crops = "kept" if r["keep_crops"] else "-"
+        table.add_row(r["name"], r["model_id"], str(r["subjects"]), str(r["samples"]), crops)
     _console().print(table)
+
+
+@collection_app.command("set")
+def collection_set(
+    name: str,
+    keep_crops: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-crops/--no-keep-crops",
+            help="Keep encrypted face crops of samples enrolled from now on, or stop and delete every crop "
+            "the collection holds (audited).",
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a collection's settings."""
+    if keep_crops is None:
+        from .errors import ConfigError
+
+        raise _fail(ConfigError("nothing to change: give --keep-crops or --no-keep-crops"), as_json)
+    res = _with_vault(home, as_json, lambda v: v.set_keep_crops(name, keep_crops))
+    if as_json:
+        _print_json(res)
+    elif res["keep_crops"]:
+        typer.echo(f"collection {name!r} keeps face crops of samples enrolled from now on")
+    else:
+        typer.echo(f"collection {name!r} keeps no face crops; {res['crops_deleted']} deleted")
+
+
+@collection_app.command("migrate")
+def collection_migrate(
+    name: str,
+    to: Annotated[str, typer.Option("--to", help="The installed model pack to move the collection to.")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-embed every sample from its stored face crop with another model pack and pin the collection
+    to it (needs --keep-crops from the first enrollment on)."""
+    res = _with_vault(home, as_json, lambda v: v.migrate_collection(name, to))
+    if as_json:
+        _print_json(res)
+        return
+    typer.echo(
+        f"collection {name!r} moved from {res['from_model']} to {res['to_model']} ({res['dim']}-d): "
+        f"{res['samples']} samples re-embedded, {res['indexed']} indexed"
+    )
+    if res["located_by_fallback"]:
+        typer.echo(
+            f"{res['located_by_fallback']} faces were not found again by the new detector; their landmarks "
+            "were placed in the stored face box"
+        )
+    if res["optout_models"]:
+        typer.echo(
+            "opt-outs recorded with " + ", ".join(res["optout_models"]) + " still apply to this collection: "
+            "keep those packs installed (enrollments are checked against them)"
+        )
 
 
 @collection_app.command("delete")

@@ -24,11 +24,12 @@ def fail(exc: Exception, as_json: bool) -> typer.Exit:
     from .errors import FaceVaultError
 
     if isinstance(exc, FaceVaultError):
-        code, message, exit_code = exc.code, exc.message, exc.exit_code
+        error, exit_code = exc.to_dict(), exc.exit_code
     else:
-        code, message, exit_code = "internal_error", f"{type(exc).__name__}: {exc}", 1
+        error, exit_code = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}, 1
+    code, message = error["code"], error["message"]
     if as_json:
-        print_json({"error": {"code": code, "message": message}})
+        print_json({"error": error})
     typer.echo(f"error [{code}]: {message}", err=True)
     return typer.Exit(exit_code)
 

@@ -3,19 +3,28 @@ and an ``exit_code`` used by the CLI."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class FaceVaultError(Exception):
     code = "error"
     exit_code = 1
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details  # structured facts for JSON output (e.g. the ids concerned), if any
         if code is not None:
             self.code = code
 
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
 
 
 class ConfigError(FaceVaultError):
@@ -57,6 +66,17 @@ class ModelMismatchError(FaceVaultError):
 
     code = "model_mismatch"
     exit_code = 6
+
+
+class MigrationError(ConflictError):
+    """A collection cannot move to another model pack now; nothing was changed."""
+
+    code = "migration_refused"
+
+    def __init__(self, message: str, *, code: str | None = None, sample_ids: Sequence[int] = ()) -> None:
+        ids = [int(i) for i in sample_ids]
+        super().__init__(message, code=code, details={"sample_ids": ids} if ids else None)
+        self.sample_ids = ids
 
 
 class ConsentError(FaceVaultError):

@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from . import audit, calibration, imaging
+from . import audit, calibration, crops, imaging
 from .config import Settings, load_settings
+from .crops import FaceCrop
 from .errors import (
     ConfigError,
+    ConflictError,
     ConsentError,
     FaceVaultError,
     InputError,
@@ -40,6 +42,7 @@ from .errors import (
     PurposeRequiredError,
 )
 from .index import VectorIndex, discard_index, open_index
+from .migration import MigrationOperations
 from .models import get_pack
 from .pipeline import Pipeline, ProcessedFace
 from .privacy.keys import TemplateKey, load_keyring
@@ -85,7 +88,7 @@ def _source_name(item: ImageInput) -> str:
     return item[0] if isinstance(item, tuple) else str(item)
 
 
-class Vault(PrivacyOperations):
+class Vault(PrivacyOperations, MigrationOperations):
     """An open vault: one store, its indexes, its audit log."""
 
     def __init__(
@@ -141,6 +144,35 @@ class Vault(PrivacyOperations):
         """Associated data binding a stored template to its collection and model."""
         return f"sample:{collection['id']}:{collection['model_id']}".encode()
 
+    def _add_crop(
+        self, conn: Connection, collection: dict[str, Any], sample_id: int, crop: FaceCrop, key: TemplateKey
+    ) -> None:
+        """Store a sample's face crop, encrypted under ``key`` and bound to collection and sample."""
+        self.store.add_crop(
+            conn,
+            sample_id=sample_id,
+            collection_id=collection["id"],
+            media_type=crop.media_type,
+            size=crop.size,
+            box=crop.box,
+            blob=crops.seal(key, crop.data, collection["id"], sample_id),
+            key_version=key.version,
+        )
+
+    def _still_pinned(self, conn: Connection, collection: dict[str, Any]) -> dict[str, Any]:
+        """The collection as stored now, inside the caller's transaction; refused when it was deleted or
+        moved to another model since ``collection`` was read (vectors already made would be of the old
+        model)."""
+        now = self.store.get_collection(conn, collection["name"])
+        pinned = ("id", "model_id", "dim")
+        if any(now[k] != collection[k] for k in pinned):
+            raise ConflictError(
+                f"collection {collection['name']!r} moved to model {now['model_id']} while this request ran; "
+                "nothing was stored, run it again",
+                code="collection_changed",
+            )
+        return now
+
     def _open_blob(self, collection: dict[str, Any], blob: bytes, version: int) -> np.ndarray:
         return self.keys.key(version).open(blob, self._context(collection), collection["dim"])
 
@@ -187,6 +219,7 @@ class Vault(PrivacyOperations):
         vault = cls(settings, **kwargs)
         if not vault.store.is_initialised():
             raise IntegrityError(f"{vault.store.display_url} is not a facevault database")
+        vault.store.check_schema()  # a vault of an older version: `facevault init` upgrades it
         vault.forget_unused_keys()  # finishes a key rotation that was interrupted
         return vault
 
@@ -277,6 +310,16 @@ class Vault(PrivacyOperations):
             try:
                 idx = self._open_index(collection)
                 stamp = idx.stamp()
+            except ModelMismatchError as exc:
+                # The index holds another model's vectors: left behind by a collection migration that
+                # stopped between its store commit and its index rebuild. The store is the truth; a
+                # caller whose view of the collection is the stale one is refused instead.
+                with self.store.begin() as conn:
+                    self._still_pinned(conn, collection)
+                log.warning("%s; rebuilding from the store", exc)
+                discard_index(self._index_spec, self._index_path(cid))
+                idx = self._open_index(collection)
+                stamp = -2
             except IntegrityError as exc:
                 log.warning("%s; rebuilding from the store", exc)
                 discard_index(self._index_spec, self._index_path(cid))
@@ -373,7 +416,10 @@ class Vault(PrivacyOperations):
         purpose: str | None = None,
         legal_basis: str | None = None,
         retention_days: int = 1095,
+        keep_crops: bool = False,
     ) -> dict[str, Any]:
+        """A collection pinned to ``model``. ``keep_crops``: keep an encrypted face crop of every enrolled
+        sample, so the collection can later move to another model pack (``migrate_collection``)."""
         name = name.strip()
         if not name:
             raise InputError("collection name must not be empty")
@@ -391,8 +437,14 @@ class Vault(PrivacyOperations):
                 purpose=purpose,
                 legal_basis=legal_basis,
                 retention_days=retention_days,
+                keep_crops=bool(keep_crops),
             )
-            self._log(conn, "collection.create", collection=name, details={"model_id": model_id})
+            self._log(
+                conn,
+                "collection.create",
+                collection=name,
+                details={"model_id": model_id, "keep_crops": bool(keep_crops)},
+            )
         return row
 
     def list_collections(self) -> list[dict[str, Any]]:
@@ -550,10 +602,12 @@ class Vault(PrivacyOperations):
         conflict_threshold, _ = self._threshold(coll["model_id"], s.conflict_fmr, None, s.conflict_fmr)
         index = self._index(coll)
         key = self._current_key()
-        optouts = self._optout_vectors(coll, key)
+        guard = self._optout_guard(coll, key)
 
         outcomes: list[EnrollOutcome] = []
-        accepted: list[tuple[EnrollOutcome, imaging.DecodedImage, ProcessedFace, np.ndarray]] = []
+        accepted: list[
+            tuple[EnrollOutcome, imaging.DecodedImage, ProcessedFace, np.ndarray, FaceCrop | None]
+        ] = []
         seen: set[str] = set()
         for item in images:
             name = _source_name(item)
@@ -586,7 +640,12 @@ class Vault(PrivacyOperations):
                 out.reason, out.message = reason, _quality_message(reason, face, gate)
                 continue
             protected = key.protect(face.embedding)
-            if optouts.size and float((optouts @ protected).max()) >= conflict_threshold:
+            try:
+                blocked = guard.blocks(protected, face.face.box, decoded.pixels, self.pipeline)
+            except FaceVaultError as exc:
+                out.reason, out.message = exc.code, exc.message
+                continue
+            if blocked:
                 out.reason = "blocked_by_optout"
                 out.message = "this person has opted out of face search; the photo cannot be enrolled"
                 continue
@@ -603,7 +662,8 @@ class Vault(PrivacyOperations):
                 )
                 continue
             seen.add(decoded.sha256)
-            accepted.append((out, decoded, face, protected))
+            crop = crops.make_crop(decoded.pixels, face.face.box) if coll["keep_crops"] else None
+            accepted.append((out, decoded, face, protected, crop))
 
         if accepted:
             # Store commit and index update form one step for other processes: one that sees the
@@ -611,7 +671,8 @@ class Vault(PrivacyOperations):
             with self._index_lock():
                 new_ids: list[int] = []
                 with self.store.begin() as conn:
-                    for out, decoded, face, protected in accepted:
+                    keep = self._still_pinned(conn, coll)["keep_crops"]
+                    for out, decoded, face, protected, crop in accepted:
                         image_id = self.store.add_image(
                             conn, coll["id"], decoded.sha256, out.image, decoded.width, decoded.height
                         )
@@ -626,6 +687,8 @@ class Vault(PrivacyOperations):
                             blob=key.seal(protected, self._context(coll)),
                             key_version=key.version,
                         )
+                        if keep and crop is not None:
+                            self._add_crop(conn, coll, sample_id, crop, key)
                         new_ids.append(sample_id)
                     self.store.touch_subject(conn, subj["id"])
                     self._log(
@@ -638,7 +701,7 @@ class Vault(PrivacyOperations):
                             "rejected": len(outcomes) - len(accepted),
                         },
                     )
-                vectors = np.stack([p for *_, p in accepted])
+                vectors = np.stack([a[3] for a in accepted])
                 self._apply_to_index(coll, add=(np.asarray(new_ids, dtype=np.int64), vectors))
                 for (out, *_), sid in zip(accepted, new_ids, strict=True):
                     out.status, out.sample_id = "enrolled", sid

@@ -36,6 +36,17 @@ class _Strict(BaseModel):
 class CollectionCreate(_Strict):
     name: Name
     model: Annotated[str | None, Field(default=None, max_length=100)] = None
+    keep_crops: Annotated[
+        bool,
+        Field(
+            description="Keep an encrypted face crop per sample so the collection can move to another "
+            "model pack later (off by default)."
+        ),
+    ] = False
+
+
+class KeepCropsSet(_Strict):
+    keep_crops: Annotated[bool, Field(description="false deletes every crop the collection holds (audited).")]
 
 
 class SubjectCreate(_Strict):

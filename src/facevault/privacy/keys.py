@@ -80,17 +80,24 @@ class TemplateKey:
         return (v @ self.transform(v.shape[-1])).astype(np.float32)
 
     def seal(self, protected: np.ndarray, context: bytes) -> bytes:
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, np.asarray(protected, dtype="<f4").tobytes(), context)
+        return self.encrypt(np.asarray(protected, dtype="<f4").tobytes(), context)
 
     def open(self, blob: bytes, context: bytes, dim: int) -> np.ndarray:
+        raw = self.decrypt(blob, context, "a stored template")
+        return np.frombuffer(raw, dtype="<f4").reshape(dim)
+
+    def encrypt(self, data: bytes, context: bytes) -> bytes:
+        """AES-256-GCM with a fresh nonce (prepended); ``context`` is authenticated, not stored."""
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, context)
+
+    def decrypt(self, blob: bytes, context: bytes, what: str = "stored data") -> bytes:
         try:
-            raw = self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], context)
+            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], context)
         except InvalidTag as exc:
             raise WrongKeyError(
-                f"template key v{self.version} cannot open a stored template: wrong key or tampered data"
+                f"template key v{self.version} cannot open {what}: wrong key or tampered data"
             ) from exc
-        return np.frombuffer(raw, dtype="<f4").reshape(dim)
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import audit
-from ..errors import InputError, NoFaceError, NotFoundError, PurposeRequiredError
+from .. import audit, crops
+from ..errors import FaceVaultError, InputError, ModelError, NoFaceError, NotFoundError, PurposeRequiredError
 from ..index import discard_index
+from ..models import get_pack
 from ..store.database import as_utc, utcnow
 from .keys import TemplateKey
+from .optout_guard import OptoutGuard, OptoutSet
 
 if TYPE_CHECKING:
     from ..service import ImageInput, Vault
@@ -50,6 +52,7 @@ class PrivacyOperations:
                     "subject_id": subj["id"],
                     "reason": reason,
                     "samples_erased": len(gone["sample_ids"]),
+                    "crops_erased": gone["crops"],
                     "images_erased": len(gone["image_sha256"]),
                     "image_sha256": gone["image_sha256"],
                     "consent_id": gone["consent_id"],
@@ -109,6 +112,26 @@ class PrivacyOperations:
             self._log(conn, "retention.set", collection=collection, details={"retention_days": days})
         return {"collection": collection, "retention_days": days}
 
+    # ---- face crops ----------------------------------------------------------------------------------
+    def set_keep_crops(self: Vault, collection: str, keep: bool) -> dict[str, Any]:
+        """Turn keeping encrypted face crops (the source for ``migrate_collection``) on or off for a
+        collection. Turning it off deletes every crop the collection holds, at once and audited; turning
+        it on applies to samples enrolled from then on."""
+        keep = bool(keep)
+        with self.store.begin() as conn:
+            coll = self.store.get_collection(conn, collection)
+            self.store.update_collection(conn, coll["id"], keep_crops=keep)
+            deleted = 0 if keep else self.store.delete_collection_crops(conn, coll["id"])
+            self._log(
+                conn,
+                "collection.keep_crops",
+                collection=collection,
+                details={"keep_crops": keep, "crops_deleted": deleted},
+            )
+        if deleted:
+            self.store.checkpoint()  # the deleted crops' pages leave the WAL too (see erase_subject)
+        return {"collection": collection, "keep_crops": keep, "crops_deleted": deleted}
+
     def retention_due(self: Vault, now: datetime | None = None) -> list[dict[str, Any]]:
         """Subjects whose data must be destroyed now, with the reason."""
         now = now or utcnow()
@@ -145,8 +168,8 @@ class PrivacyOperations:
             "Biometric data retention and destruction policy",
             "",
             "This facevault deployment keeps face templates only of people who gave written consent for a "
-            "stated purpose. Each person's face templates, sample records and consent record are "
-            "permanently destroyed at the earliest of:",
+            "stated purpose. Each person's face templates, stored face crops (in collections that keep "
+            "them), sample records and consent record are permanently destroyed at the earliest of:",
             "  1. the day their consent is withdrawn (destroyed at once, on withdrawal);",
             "  2. the day their consent expires, where it has an end date;",
             "  3. the end of the retention period of their collection, counted from their last interaction "
@@ -159,22 +182,44 @@ class PrivacyOperations:
             "Collections:",
         ]
         for c in self.list_collections():
+            crops_note = " encrypted face crops are kept to re-embed with a new model;" * bool(
+                c["keep_crops"]
+            )
             lines.append(
                 f"  - {c['name']}: purpose: {c.get('purpose') or 'not stated'}; retention after last "
-                f"interaction: {c.get('retention_days', 1095)} days; {c['subjects']} people enrolled."
+                f"interaction: {c.get('retention_days', 1095)} days;{crops_note} {c['subjects']} people "
+                "enrolled."
             )
         return "\n".join(lines)
 
     # ---- opt-out by selfie ---------------------------------------------------------------------------
-    def _optout_vectors(self: Vault, coll: dict[str, Any], key: TemplateKey) -> np.ndarray:
-        """Opt-out templates that apply to this collection, protected under ``key``."""
+    def _optout_guard(self: Vault, coll: dict[str, Any], key: TemplateKey) -> OptoutGuard:
+        """The opt-out templates that apply to this collection, protected under ``key``, grouped by the
+        model that made them (see privacy/optout_guard.py). Refused (``model_unavailable``) when some were
+        made by a pack that can no longer be loaded: enrollments could not be checked against them."""
         with self.store.begin() as conn:
-            rows = self.store.optouts_for(conn, coll["model_id"], coll["name"])
-        vecs = []
+            rows = self.store.optouts_for(conn, None, coll["name"])
+        by_model: dict[str, list[np.ndarray]] = {}
         for r in rows:
-            raw = self.keys.key(r["key_version"]).open(r["vector"], _optout_context(r), r["dim"])
-            vecs.append(key.protect(self.keys.key(r["key_version"]).unprotect(raw)))
-        return np.stack(vecs) if vecs else np.zeros((0, coll["dim"]), np.float32)
+            k = self.keys.key(r["key_version"])
+            raw = k.unprotect(k.open(r["vector"], _optout_context(r), r["dim"]))
+            by_model.setdefault(r["model_id"], []).append(key.protect(raw))
+        fmr = self.settings.conflict_fmr
+        sets = {}
+        for model_id, vecs in by_model.items():
+            if model_id != coll["model_id"]:
+                try:
+                    get_pack(model_id)
+                except FaceVaultError as exc:
+                    raise ModelError(
+                        f"opt-outs recorded with model {model_id!r} apply to collection {coll['name']!r}, "
+                        f"but that model cannot be loaded ({exc.message}); install it again so that "
+                        "enrollments can be checked against them"
+                    ) from exc
+            threshold, _ = self._threshold(model_id, fmr, None, fmr)
+            sets[model_id] = OptoutSet(model_id, np.stack(vecs), threshold)
+        own = sets.pop(coll["model_id"], None)
+        return OptoutGuard(key, own, [sets[m] for m in sorted(sets)])
 
     def optout(self: Vault, photo: ImageInput, *, collection: str | None = None) -> dict[str, Any]:
         """Erase every subject whose samples match the (largest) face in ``photo`` at the strict threshold,
@@ -321,10 +366,11 @@ class PrivacyOperations:
 
     # ---- keys --------------------------------------------------------------------------------------
     def rotate_keys(self: Vault) -> dict[str, Any]:
-        """Re-protect every template (and opt-out template) under a new key, then forget the old one.
+        """Re-protect every template (and opt-out template) and re-encrypt every stored face crop under a
+        new key, then forget the old one.
 
-        Crash-safe: the new key is added to the key file first, every template is re-protected in ONE
-        database transaction that also switches the current key version, and the old key is removed
+        Crash-safe: the new key is added to the key file first, every template and crop is re-protected
+        in ONE database transaction that also switches the current key version, and the old key is removed
         last. Indexes are dropped before the switch (under the index lock) and rebuilt from the store,
         so no index can hold vectors under a key the store no longer uses. A crash anywhere leaves the
         old or the new state; the next open removes the unused key."""
@@ -335,7 +381,7 @@ class PrivacyOperations:
         ring.template_keys[new.version] = new
         ring.save()
         crash_point("rotate:key_added")
-        counts = {"samples": 0, "optouts": 0}
+        counts = {"samples": 0, "crops": 0, "optouts": 0}
         colls = {c["id"]: c for c in self.list_collections()}
         with self._index_lock():
             for c in colls.values():
@@ -352,6 +398,12 @@ class PrivacyOperations:
                         )
                         self.store.update_sample_blob(conn, sid, new.seal(new.protect(raw), ctx), new.version)
                         counts["samples"] += 1
+                for crop_rows in self.store.iter_crops(conn):  # crops: decrypted and sealed again
+                    for r in crop_rows:
+                        sid, cid = r["sample_id"], r["collection_id"]
+                        data = crops.open_sealed(self.keys.key(r["key_version"]), r["image"], cid, sid)
+                        self.store.update_crop_blob(conn, sid, crops.seal(new, data, cid, sid), new.version)
+                        counts["crops"] += 1
                 for r in self.store.all_optouts(conn):
                     ctx = _optout_context(r)
                     k = self.keys.key(r["key_version"])
@@ -409,6 +461,7 @@ class PrivacyOperations:
         """The GDPR Art. 30 record of processing activities for this deployment."""
         with self.store.begin() as conn:
             counts = self.store.counts(conn)
+        colls = self.list_collections()
         try:
             from ..api import keys as api_keys  # the REST API's key table, when present
 
@@ -421,6 +474,11 @@ class PrivacyOperations:
             ),
             "categories_of_data": [
                 "face templates (biometric data, GDPR Art. 9)",
+                *(
+                    ["face crops of enrolled photos, encrypted (collections that keep them)"]
+                    if any(c["keep_crops"] for c in colls)
+                    else []
+                ),
                 "names and external ids",
                 "consent records",
                 "audit log of searches",
@@ -434,8 +492,9 @@ class PrivacyOperations:
                     "subjects": c["subjects"],
                     "samples": c["samples"],
                     "retention_days_after_last_interaction": c.get("retention_days"),
+                    "keep_crops": bool(c["keep_crops"]),
                 }
-                for c in self.list_collections()
+                for c in colls
             ],
             "counts": counts,
             "recipients": {"roles": list(ROLES), "api_keys_per_role": recipients},

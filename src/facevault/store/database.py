@@ -71,7 +71,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 # released by COMMIT/ROLLBACK, and (like SQLite's busy_timeout) waits at most lock_timeout.
 PG_LOCK_KEY = 0x66616365_7661756C & 0x7FFFFFFFFFFFFFFF  # "facevaul"
 # Tables an erasure deletes from: VACUUMed after an erase on PostgreSQL (see ``checkpoint``).
-ERASURE_TABLES = ("samples", "images", "subjects", "consents", "review_candidates", "review_decisions")
+ERASURE_TABLES = (
+    "sample_crops",
+    "samples",
+    "images",
+    "subjects",
+    "consents",
+    "review_candidates",
+    "review_decisions",
+)
 REMEMBERED_URL_FILE = "store.url"
 
 
@@ -177,6 +185,24 @@ class Store:
                     update(t.meta).where(t.meta.c.key == "schema_version").values(value=str(t.SCHEMA_VERSION))
                 )
 
+    def check_schema(self) -> None:
+        """Refuse a store whose schema is older or newer than this code's (``create_schema`` upgrades)."""
+        with self.begin() as conn:
+            stored = self.get_meta(conn, "schema_version")
+        have = int(stored) if stored and stored.isdigit() else 0
+        if have < t.SCHEMA_VERSION:
+            raise ConfigError(
+                f"the store {self.display_url} has schema version {have or 'unknown'}, this facevault needs "
+                f"{t.SCHEMA_VERSION}: run `facevault init` with the same --home (and --db) to upgrade it",
+                code="schema_outdated",
+            )
+        if have > t.SCHEMA_VERSION:
+            raise ConfigError(
+                f"the store {self.display_url} has schema version {have}, made by a newer facevault than "
+                f"this one (schema version {t.SCHEMA_VERSION})",
+                code="schema_too_new",
+            )
+
     def schema_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
@@ -207,6 +233,7 @@ class Store:
         purpose: str | None = None,
         legal_basis: str | None = None,
         retention_days: int = 1095,
+        keep_crops: bool = False,
     ) -> dict[str, Any]:
         if conn.execute(select(t.collections.c.id).where(t.collections.c.name == name)).first():
             raise ConflictError(f"collection {name!r} already exists", code="collection_exists")
@@ -219,6 +246,7 @@ class Store:
                 purpose=purpose,
                 legal_basis=legal_basis,
                 retention_days=retention_days,
+                keep_crops=keep_crops,
             )
         )
         return self.get_collection(conn, name) | {"id": res.inserted_primary_key[0]}
@@ -249,8 +277,12 @@ class Store:
         ).mappings()
         return [dict(r) for r in rows]
 
+    def update_collection(self, conn: Connection, collection_id: int, **values: Any) -> None:
+        conn.execute(update(t.collections).where(t.collections.c.id == collection_id).values(**values))
+
     def delete_collection(self, conn: Connection, collection_id: int) -> dict[str, int]:
         counts = {
+            "crops": self.delete_collection_crops(conn, collection_id),
             "samples": conn.execute(
                 delete(t.samples).where(t.samples.c.collection_id == collection_id)
             ).rowcount,
@@ -413,6 +445,7 @@ class Store:
         image_ids = {
             r[0] for r in conn.execute(select(t.samples.c.image_id).where(t.samples.c.subject_id == sid))
         }
+        crops = self.delete_crops(conn, sample_ids)
         conn.execute(delete(t.samples).where(t.samples.c.subject_id == sid))
         conn.execute(
             delete(t.review_decisions).where(
@@ -437,6 +470,7 @@ class Store:
         conn.execute(delete(t.consents).where(t.consents.c.id == subject["consent_id"]))
         return {
             "sample_ids": sample_ids,
+            "crops": crops,
             "image_sha256": sorted(removed_images),
             "consent_id": consent["id"],
             "consent_evidence_sha256": consent["evidence_sha256"],
@@ -471,8 +505,13 @@ class Store:
             conn.execute(insert(t.optouts).values(created_at=utcnow(), **values)).inserted_primary_key[0]
         )
 
-    def optouts_for(self, conn: Connection, model_id: str, collection: str | None) -> list[dict[str, Any]]:
-        q = select(t.optouts).where(t.optouts.c.model_id == model_id)
+    def optouts_for(
+        self, conn: Connection, model_id: str | None, collection: str | None
+    ) -> list[dict[str, Any]]:
+        """Opt-outs made by ``model_id`` (None: by any model) that apply to ``collection`` (None: any)."""
+        q = select(t.optouts)
+        if model_id is not None:
+            q = q.where(t.optouts.c.model_id == model_id)
         if collection is not None:
             q = q.where(t.optouts.c.scope.in_([collection, "*"]))
         return [dict(r) for r in conn.execute(q).mappings()]
@@ -523,6 +562,7 @@ class Store:
                 ("collections", t.collections),
                 ("subjects", t.subjects),
                 ("samples", t.samples),
+                ("crops", t.sample_crops),
                 ("optouts", t.optouts),
                 ("audit_entries", t.audit_log),
             )
@@ -646,6 +686,94 @@ class Store:
         conn.execute(
             update(t.samples).where(t.samples.c.id == sample_id).values(vector=blob, key_version=key_version)
         )
+
+    def update_sample_template(
+        self, conn: Connection, sample_id: int, *, blob: bytes, model_id: str, key_version: int
+    ) -> None:
+        """A sample's template made by another model (collection migration)."""
+        conn.execute(
+            update(t.samples)
+            .where(t.samples.c.id == sample_id)
+            .values(vector=blob, model_id=model_id, key_version=key_version)
+        )
+
+    # ---- face crops (collections with keep_crops) ---------------------------------------------------
+    def add_crop(
+        self,
+        conn: Connection,
+        *,
+        sample_id: int,
+        collection_id: int,
+        media_type: str,
+        size: tuple[int, int],
+        box: Sequence[float],
+        blob: bytes,
+        key_version: int,
+    ) -> None:
+        conn.execute(
+            insert(t.sample_crops).values(
+                sample_id=sample_id,
+                collection_id=collection_id,
+                media_type=media_type,
+                width=int(size[0]),
+                height=int(size[1]),
+                box_x1=float(box[0]),
+                box_y1=float(box[1]),
+                box_x2=float(box[2]),
+                box_y2=float(box[3]),
+                image=blob,
+                key_version=key_version,
+                created_at=utcnow(),
+            )
+        )
+
+    def crops_page(
+        self, conn: Connection, collection_id: int | None, after: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` crop rows with sample id above ``after``, in sample id order (one collection,
+        or all with None)."""
+        c = t.sample_crops.c
+        q = select(t.sample_crops).where(c.sample_id > after)
+        if collection_id is not None:
+            q = q.where(c.collection_id == collection_id)
+        return [dict(r) for r in conn.execute(q.order_by(c.sample_id).limit(limit)).mappings()]
+
+    def iter_crops(
+        self, conn: Connection, collection_id: int | None = None, batch: int = 500
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Batches of crop rows in sample id order, within the caller's transaction (key rotation)."""
+        last = 0
+        while rows := self.crops_page(conn, collection_id, last, batch):
+            yield rows
+            last = int(rows[-1]["sample_id"])
+
+    def update_crop_blob(self, conn: Connection, sample_id: int, blob: bytes, key_version: int) -> None:
+        conn.execute(
+            update(t.sample_crops)
+            .where(t.sample_crops.c.sample_id == sample_id)
+            .values(image=blob, key_version=key_version)
+        )
+
+    def samples_without_crop(self, conn: Connection, collection_id: int) -> list[int]:
+        s, c = t.samples.c, t.sample_crops.c
+        q = (
+            select(s.id)
+            .select_from(t.samples.outerjoin(t.sample_crops, c.sample_id == s.id))
+            .where(s.collection_id == collection_id, c.sample_id.is_(None))
+            .order_by(s.id)
+        )
+        return [int(r[0]) for r in conn.execute(q)]
+
+    def delete_crops(self, conn: Connection, sample_ids: Sequence[int]) -> int:
+        """Delete the crops of these samples (before the samples themselves: the foreign key insists)."""
+        if not sample_ids:
+            return 0
+        ids = [int(i) for i in sample_ids]
+        return int(conn.execute(delete(t.sample_crops).where(t.sample_crops.c.sample_id.in_(ids))).rowcount)
+
+    def delete_collection_crops(self, conn: Connection, collection_id: int) -> int:
+        q = delete(t.sample_crops).where(t.sample_crops.c.collection_id == collection_id)
+        return int(conn.execute(q).rowcount)
 
     def sample_collection(self, conn: Connection, sample_id: int) -> int | None:
         return conn.execute(select(t.samples.c.collection_id).where(t.samples.c.id == sample_id)).scalar()

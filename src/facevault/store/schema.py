@@ -7,6 +7,7 @@ Every change to these tables is an Alembic migration in ``store/migrations/versi
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -19,9 +20,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
-SCHEMA_VERSION = 2  # the Alembic revision count; alembic_version holds the revision id
+SCHEMA_VERSION = 3  # the Alembic revision count; alembic_version holds the revision id
 
 metadata = MetaData()
 
@@ -45,6 +47,9 @@ collections = Table(
     Column("purpose", Text, nullable=True),
     Column("legal_basis", Text, nullable=True),
     Column("retention_days", Integer, nullable=False, default=1095),
+    # Keep an encrypted face crop per sample so the collection can move to another model pack
+    # (``sample_crops``). Off unless asked for: privacy by default (docs/PRIVACY.md).
+    Column("keep_crops", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 consents = Table(
@@ -110,6 +115,28 @@ samples = Table(
 )
 Index("ix_samples_subject", samples.c.subject_id)
 Index("ix_samples_collection", samples.c.collection_id)
+
+# One loose face crop per sample, kept only where the collection's ``keep_crops`` is on: the source for
+# re-embedding with another model pack (``facevault collection migrate``). ``image`` is AES-256-GCM
+# ciphertext of the encoded crop under the template key ``key_version``, bound to collection and sample
+# (crops.py); the box is the detected face in crop pixels. Deleted with its sample, always.
+sample_crops = Table(
+    "sample_crops",
+    metadata,
+    Column("sample_id", Integer, ForeignKey("samples.id"), primary_key=True),
+    Column("collection_id", Integer, ForeignKey("collections.id"), nullable=False),
+    Column("media_type", String(40), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("box_x1", Float, nullable=False),
+    Column("box_y1", Float, nullable=False),
+    Column("box_x2", Float, nullable=False),
+    Column("box_y2", Float, nullable=False),
+    Column("image", LargeBinary, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_sample_crops_collection", sample_crops.c.collection_id)
 
 # Append-only, hash-chained record of every search and every change (the audit issue extends it).
 audit_log = Table(

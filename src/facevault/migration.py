@@ -1,0 +1,184 @@
+"""Moving a collection to another model pack (``facevault collection migrate C --to PACK``): every
+sample is re-embedded from its stored face crop (kept only where the collection's ``keep_crops`` is on,
+see crops.py) by the new pack, and the collection is pinned to it.
+
+A mixin of ``facevault.service.Vault``; like the rest of the service it is the only code that touches
+store, index and audit log together. The order of work:
+
+1. Refusals, before anything changes: unknown or unloadable pack (integrity, license), the pack the
+   collection already uses, a pack without score calibration, a collection that keeps no crops, samples
+   without a crop.
+2. Every crop is decrypted and re-embedded (no store write); any failure aborts with the sample ids.
+3. ONE store transaction, under the index lock: every template replaced (sealed for the new model),
+   the collection's model and dimension switched, an audit entry. It is refused if the collection
+   changed meanwhile (samples enrolled, keys rotated, another migration).
+4. The index is rebuilt for the new model and dimension. A crash before this leaves an index of the old
+   model, which the index loader refuses and rebuilds from the store on next use (service.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import calibration, crops
+from .errors import FaceVaultError, MigrationError
+from .index import discard_index
+from .models import get_pack
+from .privacy.keys import TemplateKey
+from .privacy.operations import crash_point
+from .reembed import embed_at
+
+if TYPE_CHECKING:
+    from .service import Vault
+
+LISTED_IDS = 50  # sample ids named in a refusal's message (all of them are in its details)
+CROPS_PER_READ = 200
+
+
+class MigrationOperations:
+    def migrate_collection(self: Vault, name: str, to_model_id: str) -> dict[str, Any]:
+        """Re-embed every sample of collection ``name`` with model pack ``to_model_id`` from its stored
+        crop and pin the collection to that pack. Nothing changes when it is refused or fails."""
+        coll = self.get_collection(name)
+        source = coll["model_id"]
+        target = (to_model_id or "").strip()
+        if target == source:
+            raise MigrationError(f"collection {name!r} already uses {target}", code="same_model")
+        pack = get_pack(target)  # unknown, changed files or license not accepted: refused here
+        calibration.for_model(target)  # collections need an honest threshold on the pack's scores
+        if not coll["keep_crops"]:
+            raise MigrationError(
+                f"collection {name!r} keeps no face crops, so there is nothing to re-embed from: turn "
+                "keep_crops on and enroll the photos again, or create a new collection with the pack",
+                code="crops_not_kept",
+            )
+        with self.store.begin() as conn:
+            missing = self.store.samples_without_crop(conn, coll["id"])
+            total = self.store.count_samples(conn, coll["id"])
+        if missing:
+            raise MigrationError(
+                f"{len(missing)} of {total} samples of {name!r} have no stored crop (enrolled before "
+                "keep_crops was on); re-enroll or erase them, then migrate: " + _listed(missing),
+                code="crops_missing",
+                sample_ids=missing,
+            )
+
+        key = self._current_key()
+        vectors, fallback = self._reembed_collection(coll, target, key)
+        new_coll = {**coll, "model_id": target, "dim": pack.dim}
+        context = self._context(new_coll)
+        with self._index_lock():
+            with self.store.begin() as conn:
+                self._still_pinned(conn, coll)
+                if int(self.store.get_meta(conn, "template_key_version") or 0) != key.version:
+                    raise MigrationError(
+                        "the template keys were rotated while the collection was re-embedded; nothing was "
+                        "changed, run the migration again",
+                        code="collection_changed",
+                    )
+                ids = self.store.sample_ids(conn, coll["id"])
+                enrolled_meanwhile = sorted(ids - vectors.keys())
+                if enrolled_meanwhile:
+                    raise MigrationError(
+                        f"{len(enrolled_meanwhile)} samples were enrolled while the collection was "
+                        "re-embedded; nothing was changed, run the migration again",
+                        code="collection_changed",
+                        sample_ids=enrolled_meanwhile,
+                    )
+                for sid in sorted(ids):  # samples erased meanwhile are simply gone
+                    self.store.update_sample_template(
+                        conn,
+                        sid,
+                        blob=key.seal(vectors[sid], context),
+                        model_id=target,
+                        key_version=key.version,
+                    )
+                self.store.update_collection(conn, coll["id"], model_id=target, dim=pack.dim)
+                details = {
+                    "from_model": source,
+                    "to_model": target,
+                    "dim": pack.dim,
+                    "samples": len(ids),
+                    "located_by_fallback": len(fallback & ids),
+                }
+                seq = self._log(conn, "collection.migrate", collection=name, details=details)
+                crash_point("migrate:before_commit")
+            crash_point("migrate:db_committed")
+            discard_index(self._index_spec, self._index_path(coll["id"]))
+            self._indexes.pop(coll["id"], None)
+            cached = self._load_index(new_coll)
+            indexed = self._rebuild(new_coll, cached.index)
+            cached.stamp = cached.index.stamp()
+        with self.store.begin() as conn:
+            optout_models = sorted(
+                {r["model_id"] for r in self.store.optouts_for(conn, None, name)} - {target}
+            )
+        return {
+            "collection": name,
+            "from_model": source,
+            "to_model": target,
+            "dim": pack.dim,
+            "samples": len(ids),
+            "located_by_fallback": len(fallback & ids),
+            "indexed": indexed,
+            "optout_models": optout_models,
+            "audit_seq": seq,
+        }
+
+    def _reembed_collection(
+        self: Vault, coll: dict[str, Any], target: str, key: TemplateKey
+    ) -> tuple[dict[int, Any], set[int]]:
+        """{sample id: embedding by ``target``, protected under ``key``} for every crop of the collection,
+        and the ids whose face the detector did not find again (landmarks placed in the stored box).
+        Raises ``MigrationError`` naming every sample that could not be re-embedded."""
+        pipe = self.pipeline(target)
+        vectors: dict[int, np.ndarray] = {}
+        fallback: set[int] = set()
+        failed: dict[int, str] = {}
+        last = 0
+        while True:
+            # One short read per page: re-embedding takes long, and no write waits for it meanwhile.
+            with self.store.begin() as conn:
+                rows = self.store.crops_page(conn, coll["id"], last, CROPS_PER_READ)
+            if not rows:
+                break
+            last = int(rows[-1]["sample_id"])
+            for row in rows:
+                sid = int(row["sample_id"])
+                try:
+                    pixels = self._open_crop(row)
+                    box = (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"])
+                    found = embed_at(pipe, pixels, box)
+                except FaceVaultError as exc:  # a crop that does not open (tampered, moved) or decode
+                    failed[sid] = exc.message
+                    continue
+                except Exception as exc:  # whatever a network does with one odd crop must name the sample
+                    failed[sid] = f"{type(exc).__name__}: {exc}"
+                    continue
+                vectors[sid] = key.protect(found.face.embedding)
+                if not found.detected:
+                    fallback.add(sid)
+        if failed:
+            ids = sorted(failed)
+            first = failed[ids[0]]
+            raise MigrationError(
+                f"{len(ids)} samples of {coll['name']!r} could not be re-embedded with {target} (first: "
+                f"#{ids[0]}: {first}); nothing was changed: " + _listed(ids),
+                code="reembed_failed",
+                sample_ids=ids,
+            )
+        return vectors, fallback
+
+    def _open_crop(self: Vault, row: dict[str, Any]) -> np.ndarray:
+        """The pixels of a stored crop row (decrypted under its key version)."""
+        data = crops.open_sealed(
+            self.keys.key(row["key_version"]), row["image"], row["collection_id"], row["sample_id"]
+        )
+        return crops.decode_crop(data)
+
+
+def _listed(ids: list[int]) -> str:
+    shown = ", ".join(f"#{i}" for i in ids[:LISTED_IDS])
+    return shown + (f" and {len(ids) - LISTED_IDS} more" if len(ids) > LISTED_IDS else "")
