@@ -76,11 +76,13 @@ def list_packs(
     """Installed packs (and the built-in default model)."""
 
     def action() -> dict[str, Any]:
+        from .models.dlib_license import LICENSE_ID, LM68_PACK, acceptance
         from .models.packs import installed_packs
         from .models.packs.catalog import CATALOG
 
         root = _root(models_dir)
         installed = [_summary(p) for p in installed_packs(root)]
+        lm68 = acceptance(root)
         out: dict[str, Any] = {
             "models_dir": str(root),
             "builtin": [
@@ -89,8 +91,19 @@ def list_packs(
                     "detector": "dlib-hog",
                     "recognizer": "dlib-resnet",
                     "embedding_dim": 128,
-                    "license": "dlib (Boost-1.0) models via face-recognition-models",
-                }
+                    "license": "dlib models (CC0 / public domain) via face-recognition-models",
+                    "commercial_use": True,
+                    "license_accepted_at": None,
+                },
+                {
+                    "name": LM68_PACK,
+                    "detector": "dlib-hog-68",
+                    "recognizer": "dlib-resnet",
+                    "embedding_dim": 128,
+                    "license": LICENSE_ID,
+                    "commercial_use": False,
+                    "license_accepted_at": lm68.get("accepted_at") if lm68 else None,
+                },
             ],
             "installed": installed,
         }
@@ -115,9 +128,13 @@ def list_packs(
     typer.echo(f"models folder: {res['models_dir']}")
     typer.echo(f"{'name':<18}{'version':<18}{'detector':<10}{'recognizer':<12}{'dim':>5}  license")
     for b in res["builtin"]:
+        note = ""
+        if not b["commercial_use"]:
+            when = b["license_accepted_at"]
+            note = f" (non-commercial, accepted {when})" if when else " (non-commercial, not accepted)"
         typer.echo(
             f"{b['name']:<18}{'built-in':<18}{b['detector']:<10}{b['recognizer']:<12}"
-            f"{b['embedding_dim']:>5}  {b['license']}"
+            f"{b['embedding_dim']:>5}  {b['license']}{note}"
         )
     for p in res["installed"]:
         note = "" if p["commercial_use"] else f" (non-commercial, accepted {p['license_accepted_at']})"
@@ -161,6 +178,31 @@ def install(
                 "note: this pack has no score calibration; collections using it are refused until one is "
                 "added (see docs/MODELS.md)"
             )
+
+
+@models_app.command("accept-license")
+def accept_license_cmd(
+    name: Annotated[str, typer.Argument(help="A built-in pack whose license needs acceptance.")],
+    models_dir: DirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Accept the license of a built-in pack (recorded with its text, your user name and the time).
+    Installed packs are accepted by `models install --accept-license`."""
+
+    def action() -> dict[str, Any]:
+        from .errors import NotFoundError
+        from .models.dlib_license import LM68_PACK, accept
+
+        if name != LM68_PACK:
+            raise NotFoundError(f"{name!r} is not a built-in pack with a license to accept ({LM68_PACK} is)")
+        record = accept(_root(models_dir))
+        return {k: v for k, v in record.items() if k != "license_text"} | {"folder": str(_root(models_dir))}
+
+    res = _run(as_json, action)
+    if as_json:
+        _print_json(res)
+    else:
+        typer.echo(f"accepted {res['license_id']} for {res['pack']} ({res['license_url']})")
 
 
 @models_app.command("verify")

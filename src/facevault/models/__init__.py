@@ -20,14 +20,13 @@ __all__ = [
 ]
 
 
-def _dlib_resnet_v1() -> ModelPack:
+def _dlib_embedder() -> Embedder:
     """ONNX Runtime runs the ResNet when installed (the default); dlib itself otherwise, or when
     ``FACEVAULT_RUNTIME=dlib``. Both give the same vectors, so the model id is the same."""
     import os
 
-    from .dlib_models import DlibHogDetector, DlibResnetEmbedder, DlibResnetOnnxEmbedder
+    from .dlib_models import DlibResnetEmbedder, DlibResnetOnnxEmbedder
 
-    embedder: Embedder
     runtime = os.environ.get("FACEVAULT_RUNTIME", "onnx")
     threads = int(os.environ.get("FACEVAULT_THREADS", "0") or 0)
     try:
@@ -36,18 +35,44 @@ def _dlib_resnet_v1() -> ModelPack:
         have_ort = True
     except ImportError:
         have_ort = False
-    embedder = (
-        DlibResnetOnnxEmbedder(threads=threads) if runtime == "onnx" and have_ort else DlibResnetEmbedder()
-    )
+    if runtime == "onnx" and have_ort:
+        return DlibResnetOnnxEmbedder(threads=threads)
+    return DlibResnetEmbedder()
+
+
+def _dlib_resnet_v1() -> ModelPack:
+    from .dlib_models import DlibHogDetector
+
     return ModelPack(
         model_id="dlib-resnet-v1",
         detector=DlibHogDetector(),
-        embedder=embedder,
+        embedder=_dlib_embedder(),
         description="dlib HOG frontal detector, 5-point landmarks, 128-d ResNet (face-recognition-models)",
     )
 
 
-_factories: dict[str, Callable[[], ModelPack]] = {"dlib-resnet-v1": _dlib_resnet_v1}
+def _dlib_resnet_v1_lm68() -> ModelPack:
+    """The default pack aligned with dlib's 68-point landmarks: better accuracy, non-commercial license
+    (``dlib_license``). Refused until the license is accepted in the models folder."""
+    from .dlib_license import LM68_PACK, require_accepted
+    from .dlib_models import DlibHogDetector
+    from .packs import models_dir, registered_roots
+
+    require_accepted([models_dir(), *registered_roots()])
+    return ModelPack(
+        model_id=LM68_PACK,
+        detector=DlibHogDetector(landmarks=68),
+        embedder=_dlib_embedder(),
+        description="dlib HOG frontal detector, 68-point landmarks (iBUG 300-W, non-commercial), "
+        "128-d ResNet (face-recognition-models)",
+    )
+
+
+BUILTIN_PACKS = ("dlib-resnet-v1", "dlib-resnet-v1-lm68")
+_factories: dict[str, Callable[[], ModelPack]] = {
+    "dlib-resnet-v1": _dlib_resnet_v1,
+    "dlib-resnet-v1-lm68": _dlib_resnet_v1_lm68,
+}
 _loaded: dict[str, ModelPack] = {}
 _lock = threading.RLock()  # a pack factory may build on another pack
 

@@ -1,5 +1,10 @@
-"""dlib's frontal HOG detector, 5-point landmarks and 128-d ResNet, from the PyPI packages
-``dlib-bin`` (or ``dlib``) and ``face-recognition-models``. Nothing is loaded at import time."""
+"""dlib's frontal HOG detector, 5- or 68-point landmarks and 128-d ResNet, from the PyPI packages
+``dlib-bin`` (or ``dlib``) and ``face-recognition-models``. Nothing is loaded at import time.
+
+The landmark model decides the alignment: ``dlib.get_face_chip`` fits its similarity transform to all
+5 points, or to the 68-point model's points. The 68-point model aligns better (docs/BENCHMARKS.md), but
+it was trained on iBUG 300-W, whose license excludes commercial use, so it is only used by the
+license-gated ``dlib-resnet-v1-lm68`` pack (see ``dlib_license``)."""
 
 from __future__ import annotations
 
@@ -40,11 +45,22 @@ def _model_files() -> Any:
     return face_recognition_models
 
 
+# Where the quality module's three points sit in each landmark set: the two corners of each eye and the
+# base of the nose. 5-point model: corners 0-1 and 2-3, nose 4. 68-point (iBUG) model: corners 36/39
+# and 42/45, nose base 33, the same anatomical points, so quality thresholds hold for both.
+_EYE_CORNERS = {5: ((0, 1), (2, 3)), 68: ((36, 39), (42, 45))}
+_NOSE_BASE = {5: 4, 68: 33}
+
+
 def _face_from_shape(shape: Any, box: tuple[float, float, float, float], score: float) -> DetectedFace:
     pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], dtype=np.float32)
-    # dlib's 5-point model: two corners of each eye (0-1, 2-3) and the base of the nose (4).
-    eye_a = tuple(float(v) for v in pts[0:2].mean(axis=0))
-    eye_b = tuple(float(v) for v in pts[2:4].mean(axis=0))
+    n = len(pts)
+    if n not in _EYE_CORNERS:
+        raise ModelError(f"unsupported landmark model with {n} points (5 or 68 expected)")
+    (a0, a1), (b0, b1) = _EYE_CORNERS[n]
+    eye_a = tuple(float(v) for v in pts[[a0, a1]].mean(axis=0))
+    eye_b = tuple(float(v) for v in pts[[b0, b1]].mean(axis=0))
+    nose = pts[_NOSE_BASE[n]]
     left, right = (eye_a, eye_b) if eye_a[0] <= eye_b[0] else (eye_b, eye_a)
     return DetectedFace(
         box=box,
@@ -52,19 +68,22 @@ def _face_from_shape(shape: Any, box: tuple[float, float, float, float], score: 
         landmarks=pts,
         left_eye=left,  # type: ignore[arg-type]
         right_eye=right,  # type: ignore[arg-type]
-        nose=(float(pts[4, 0]), float(pts[4, 1])),
+        nose=(float(nose[0]), float(nose[1])),
     )
 
 
 class DlibHogDetector(Detector):
     """HOG + linear SVM frontal detector. Faces smaller than ~80 px need upsampling; we upsample
-    once for images up to ``upsample_below`` pixels on their longer side."""
+    once for images up to ``upsample_below`` pixels on their longer side. ``landmarks``: 5 (dlib's own,
+    free for any use) or 68 (iBUG 300-W, non-commercial; 0.7 instead of 0.2 ms per face)."""
 
-    name = "dlib-hog"
-
-    def __init__(self, upsample_below: int = 1000, adjust_threshold: float = 0.0) -> None:
+    def __init__(self, upsample_below: int = 1000, adjust_threshold: float = 0.0, landmarks: int = 5) -> None:
+        if landmarks not in _EYE_CORNERS:
+            raise ModelError(f"landmarks must be 5 or 68, got {landmarks}")
         self.upsample_below = upsample_below
         self.adjust_threshold = adjust_threshold
+        self.landmarks = landmarks
+        self.name = "dlib-hog" if landmarks == 5 else "dlib-hog-68"
 
     @cached_property
     def _detector(self) -> Any:
@@ -72,7 +91,10 @@ class DlibHogDetector(Detector):
 
     @cached_property
     def _shape_predictor(self) -> Any:
-        return _dlib().shape_predictor(_model_files().pose_predictor_five_point_model_location())
+        files = _model_files()
+        if self.landmarks == 68:
+            return _dlib().shape_predictor(files.pose_predictor_model_location())
+        return _dlib().shape_predictor(files.pose_predictor_five_point_model_location())
 
     def _upsample_count(self, pixels: np.ndarray) -> int:
         return 1 if max(pixels.shape[:2]) <= self.upsample_below else 0

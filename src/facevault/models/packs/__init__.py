@@ -42,6 +42,7 @@ __all__ = [
     "pack_calibration",
     "parse_manifest",
     "register_installed_packs",
+    "registered_roots",
     "verify_installed",
     "verify_pack",
 ]
@@ -125,6 +126,12 @@ def register_installed_packs(root: Path | None = None) -> list[str]:
     with _reg_lock:
         _registered_roots.add(root)
     return names
+
+
+def registered_roots() -> list[Path]:
+    """Models folders this process has registered packs from (a vault registers its own)."""
+    with _reg_lock:
+        return sorted(_registered_roots)
 
 
 def ensure_registered(root: Path | None = None) -> None:

@@ -1,0 +1,107 @@
+"""The built-in ``dlib-resnet-v1-lm68`` pack: the default weights aligned with dlib's 68-point landmarks,
+refused until its non-commercial license is accepted, then a complete, calibrated pack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import facevault
+from facevault import calibration, imaging
+from facevault.cli_models import models_app
+from facevault.errors import ModelError
+from facevault.models import get_pack
+from facevault.models.dlib_license import LICENSE_TEXT, LM68_PACK, record_path
+from facevault.pipeline import Pipeline
+
+from .conftest import lfw
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """Each test starts with the pack unloaded and an empty models folder of its own."""
+    import facevault.models as fm
+
+    root = tmp_path / "models"
+    monkeypatch.setenv("FACEVAULT_MODELS", str(root))
+    fm._loaded.pop(LM68_PACK, None)
+    yield root
+    fm._loaded.pop(LM68_PACK, None)
+
+
+def _accept(root: Path) -> dict[str, object]:
+    res = CliRunner().invoke(models_app, ["accept-license", LM68_PACK, "--json", "--models-dir", str(root)])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def test_refused_until_the_license_is_accepted(_fresh_pack: Path) -> None:
+    with pytest.raises(ModelError) as err:
+        get_pack(LM68_PACK)
+    assert err.value.code == "license_not_accepted"
+    assert f"facevault models accept-license {LM68_PACK}" in err.value.message
+    listed = json.loads(CliRunner().invoke(models_app, ["list", "--json"]).output)
+    entry = {b["name"]: b for b in listed["builtin"]}[LM68_PACK]
+    assert entry["commercial_use"] is False and entry["license_accepted_at"] is None
+
+    record = _accept(_fresh_pack)
+    assert record["pack"] == LM68_PACK and record["accepted_by"] == "tester"
+    saved = json.loads(record_path(_fresh_pack).read_text(encoding="utf-8"))
+    assert saved["license_text"] == LICENSE_TEXT and saved["accepted_at"] == record["accepted_at"]
+    listed = json.loads(CliRunner().invoke(models_app, ["list", "--json"]).output)
+    entry = {b["name"]: b for b in listed["builtin"]}[LM68_PACK]
+    assert entry["license_accepted_at"] == record["accepted_at"]
+    assert get_pack(LM68_PACK).detector.landmarks == 68
+
+
+def test_acceptance_of_another_text_does_not_count(_fresh_pack: Path) -> None:
+    _accept(_fresh_pack)
+    p = record_path(_fresh_pack)
+    changed = {**json.loads(p.read_text()), "license_text": "something else"}
+    p.write_text(json.dumps(changed), encoding="utf-8")
+    with pytest.raises(ModelError):
+        get_pack(LM68_PACK)
+
+
+def test_only_builtin_gated_packs_take_accept_license(_fresh_pack: Path) -> None:
+    args = ["accept-license", "dlib-resnet-v1", "--models-dir", str(_fresh_pack)]
+    res = CliRunner().invoke(models_app, args)
+    assert res.exit_code == 4
+    assert not (_fresh_pack / "dlib-resnet-v1").exists()
+
+
+def test_68_point_alignment_on_a_real_face(_fresh_pack: Path) -> None:
+    """Same network, other alignment: the eyes and nose the quality module reads stay where the 5-point
+    model puts them, and the two packs' vectors of one face are close (one embedding space)."""
+    pixels = imaging.load_image(lfw("Tony_Blair", 1)).pixels
+    _accept(_fresh_pack)
+    five = Pipeline(get_pack("dlib-resnet-v1"), tta="flip").analyze(pixels)
+    sixty_eight = Pipeline(get_pack(LM68_PACK), tta="flip").analyze(pixels)
+    assert len(five) == len(sixty_eight) == 1
+    a, b = five[0], sixty_eight[0]
+    assert a.face.landmarks.shape == (5, 2) and b.face.landmarks.shape == (68, 2)
+    assert a.face.box == b.face.box
+    for p5, p68 in ((a.face.left_eye, b.face.left_eye), (a.face.right_eye, b.face.right_eye)):
+        assert np.hypot(p5[0] - p68[0], p5[1] - p68[1]) < 0.15 * a.face.eye_distance
+    assert abs(a.quality.yaw - b.quality.yaw) < 10 and abs(a.quality.roll - b.quality.roll) < 5
+    cos = float(a.embedding @ b.embedding)
+    assert 0.9 < cos < 0.9999  # different chips, same person in the same space
+    assert calibration.for_model(LM68_PACK).threshold_for(1e-3) > 0.9
+
+
+def test_a_collection_can_be_pinned_to_it(_fresh_pack: Path, tmp_path: Path) -> None:
+    with facevault.open(tmp_path / "v", create=True) as vault:
+        with pytest.raises(ModelError):
+            vault.create_collection("c", model=LM68_PACK)
+        _accept(_fresh_pack)
+        vault.create_collection("c", model=LM68_PACK)
+        vault.add_subject("c", "aaron", purpose="test", consent_text="yes")
+        out = vault.enroll("c", "aaron", [lfw("Tony_Blair", 1)])
+        assert out[0].ok, out[0].reason
+        hit = vault.search("c", lfw("Tony_Blair", 2), purpose="test")
+        assert hit.faces[0].candidates[0].name == "aaron"
