@@ -24,14 +24,20 @@ from .conftest import lfw
 
 @pytest.fixture(autouse=True)
 def _fresh_pack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    """Each test starts with the pack unloaded and an empty models folder of its own."""
+    """Each test starts with the pack unloaded, no models folder registered by earlier tests (an
+    acceptance in any of them counts), and an empty models folder of its own."""
     import facevault.models as fm
+    from facevault.models import packs
 
     root = tmp_path / "models"
     monkeypatch.setenv("FACEVAULT_MODELS", str(root))
+    saved = set(packs._registered_roots)
+    packs._registered_roots.clear()
     fm._loaded.pop(LM68_PACK, None)
     yield root
     fm._loaded.pop(LM68_PACK, None)
+    packs._registered_roots.clear()
+    packs._registered_roots.update(saved)
 
 
 def _accept(root: Path) -> dict[str, object]:
@@ -105,3 +111,27 @@ def test_a_collection_can_be_pinned_to_it(_fresh_pack: Path, tmp_path: Path) -> 
         assert out[0].ok, out[0].reason
         hit = vault.search("c", lfw("Tony_Blair", 2), purpose="test")
         assert hit.faces[0].candidates[0].name == "aaron"
+
+
+def test_a_collection_migrates_to_it_from_kept_crops(_fresh_pack: Path, tmp_path: Path) -> None:
+    """`collection migrate` with real weights on both sides: five LFW people enrolled with the default
+    pack move to the 68-point pack; each one's second photo still finds them, and the audit chain holds."""
+    people = ["Tony_Blair", "Abdullah_Gul", "Adam_Sandler", "Adrien_Brody", "Abel_Pacheco"]
+    with facevault.open(tmp_path / "v", create=True) as vault:
+        vault.create_collection("c", keep_crops=True)
+        for who in people:
+            vault.add_subject("c", who, purpose="test", consent_text="yes")
+            assert vault.enroll("c", who, [lfw(who, 1)])[0].ok
+        before = {who: vault.search("c", lfw(who, 2), purpose="test").faces[0].candidates for who in people}
+        assert all(c and c[0].name == who for who, c in before.items())
+        with pytest.raises(ModelError):
+            vault.migrate_collection("c", LM68_PACK)  # license not accepted yet: nothing changes
+        assert vault.get_collection("c")["model_id"] == "dlib-resnet-v1"
+        _accept(_fresh_pack)
+        result = vault.migrate_collection("c", LM68_PACK)
+        assert result["samples"] == len(people) and result["to_model"] == LM68_PACK
+        assert vault.get_collection("c")["model_id"] == LM68_PACK
+        for who in people:
+            hit = vault.search("c", lfw(who, 2), purpose="test").faces[0]
+            assert hit.candidates and hit.candidates[0].name == who
+        assert vault.verify_audit().ok
