@@ -124,3 +124,35 @@ def test_bytes_input_and_expired_consent(vault, astronaut: np.ndarray) -> None:
     assert out[0].ok and out[0].image == "upload.jpg"
     with pytest.raises(ConsentError, match="past"):
         vault.add_subject("c", "Old", purpose="p", consent_text="yes", expires="2001-01-01")
+
+
+def test_the_same_image_committed_meanwhile_elsewhere_is_a_duplicate(
+    people_vault, astronaut: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two enrollments of one photo both pass the early duplicate check; the one that commits second
+    gets ``duplicate_image`` for it (not a database error), and the photo is stored and indexed once."""
+    import facevault
+
+    photo = write_image(tmp_path / "a.jpg", astronaut)
+    other = facevault.open(str(people_vault.settings.home))  # a second handle, as another process has
+    pipe = people_vault.pipeline("dlib-resnet-v1")
+    analyze = pipe.analyze
+    raced: list[bool] = []
+
+    def analyze_then_let_the_other_commit(pixels, *args, **kwargs):  # type: ignore[no-untyped-def]
+        faces = analyze(pixels, *args, **kwargs)
+        if not raced:
+            raced.append(True)
+            assert other.enroll("people", "Alice", [photo])[0].ok
+        return faces
+
+    monkeypatch.setattr(pipe, "analyze", analyze_then_let_the_other_commit)
+    second = write_image(tmp_path / "b.png", astronaut[:, ::-1].copy(), "PNG")
+    out = people_vault.enroll("people", "Alice", [photo, second])
+    other.close()
+    assert raced
+    assert [(o.status, o.reason) for o in out] == [("rejected", "duplicate_image"), ("enrolled", None)]
+    samples = people_vault.get_subject("people", "Alice")["samples"]
+    assert len(samples) == 2 and out[1].sample_id in {s["sample_id"] for s in samples}
+    assert people_vault.index_info("people")["count"] == 2
+    assert people_vault.verify_audit().ok

@@ -46,6 +46,7 @@ from .crops import FaceCrop
 from .errors import ConsentError, FaceVaultError, InputError
 from .pipeline import Pipeline, ProcessedFace, _run_in_worker, worker_pool
 from .quality import QualityGate
+from .results import DUPLICATE_IMAGE_MESSAGE
 from .store import schema as t
 from .store.database import utcnow
 
@@ -529,8 +530,7 @@ class BatchEnroller:
         with self.vault.store.begin() as conn:
             dup = self.vault.store.image_by_sha(conn, coll["id"], a.sha256 or "")
         if dup is not None or (coll["id"], a.sha256) in self._pending_sha:
-            out.reason = "duplicate_image"
-            out.message = "this exact image is already enrolled in the collection"
+            out.reason, out.message = "duplicate_image", DUPLICATE_IMAGE_MESSAGE
             return self._record(out)
         if not a.faces:
             out.reason, out.message = "no_face", "no face was found in the image"
@@ -624,9 +624,12 @@ class BatchEnroller:
             }
             for acc in self._accepted:
                 out, coll, a, key = acc.outcome, acc.coll, acc.analysis, self._state(acc.coll)["key"]
-                image_id = store.add_image(
+                image_id = v._add_image_once(
                     conn, coll["id"], a.sha256 or "", out.image or "", a.width, a.height
                 )
+                if image_id is None:  # committed meanwhile by another enrollment
+                    out.reason, out.message = "duplicate_image", DUPLICATE_IMAGE_MESSAGE
+                    continue
                 out.sample_id = store.add_sample(
                     conn,
                     collection_id=coll["id"],

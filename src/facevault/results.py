@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+DUPLICATE_IMAGE_MESSAGE = "this exact image is already enrolled in the collection"
+
 
 @dataclass
 class EnrollOutcome:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
 
 from . import audit, calibration, crops, imaging
 from .config import Settings, load_settings
@@ -49,6 +50,7 @@ from .privacy.keys import TemplateKey, load_keyring
 from .privacy.operations import PrivacyOperations
 from .quality import QualityGate
 from .results import (
+    DUPLICATE_IMAGE_MESSAGE,
     Candidate,
     DoctorReport,
     EnrollOutcome,
@@ -622,8 +624,7 @@ class Vault(PrivacyOperations, MigrationOperations):
             with self.store.begin() as conn:
                 dup = self.store.image_by_sha(conn, coll["id"], decoded.sha256)
             if dup is not None or decoded.sha256 in seen:
-                out.reason = "duplicate_image"
-                out.message = "this exact image is already enrolled in the collection"
+                out.reason, out.message = "duplicate_image", DUPLICATE_IMAGE_MESSAGE
                 continue
             faces = pipe.analyze(decoded.pixels, portrait=True)
             if not faces:
@@ -670,12 +671,16 @@ class Vault(PrivacyOperations, MigrationOperations):
             # store ahead of the index waits for this lock instead of rebuilding (and double-adding).
             with self._index_lock():
                 new_ids: list[int] = []
+                stored: list[tuple[EnrollOutcome, np.ndarray]] = []
                 with self.store.begin() as conn:
                     keep = self._still_pinned(conn, coll)["keep_crops"]
                     for out, decoded, face, protected, crop in accepted:
-                        image_id = self.store.add_image(
+                        image_id = self._add_image_once(
                             conn, coll["id"], decoded.sha256, out.image, decoded.width, decoded.height
                         )
+                        if image_id is None:
+                            out.reason, out.message = "duplicate_image", DUPLICATE_IMAGE_MESSAGE
+                            continue
                         sample_id = self.store.add_sample(
                             conn,
                             collection_id=coll["id"],
@@ -690,22 +695,41 @@ class Vault(PrivacyOperations, MigrationOperations):
                         if keep and crop is not None:
                             self._add_crop(conn, coll, sample_id, crop, key)
                         new_ids.append(sample_id)
-                    self.store.touch_subject(conn, subj["id"])
-                    self._log(
-                        conn,
-                        "enroll",
-                        collection=collection,
-                        details={
-                            "subject_id": subj["id"],
-                            "samples_added": new_ids,
-                            "rejected": len(outcomes) - len(accepted),
-                        },
-                    )
-                vectors = np.stack([a[3] for a in accepted])
-                self._apply_to_index(coll, add=(np.asarray(new_ids, dtype=np.int64), vectors))
-                for (out, *_), sid in zip(accepted, new_ids, strict=True):
+                        stored.append((out, protected))
+                    if stored:
+                        self.store.touch_subject(conn, subj["id"])
+                        self._log(
+                            conn,
+                            "enroll",
+                            collection=collection,
+                            details={
+                                "subject_id": subj["id"],
+                                "samples_added": new_ids,
+                                "rejected": len(outcomes) - len(stored),
+                            },
+                        )
+                if stored:
+                    vectors = np.stack([p for _, p in stored])
+                    self._apply_to_index(coll, add=(np.asarray(new_ids, dtype=np.int64), vectors))
+                for (out, _), sid in zip(stored, new_ids, strict=True):
                     out.status, out.sample_id = "enrolled", sid
         return outcomes
+
+    def _add_image_once(
+        self, conn: Connection, collection_id: int, sha256: str, source: str, width: int, height: int
+    ) -> int | None:
+        """The new image's row id, or None (a duplicate) when another enrollment,
+        in this or another process, committed the same image after this one first checked. Write
+        transactions are serialised per vault database (BEGIN IMMEDIATE on SQLite, an advisory lock on
+        PostgreSQL), so this re-check cannot race; the savepoint is a second guard that turns the
+        (collection, sha256) unique key's error into the same answer."""
+        if self.store.image_by_sha(conn, collection_id, sha256) is not None:
+            return None
+        try:
+            with conn.begin_nested():
+                return self.store.add_image(conn, collection_id, sha256, source, width, height)
+        except sa_exc.IntegrityError:
+            return None
 
     def _conflicting_subject(
         self,
