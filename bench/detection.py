@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from facevault import imaging
-from facevault.models.base import DetectedFace
+from facevault.models.base import DetectedFace, box_iou
 from facevault.models.dlib_models import DlibHogDetector
 
 Box = tuple[float, float, float, float]
@@ -114,18 +114,10 @@ class DetectorSetting:
         return f"{up}, adjust_threshold={self.adjust_threshold:g}"
 
 
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match(truth: Sequence[Box], found: Sequence[Box], min_iou: float = 0.5) -> tuple[int, int, list[float]]:
     """(matched truth boxes, unmatched detections, IoUs of the matches): greedy, highest IoU first."""
     pairs = sorted(
-        ((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True
+        ((box_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True
     )
     used_t: set[int] = set()
     used_f: set[int] = set()

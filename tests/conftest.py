@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +84,14 @@ def people_vault(vault):  # type: ignore[no-untyped-def]
     vault.add_subject("people", "Alice", purpose="testing", consent_text="I agree (test)")
     vault.add_subject("people", "Bob", purpose="testing", consent_text="I agree too (test)")
     return vault
+
+
+def run_cli(home: str, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``facevault ARGS`` in a child process on vault ``home``; ``crash_at`` names a fault-injection
+    point (FACEVAULT_CRASH_AT) where the child kills itself with SIGKILL."""
+    env = {**os.environ, "FACEVAULT_HOME": home}
+    if crash_at:
+        env["FACEVAULT_CRASH_AT"] = crash_at
+    return subprocess.run(
+        [sys.executable, "-m", "facevault.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )

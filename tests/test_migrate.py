@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -36,14 +33,15 @@ from facevault.errors import (
     ModelMismatchError,
     WrongKeyError,
 )
+from facevault.models.base import box_iou as iou
 from facevault.models.packs import install_pack, register_installed_packs
 from facevault.models.packs.install import LICENSE_RECORD
-from facevault.reembed import embed_at, iou
+from facevault.reembed import embed_at
 from facevault.store import schema as t
 from facevault.store import utcnow
 
 from . import test_api_support as api_support
-from .conftest import lfw, write_image
+from .conftest import lfw, run_cli, write_image
 from .pack_support import face_image, pack_folder, restore_registry
 
 anyio_backend, api_app, role_keys = api_support.anyio_backend, api_support.api_app, api_support.role_keys
@@ -488,22 +486,13 @@ def test_enroll_batch_stores_crops_where_kept(vault, packs, photos, tmp_path) ->
 
 
 # ---- crash between the store commit and the index rebuild ------------------------------------------
-def _cli(home: str, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FACEVAULT_HOME": home}
-    if crash_at:
-        env["FACEVAULT_CRASH_AT"] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "facevault.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["migrate:before_commit", "migrate:db_committed"])
 def test_kill_during_migration_leaves_old_or_new_state(gallery, photos, point: str) -> None:  # type: ignore[no-untyped-def]
     vault = gallery
     home = str(vault.settings.home)
     vault.close()
-    proc = _cli(home, "collection", "migrate", "c", "--to", "pack-b", crash_at=point)
+    proc = run_cli(home, "collection", "migrate", "c", "--to", "pack-b", crash_at=point)
     assert proc.returncode == -9, proc.stderr
     v = facevault.open(home)
     try:

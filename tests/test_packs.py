@@ -39,6 +39,7 @@ from facevault.models.packs.yunet import decode_yunet
 from facevault.pipeline import Pipeline
 
 from .conftest import write_image
+from .pack_support import restore_registry
 
 TEMPLATE = np.asarray(ARCFACE_TEMPLATE_112)
 
@@ -63,24 +64,7 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(autouse=True)
 def _restore_registry() -> Iterator[None]:
     """Packs registered here point at temporary folders: leave the process-wide registry as found."""
-    import facevault.models as fm
-    from facevault.models import packs
-
-    saved = (
-        dict(fm._factories),
-        dict(fm._loaded),
-        dict(calibration._registered),
-        set(packs._registered_roots),
-    )
-    yield
-    fm._factories.clear()
-    fm._factories.update(saved[0])
-    fm._loaded.clear()
-    fm._loaded.update(saved[1])
-    calibration._registered.clear()
-    calibration._registered.update(saved[2])
-    packs._registered_roots.clear()
-    packs._registered_roots.update(saved[3])
+    yield from restore_registry()
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ the records of processing. Crash consistency is tested by killing a real process
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from facevault.errors import KeyMissingError, NotFoundError, WrongKeyError
 from facevault.store import utcnow
 from facevault.store.schema import sample_crops
 
-from .conftest import lfw, write_image
+from .conftest import lfw, run_cli, write_image
 
 
 def _photos(astronaut: np.ndarray, tmp_path: Path) -> dict[str, Path]:
@@ -300,15 +297,6 @@ def test_wrong_or_missing_key_is_a_clear_error_and_leaves_data_intact(enrolled, 
     assert again.doctor().ok
 
 
-def _cli(home: str, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FACEVAULT_HOME": home}
-    if crash_at:
-        env["FACEVAULT_CRASH_AT"] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "facevault.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "point", ["rotate:key_added", "rotate:indexes_dropped", "rotate:before_commit", "rotate:db_committed"]
@@ -318,7 +306,7 @@ def test_kill_during_key_rotation_leaves_old_or_new_state(enrolled, point: str) 
     before = _top(vault, photos["probe"])
     home = str(vault.settings.home)
     vault.close()
-    proc = _cli(home, "keys", "rotate", crash_at=point)
+    proc = run_cli(home, "keys", "rotate", crash_at=point)
     assert proc.returncode == -9, proc.stderr
     v = facevault.open(home)
     with v.store.begin() as conn:
@@ -341,7 +329,7 @@ def test_kill_during_erase_leaves_old_or_new_state(enrolled, point: str) -> None
     vault, photos = enrolled
     home = str(vault.settings.home)
     vault.close()
-    proc = _cli(home, "subject", "erase", "c", "E1", crash_at=point)
+    proc = run_cli(home, "subject", "erase", "c", "E1", crash_at=point)
     assert proc.returncode == -9, proc.stderr
     v = facevault.open(home)
     names = [s["name"] for s in v.list_subjects("c")]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .models.base import box_iou
 from .pipeline import Pipeline, ProcessedFace
 
 MIN_IOU = 0.3
@@ -24,14 +25,6 @@ class Reembedded:
     detected: bool  # False: the landmarks were placed in the known box (the detector's fallback)
 
 
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def embed_at(pipe: Pipeline, pixels: np.ndarray, box: tuple[float, float, float, float]) -> Reembedded:
     """The face at ``box`` (pixel coordinates of ``pixels``), embedded by ``pipe``'s pack. Raises
     ``ValueError`` when the result is not a usable embedding."""
@@ -39,7 +32,7 @@ def embed_at(pipe: Pipeline, pixels: np.ndarray, box: tuple[float, float, float,
         work, scale, faces = pipe.detect(pixels, portrait=True)
         x1, y1, x2, y2 = (float(v) * scale for v in box)
         target = (x1, y1, x2, y2)
-        best = max(((iou(f.box, target), f) for f in faces), key=lambda p: p[0], default=None)
+        best = max(((box_iou(f.box, target), f) for f in faces), key=lambda p: p[0], default=None)
         if best is not None and best[0] >= MIN_IOU:
             face, detected = best[1], True
         else:

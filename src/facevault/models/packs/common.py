@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..base import DetectedFace, Detector
+from ..base import DetectedFace, Detector, box_iou
 from .manifest import ARCFACE_TEMPLATE_112, DetectorSpec
 
 
@@ -77,14 +77,6 @@ def face_from_five(box: np.ndarray, score: float, points: np.ndarray, fallback: 
         nose=(float(pts[2, 0]), float(pts[2, 1])),
         fallback=fallback,
     )
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class OnnxFaceDetector(Detector):
@@ -155,7 +147,7 @@ class OnnxFaceDetector(Detector):
             attempts.append((cx1, cy1, np.ascontiguousarray(pixels[cy1:cy2, cx1:cx2])))
         for ox, oy, img in attempts:
             shifted = (x1 - ox, y1 - oy, x2 - ox, y2 - oy)
-            cands = [(f, _iou(f.box, shifted)) for f in self.detect(img)]
+            cands = [(f, box_iou(f.box, shifted)) for f in self.detect(img)]
             cands = [c for c in cands if c[1] >= 0.3]
             if cands:
                 f = max(cands, key=lambda c: c[1])[0]
