@@ -268,6 +268,23 @@ def test_migrate_reembeds_every_sample_with_the_new_pack(gallery, photos) -> Non
     assert _crops(vault) == [] and vault.doctor().ok
 
 
+def test_migration_over_worker_processes(gallery, photos, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Worker processes re-embed what this process decrypted (keys stay here) and find the vault's
+    installed packs from its home, not from the environment; progress reaches the total."""
+    vault = gallery
+    monkeypatch.setenv("FACEVAULT_HOME", str(vault.settings.home.parent / "elsewhere"))
+    seen: list[tuple[int, int]] = []
+    res = vault.migrate_collection("c", "pack-b", workers=2, progress=lambda d, n: seen.append((d, n)))
+    assert (res["samples"], res["indexed"]) == (4, 4) and seen[-1] == (4, 4)
+    after = _templates(vault, "c")
+    pipe = vault.pipeline("pack-b")
+    for row in _crops(vault):
+        box = (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"])
+        again = embed_at(pipe, vault._open_crop(row), box).face.embedding
+        np.testing.assert_allclose(after[row["sample_id"]], again, atol=1e-5)
+    assert _top(vault, "c", photos["grey2"])[0][0] == "Grey"
+
+
 def test_refusals_change_nothing(gallery, sources, packs, photos) -> None:  # type: ignore[no-untyped-def]
     vault = gallery
     for name in ("pack-raw", "pack-changed", "pack-unaccepted"):
@@ -332,8 +349,8 @@ def test_changes_made_while_migrating_are_never_mixed(gallery, photos, monkeypat
     vault = gallery
     reembed = vault._reembed_collection
 
-    def enroll_meanwhile(coll, target, key):  # type: ignore[no-untyped-def]
-        out = reembed(coll, target, key)
+    def enroll_meanwhile(*args):  # type: ignore[no-untyped-def]
+        out = reembed(*args)
         assert vault.enroll("c", "Dark", [photos["dark2"]])[0].ok
         return out
 

@@ -44,7 +44,7 @@ from sqlalchemy import delete, insert, select
 from . import crops, imaging
 from .crops import FaceCrop
 from .errors import ConsentError, FaceVaultError, InputError
-from .pipeline import Pipeline, ProcessedFace, _run_in_worker, worker_pool
+from .pipeline import Pipeline, ProcessedFace, run_in_worker, worker_pool
 from .quality import QualityGate
 from .results import DUPLICATE_IMAGE_MESSAGE
 from .store import schema as t
@@ -208,7 +208,7 @@ class LocalRunner:
         try:
             while True:
                 for job in todo:
-                    inflight[pool.submit(_run_in_worker, (analyze_job, job))] = (job, pool)
+                    inflight[pool.submit(run_in_worker, (analyze_job, job))] = (job, pool)
                     if len(inflight) >= window:
                         break
                 if not inflight:

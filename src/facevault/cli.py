@@ -240,12 +240,32 @@ def collection_set(
 def collection_migrate(
     name: str,
     to: Annotated[str, typer.Option("--to", help="The installed model pack to move the collection to.")],
+    workers: Annotated[
+        int | None, typer.Option(help="Processes for re-embedding (default: one per core).")
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-embed every sample from its stored face crop with another model pack and pin the collection
     to it (needs --keep-crops from the first enrollment on)."""
-    res = _with_vault(home, as_json, lambda v: v.migrate_collection(name, to))
+    show = not as_json and sys.stderr.isatty()
+
+    def migrate(v: Any) -> dict[str, Any]:
+        if not show:
+            return v.migrate_collection(name, to, workers=workers)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        with Progress(
+            "re-embedding", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        ) as bar:
+            task = bar.add_task("crops", total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return v.migrate_collection(name, to, workers=workers, progress=tick)
+
+    res = _with_vault(home, as_json, migrate)
     if as_json:
         _print_json(res)
         return

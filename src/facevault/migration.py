@@ -18,6 +18,7 @@ store, index and audit log together. The order of work:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,21 +27,35 @@ from . import calibration, crops
 from .errors import FaceVaultError, MigrationError
 from .index import discard_index
 from .models import get_pack
+from .pipeline import run_in_worker, worker_count, worker_pool
 from .privacy.keys import TemplateKey
 from .privacy.operations import crash_point
-from .reembed import embed_at
+from .reembed import CropJob, CropResult, embed_crop_job
 
 if TYPE_CHECKING:
     from .service import Vault
 
 LISTED_IDS = 50  # sample ids named in a refusal's message (all of them are in its details)
 CROPS_PER_READ = 200
+# Worker processes cost a second or two to start and load the pack: not worth it for small collections.
+MIN_CROPS_FOR_WORKERS = 200
+
+Progress = Callable[[int, int], None]  # (samples re-embedded so far, samples in all)
 
 
 class MigrationOperations:
-    def migrate_collection(self: Vault, name: str, to_model_id: str) -> dict[str, Any]:
+    def migrate_collection(
+        self: Vault,
+        name: str,
+        to_model_id: str,
+        *,
+        workers: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
         """Re-embed every sample of collection ``name`` with model pack ``to_model_id`` from its stored
-        crop and pin the collection to that pack. Nothing changes when it is refused or fails."""
+        crop and pin the collection to that pack. Nothing changes when it is refused or fails.
+        ``workers``: processes for re-embedding (default: the ``workers`` setting, one per core; a
+        collection under ``MIN_CROPS_FOR_WORKERS`` samples is done in this process)."""
         coll = self.get_collection(name)
         source = coll["model_id"]
         target = (to_model_id or "").strip()
@@ -66,7 +81,10 @@ class MigrationOperations:
             )
 
         key = self._current_key()
-        vectors, fallback = self._reembed_collection(coll, target, key)
+        n = worker_count(self.settings) if workers is None else max(1, workers)
+        if total < MIN_CROPS_FOR_WORKERS and workers is None:
+            n = 1
+        vectors, fallback = self._reembed_collection(coll, target, key, n, total, progress)
         new_coll = {**coll, "model_id": target, "dim": pack.dim}
         context = self._context(new_coll)
         with self._index_lock():
@@ -128,38 +146,62 @@ class MigrationOperations:
         }
 
     def _reembed_collection(
-        self: Vault, coll: dict[str, Any], target: str, key: TemplateKey
+        self: Vault,
+        coll: dict[str, Any],
+        target: str,
+        key: TemplateKey,
+        workers: int,
+        total: int,
+        progress: Progress | None,
     ) -> tuple[dict[int, Any], set[int]]:
         """{sample id: embedding by ``target``, protected under ``key``} for every crop of the collection,
         and the ids whose face the detector did not find again (landmarks placed in the stored box).
-        Raises ``MigrationError`` naming every sample that could not be re-embedded."""
-        pipe = self.pipeline(target)
+        Crops are decrypted here (keys never leave this process) and embedded over ``workers``
+        processes. Raises ``MigrationError`` naming every sample that could not be re-embedded."""
         vectors: dict[int, np.ndarray] = {}
         fallback: set[int] = set()
         failed: dict[int, str] = {}
-        last = 0
-        while True:
-            # One short read per page: re-embedding takes long, and no write waits for it meanwhile.
-            with self.store.begin() as conn:
-                rows = self.store.crops_page(conn, coll["id"], last, CROPS_PER_READ)
-            if not rows:
-                break
-            last = int(rows[-1]["sample_id"])
-            for row in rows:
-                sid = int(row["sample_id"])
-                try:
-                    pixels = self._open_crop(row)
-                    box = (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"])
-                    found = embed_at(pipe, pixels, box)
-                except FaceVaultError as exc:  # a crop that does not open (tampered, moved) or decode
-                    failed[sid] = exc.message
-                    continue
-                except Exception as exc:  # whatever a network does with one odd crop must name the sample
-                    failed[sid] = f"{type(exc).__name__}: {exc}"
-                    continue
-                vectors[sid] = key.protect(found.face.embedding)
-                if not found.detected:
-                    fallback.add(sid)
+
+        def pages() -> Iterator[list[CropJob]]:
+            """The collection's crops, decrypted, a page at a time (never all of them in memory)."""
+            last = 0
+            while True:
+                # One short read per page: re-embedding takes long, and no write waits for it meanwhile.
+                with self.store.begin() as conn:
+                    rows = self.store.crops_page(conn, coll["id"], last, CROPS_PER_READ)
+                if not rows:
+                    return
+                last = int(rows[-1]["sample_id"])
+                page: list[CropJob] = []
+                for row in rows:
+                    sid = int(row["sample_id"])
+                    try:
+                        pixels = self._open_crop(row)
+                    except FaceVaultError as exc:  # a crop that does not open (tampered, moved) or decode
+                        failed[sid] = exc.message
+                        continue
+                    page.append((sid, pixels, (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"])))
+                yield page
+
+        def take(results: Iterable[CropResult]) -> None:
+            for sid, embedding, detected, error in results:
+                if error is not None or embedding is None:
+                    failed[sid] = error or "no embedding"
+                else:
+                    vectors[sid] = key.protect(embedding)
+                    if not detected:
+                        fallback.add(sid)
+            if progress is not None:
+                progress(len(vectors) + len(failed), total)
+
+        if workers <= 1:
+            pipe = self.pipeline(target)
+            for page in pages():
+                take(embed_crop_job(pipe, job) for job in page)
+        else:
+            with worker_pool(target, self.settings, workers) as pool:
+                for page in pages():
+                    take(pool.map(run_in_worker, [(embed_crop_job, job) for job in page], chunksize=4))
         if failed:
             ids = sorted(failed)
             first = failed[ids[0]]

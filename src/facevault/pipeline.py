@@ -122,6 +122,9 @@ def _init_worker(model_id: str, settings: Settings) -> None:
         faiss.omp_set_num_threads(1)
     except ImportError:  # pragma: no cover - faiss is a dependency
         pass
+    from .models.packs import ensure_registered, models_dir
+
+    ensure_registered(models_dir(settings.home))  # the vault's installed packs, as the parent has them
     _worker_state["pipeline"] = Pipeline.for_model(model_id, settings)
 
 
@@ -137,7 +140,9 @@ def worker_pool(model_id: str, settings: Settings, workers: int) -> ProcessPoolE
     )
 
 
-def _run_in_worker(job: tuple[Callable[[Pipeline, Any], Any], Any]) -> Any:
+def run_in_worker(job: tuple[Callable[[Pipeline, Any], Any], Any]) -> Any:
+    """``func(pipeline, item)`` in a ``worker_pool`` process, for ``job = (func, item)``; ``func`` must be
+    a module-level function."""
     func, item = job
     return func(_worker_state["pipeline"], item)
 
@@ -164,4 +169,4 @@ def map_with_pipeline(
             yield func(pipe, item)
         return
     with worker_pool(model_id, settings, n) as pool:
-        yield from pool.map(_run_in_worker, ((func, item) for item in items), chunksize=chunksize)
+        yield from pool.map(run_in_worker, ((func, item) for item in items), chunksize=chunksize)

@@ -25,6 +25,20 @@ class Reembedded:
     detected: bool  # False: the landmarks were placed in the known box (the detector's fallback)
 
 
+CropJob = tuple[int, np.ndarray, tuple[float, float, float, float]]  # sample id, pixels, face box
+CropResult = tuple[int, np.ndarray | None, bool, str | None]  # sample id, embedding, detected, error
+
+
+def embed_crop_job(pipe: Pipeline, job: CropJob) -> CropResult:
+    """``embed_at`` for one stored crop, as a worker function: never raises, names the failure."""
+    sid, pixels, box = job
+    try:
+        found = embed_at(pipe, pixels, box)
+    except Exception as exc:  # whatever a network does with one odd crop must name the sample
+        return sid, None, False, f"{type(exc).__name__}: {exc}"
+    return sid, found.face.embedding, found.detected, None
+
+
 def embed_at(pipe: Pipeline, pixels: np.ndarray, box: tuple[float, float, float, float]) -> Reembedded:
     """The face at ``box`` (pixel coordinates of ``pixels``), embedded by ``pipe``'s pack. Raises
     ``ValueError`` when the result is not a usable embedding."""
