@@ -388,6 +388,32 @@ def test_changes_made_while_migrating_are_never_mixed(gallery, photos, monkeypat
 
 
 # ---- crops leave with their samples; rotation re-encrypts them -----------------------------------------
+def test_a_search_overtaken_by_a_migration_is_told_to_retry(gallery, photos, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A search that read the collection before another handle (another request, another process)
+    migrated it gets ``collection_changed`` (retryable), never a failure to open the new templates; the
+    next search works through the new pack."""
+    vault = gallery
+    other = facevault.open(str(vault.settings.home))
+    index = vault._index(vault.get_collection("c"))  # the cached index the search will use
+    search = index.search
+    migrated: list[dict[str, Any]] = []
+
+    def migrate_after_the_shortlist(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = search(*args, **kwargs)  # pack-a's index gave the shortlist...
+        if not migrated:  # ...and the collection moves on before the stored templates are read
+            migrated.append(other.migrate_collection("c", "pack-b"))
+        return found
+
+    monkeypatch.setattr(index, "search", migrate_after_the_shortlist)
+    with pytest.raises(ConflictError) as err:
+        vault.search("c", photos["dark2"], purpose="overtaken")
+    assert err.value.code == "collection_changed" and migrated
+    monkeypatch.undo()
+    other.close()
+    result = vault.search("c", photos["dark2"], purpose="retried")
+    assert result.model_id == "pack-b" and result.faces[0].candidates[0].name == "Dark"
+
+
 def test_every_deletion_takes_the_crops(gallery, photos) -> None:  # type: ignore[no-untyped-def]
     vault = gallery
     receipt = vault.erase_subject("c", "Dark")

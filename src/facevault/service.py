@@ -744,6 +744,7 @@ class Vault(PrivacyOperations, MigrationOperations):
         if not cand:
             return None
         with self.store.begin() as conn:
+            self._still_pinned(conn, coll)  # templates of another model cannot be opened as this one's
             hits = self._open_hits(coll, self.store.sample_hits(conn, cand))
         best: tuple[int, str, float] | None = None
         for hit in hits.values():
@@ -901,6 +902,9 @@ class Vault(PrivacyOperations, MigrationOperations):
         with self._shared.lock:
             _, ids = index.search(vec[None, :], k)
         with self.store.begin() as conn:
+            # A collection migrated since it was read holds the new model's templates: a clean, retryable
+            # collection_changed instead of failing to open them (wrong_key).
+            self._still_pinned(conn, coll)
             hits = self._open_hits(coll, self.store.sample_hits(conn, [int(i) for i in ids[0] if i >= 0]))
         by_subject: dict[int, list[tuple[float, Any]]] = {}
         for hit in hits.values():
