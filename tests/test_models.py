@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facevault import calibration
-from facevault.errors import ModelMismatchError
+from facevault.errors import ConfigError, ModelError, ModelMismatchError
 from facevault.models import Embedder, ModelPack, get_pack, register_pack
 from facevault.models.base import DetectedFace
 
@@ -118,3 +118,38 @@ def test_onnx_embedder_matches_dlib_on_real_chips(astronaut: np.ndarray) -> None
     got = DlibResnetOnnxEmbedder(threads=1).embed_chips(chips)
     assert got.shape == ref.shape == (len(chips), 128)
     assert float(np.abs(got - ref).max()) <= 1e-4
+
+
+def test_execution_provider_choice() -> None:
+    from facevault.models.onnx_runtime import CPU, CUDA, chosen_providers
+
+    assert chosen_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert chosen_providers("auto", [CPU]) == [CPU]
+    assert chosen_providers("cpu", [CUDA, CPU]) == [CPU]
+    assert chosen_providers("cuda", [CUDA, CPU]) == [CUDA, CPU]
+    with pytest.raises(ModelError) as err:
+        chosen_providers("cuda", ["AzureExecutionProvider", CPU])
+    assert err.value.code == "provider_unavailable" and "onnxruntime-gpu" in err.value.message
+
+
+def test_provider_setting_on_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real sessions: ``cpu`` runs on the CPU; ``cuda`` on a machine without a CUDA provider is an error,
+    not a silent fallback; a misspelt setting is a configuration error."""
+    import onnxruntime as ort
+
+    from facevault.models.onnx_runtime import CPU, CUDA, make_session
+    from facevault.models.packs.synthetic import recognizer_graph
+
+    model = recognizer_graph(tmp_path / "r.onnx", dim=8)
+    monkeypatch.setenv("FACEVAULT_PROVIDER", "cpu")
+    assert make_session(model, threads=1).get_providers() == [CPU]
+    monkeypatch.setenv("FACEVAULT_PROVIDER", "gpu")
+    with pytest.raises(ConfigError):
+        make_session(model)
+    monkeypatch.setenv("FACEVAULT_PROVIDER", "cuda")
+    if CUDA in ort.get_available_providers():  # pragma: no cover - GPU machines only
+        assert make_session(model).get_providers()[0] == CUDA
+    else:
+        with pytest.raises(ModelError) as err:
+            make_session(model)
+        assert err.value.code == "provider_unavailable"

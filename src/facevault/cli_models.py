@@ -83,8 +83,11 @@ def list_packs(
         root = _root(models_dir)
         installed = [_summary(p) for p in installed_packs(root)]
         lm68 = acceptance(root)
+        from .models.onnx_runtime import runtime_info
+
         out: dict[str, Any] = {
             "models_dir": str(root),
+            "runtime": runtime_info(),
             "builtin": [
                 {
                     "name": "dlib-resnet-v1",
@@ -126,6 +129,11 @@ def list_packs(
         _print_json(res)
         return
     typer.echo(f"models folder: {res['models_dir']}")
+    rt = res["runtime"]
+    typer.echo(
+        f"runtime: onnxruntime {rt['onnxruntime']}, provider {rt['provider']} "
+        f"(FACEVAULT_PROVIDER={rt['provider_setting']}; available: {', '.join(rt['available_providers'])})"
+    )
     typer.echo(f"{'name':<18}{'version':<18}{'detector':<10}{'recognizer':<12}{'dim':>5}  license")
     for b in res["builtin"]:
         note = ""

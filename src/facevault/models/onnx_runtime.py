@@ -1,11 +1,16 @@
-"""ONNX Runtime sessions: CPU by default, CUDA when the installed runtime offers it; explicit threads."""
+"""ONNX Runtime sessions: explicit threads, and the execution provider chosen by ``FACEVAULT_PROVIDER``:
+
+- ``auto`` (default): CUDA when the installed runtime offers it (``onnxruntime-gpu``), else CPU;
+- ``cpu``: CPU only, even on a GPU machine (e.g. to keep the GPU for something else);
+- ``cuda``: CUDA or an error: a deployment that expects a GPU must not slow down silently.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 
 
 def available_providers() -> list[str]:
@@ -14,20 +19,69 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def make_session(model_path: str | os.PathLike[str], threads: int = 0, prefer_gpu: bool = True) -> Any:
+PROVIDER_SETTINGS = ("auto", "cpu", "cuda")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def provider_setting() -> str:
+    value = os.environ.get("FACEVAULT_PROVIDER", "auto").strip().lower() or "auto"
+    if value not in PROVIDER_SETTINGS:
+        raise ConfigError(f"FACEVAULT_PROVIDER must be one of {', '.join(PROVIDER_SETTINGS)}, got {value!r}")
+    return value
+
+
+def chosen_providers(setting: str, available: list[str]) -> list[str]:
+    """The providers a session is created with, in order of preference."""
+    if setting == "cpu":
+        return [CPU]
+    if setting == "cuda" and CUDA not in available:
+        raise ModelError(
+            "FACEVAULT_PROVIDER=cuda, but this ONNX Runtime offers no CUDA provider "
+            f"(available: {', '.join(available)}); install onnxruntime-gpu or use auto/cpu",
+            code="provider_unavailable",
+        )
+    return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+def make_session(model_path: str | os.PathLike[str], threads: int = 0) -> Any:
     """An inference session. ``threads`` = intra-op threads (0 = ONNX Runtime's default: all cores)."""
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - dependency is declared
         raise ModelError("onnxruntime is not installed") from exc
+    providers = chosen_providers(provider_setting(), list(ort.get_available_providers()))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(0, int(threads))
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    providers = ["CPUExecutionProvider"]
-    if prefer_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
     try:
-        return ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
+        session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"cannot load ONNX model {model_path}: {exc}") from exc
+    if provider_setting() == "cuda" and session.get_providers()[0] != CUDA:
+        # the CUDA provider is built in but could not start (no driver, no libraries): ORT fell back
+        raise ModelError(
+            f"FACEVAULT_PROVIDER=cuda, but ONNX Runtime could not start CUDA for {model_path} "
+            f"(running on {', '.join(session.get_providers())})",
+            code="provider_unavailable",
+        )
+    return session
+
+
+def runtime_info() -> dict[str, object]:
+    """What `facevault models list` reports about the inference runtime."""
+    import onnxruntime as ort
+
+    available = list(ort.get_available_providers())
+    setting = provider_setting()
+    try:
+        chosen: object = chosen_providers(setting, available)[0]
+    except ModelError as exc:
+        chosen = f"unavailable: {exc.message}"
+    return {
+        "onnxruntime": ort.__version__,
+        "available_providers": available,
+        "provider_setting": setting,
+        "provider": chosen,
+    }
