@@ -135,3 +135,23 @@ def test_a_collection_migrates_to_it_from_kept_crops(_fresh_pack: Path, tmp_path
             hit = vault.search("c", lfw(who, 2), purpose="test").faces[0]
             assert hit.candidates and hit.candidates[0].name == who
         assert vault.verify_audit().ok
+
+
+def test_info_and_verify_know_the_builtin_packs(_fresh_pack: Path) -> None:
+    """`models info` describes built-in packs (files with SHA-256, license, calibration); `verify` checks
+    the 68-point pack's license record instead of reporting its folder as a broken pack."""
+    runner = CliRunner()
+    d = ["--models-dir", str(_fresh_pack)]
+    info = json.loads(runner.invoke(models_app, ["info", "dlib-resnet-v1", "--json", *d]).output)
+    assert info["detector"]["landmarks"] == 5 and info["license"]["commercial_use"] is True
+    assert all(len(h) == 64 for h in info["files"].values()) and info["calibration"]["impostor_pairs"] > 10**6
+    _accept(_fresh_pack)
+    info = json.loads(runner.invoke(models_app, ["info", LM68_PACK, "--json", *d]).output)
+    assert info["detector"]["landmarks"] == 68 and info["license"]["commercial_use"] is False
+    assert info["license_record"]["license_text"] == LICENSE_TEXT
+    res = runner.invoke(models_app, ["verify", "--json", *d])
+    assert res.exit_code == 0 and json.loads(res.output)["packs"][LM68_PACK]["ok"] is True
+    p = record_path(_fresh_pack)
+    p.write_text(json.dumps({**json.loads(p.read_text()), "license_text": "edited"}), encoding="utf-8")
+    res = runner.invoke(models_app, ["verify", "--json", *d])
+    assert res.exit_code == 8 and json.loads(res.output)["packs"][LM68_PACK]["ok"] is False

@@ -248,15 +248,18 @@ def verify(
 
 @models_app.command("info")
 def info(
-    name: Annotated[str, typer.Argument(help="Installed pack name.")],
+    name: Annotated[str, typer.Argument(help="Installed or built-in pack name.")],
     models_dir: DirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A pack's manifest, files and license record."""
 
     def action() -> dict[str, Any]:
+        from .models.builtin import BUILTIN_PACKS, describe
         from .models.packs import get_installed
 
+        if name in BUILTIN_PACKS:
+            return {**describe(name, _root(models_dir)), "folder": None}
         pack = get_installed(name, _root(models_dir))
         data = pack.manifest.to_json()
         if "calibration" in data:
@@ -272,6 +275,18 @@ def info(
         _print_json(res)
         return
     typer.echo(f"{res['name']} {res['version']}: {res.get('description', '')}")
+    if res["folder"] is None:  # built in
+        det, rec, lic = res["detector"], res["recognizer"], res["license"]
+        typer.echo(f"  detector    {det['kind']}, {det['landmarks']}-point landmarks ({det['file']})")
+        size, dim = rec["input_size"], rec["embedding_dim"]
+        typer.echo(f"  recognizer  {rec['kind']} {rec['file']} chip {size} -> {dim}-d")
+        typer.echo(f"  license     {lic['id']} {lic['url']}")
+        if res["license_record"]:
+            typer.echo(f"  accepted    {res['license_record'].get('accepted_at')}")
+        typer.echo(f"  calibration {res['calibration']['source']}")
+        for f, digest in res["files"].items():
+            typer.echo(f"  file        {f}  sha256 {digest}")
+        return
     typer.echo(f"  folder      {res['folder']}")
     det, rec = res["detector"], res["recognizer"]
     typer.echo(f"  detector    {det['kind']} {det['file']} input {det['input_size']} {det['color']}")

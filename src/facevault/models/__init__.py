@@ -68,7 +68,6 @@ def _dlib_resnet_v1_lm68() -> ModelPack:
     )
 
 
-BUILTIN_PACKS = ("dlib-resnet-v1", "dlib-resnet-v1-lm68")
 _factories: dict[str, Callable[[], ModelPack]] = {
     "dlib-resnet-v1": _dlib_resnet_v1,
     "dlib-resnet-v1-lm68": _dlib_resnet_v1_lm68,

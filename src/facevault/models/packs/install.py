@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ...config import DEFAULT_HOME
 from ...errors import ConfigError, ConflictError, IntegrityError, NotFoundError
+from ..builtin import BUILTIN_PACKS, verify_record
 from .catalog import CATALOG, CatalogEntry, recognise_layout
 from .manifest import MANIFEST_NAME, PackManifest, check_files, load_manifest, parse_manifest, sha256_file
 
@@ -104,6 +105,9 @@ def verify_installed(root: Path | None = None) -> dict[str, list[str]]:
     if not root.is_dir():
         return report
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder.name in BUILTIN_PACKS:  # holds a license record only; the files come with a package
+            report[folder.name] = verify_record(folder.name, root)
+            continue
         try:
             manifest = load_manifest(folder)
         except ConfigError as exc:
