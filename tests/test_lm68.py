@@ -3,6 +3,7 @@ refused until its non-commercial license is accepted, then a complete, calibrate
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,9 @@ def test_a_collection_can_be_pinned_to_it(_fresh_pack: Path, tmp_path: Path) -> 
             vault.create_collection("c", model=LM68_PACK)
         _accept(_fresh_pack)
         vault.create_collection("c", model=LM68_PACK)
+        entry = vault.audit_entries(1, action="collection.create")[0]["details"]["license_acceptance"]
+        assert entry["accepted_by"] == "tester" and entry["license_id"] == "iBUG-300-W-non-commercial"
+        assert entry["license_text_sha256"] == hashlib.sha256(LICENSE_TEXT.encode()).hexdigest()
         vault.add_subject("c", "aaron", purpose="test", consent_text="yes")
         out = vault.enroll("c", "aaron", [lfw("Tony_Blair", 1)])
         assert out[0].ok, out[0].reason
@@ -131,6 +135,12 @@ def test_a_collection_migrates_to_it_from_kept_crops(_fresh_pack: Path, tmp_path
         result = vault.migrate_collection("c", LM68_PACK, workers=2)  # the license holds in workers too
         assert result["samples"] == len(people) and result["to_model"] == LM68_PACK
         assert vault.get_collection("c")["model_id"] == LM68_PACK
+        created, moved = (
+            vault.audit_entries(1, action=a)[0]["details"]
+            for a in ("collection.create", "collection.migrate")
+        )
+        assert "license_acceptance" not in created  # the default pack needs none
+        assert moved["license_acceptance"]["license_id"] == "iBUG-300-W-non-commercial"
         for who in people:
             hit = vault.search("c", lfw(who, 2), purpose="test").faces[0]
             assert hit.candidates and hit.candidates[0].name == who

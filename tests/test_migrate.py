@@ -258,6 +258,10 @@ def test_migrate_reembeds_every_sample_with_the_new_pack(gallery, photos) -> Non
         "to_model": "pack-b",
         "samples": 4,
     }
+    # pack-b's non-commercial license acceptance is recorded in the vault's audit chain, as pack-a's was
+    assert entry["details"]["license_acceptance"]["license_id"] == "test-only"
+    created = vault.audit_entries(1, action="collection.create")[0]["details"]
+    assert created["model_id"] == "pack-a" and created["license_acceptance"]["accepted_by"] == "tester"
     assert vault.verify_audit().ok and vault.doctor().ok
 
     # erasure and opt-out work on the migrated collection

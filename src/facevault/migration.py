@@ -121,6 +121,9 @@ class MigrationOperations:
                     "samples": len(ids),
                     "located_by_fallback": len(fallback & ids),
                 }
+                accepted = self._license_acceptance(target)
+                if accepted is not None:
+                    details["license_acceptance"] = accepted
                 seq = self._log(conn, "collection.migrate", collection=name, details=details)
                 crash_point("migrate:before_commit")
             crash_point("migrate:db_committed")

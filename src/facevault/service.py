@@ -441,13 +441,18 @@ class Vault(PrivacyOperations, MigrationOperations):
                 retention_days=retention_days,
                 keep_crops=bool(keep_crops),
             )
-            self._log(
-                conn,
-                "collection.create",
-                collection=name,
-                details={"model_id": model_id, "keep_crops": bool(keep_crops)},
-            )
+            details: dict[str, Any] = {"model_id": model_id, "keep_crops": bool(keep_crops)}
+            accepted = self._license_acceptance(model_id)
+            if accepted is not None:  # the vault's own, tamper-evident record of who accepted what
+                details["license_acceptance"] = accepted
+            self._log(conn, "collection.create", collection=name, details=details)
         return row
+
+    def _license_acceptance(self, model_id: str) -> dict[str, Any] | None:
+        from .models.builtin import license_acceptance
+        from .models.packs import models_dir
+
+        return license_acceptance(model_id, models_dir(self.settings.home))
 
     def list_collections(self) -> list[dict[str, Any]]:
         with self.store.begin() as conn:

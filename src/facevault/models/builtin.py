@@ -69,3 +69,32 @@ def verify_record(name: str, models_root: Path) -> list[str]:
             f"`facevault models accept-license {LM68_PACK}`"
         ]
     return []
+
+
+def license_acceptance(model_id: str, models_root: Path) -> dict[str, Any] | None:
+    """For a pack whose license needs acceptance (the 68-point built-in, non-commercial installed packs):
+    who accepted which license text and when, for the vault's audit log; None for other packs."""
+    if model_id == LM68_PACK:
+        record: dict[str, Any] | None = acceptance(models_root)
+    elif model_id in BUILTIN_PACKS:
+        return None
+    else:
+        from .packs import get_installed
+
+        try:
+            pack = get_installed(model_id, models_root)
+        except Exception:  # not an installed pack (e.g. registered by code): nothing recorded
+            return None
+        if not pack.manifest.license.needs_acceptance:
+            return None
+        record = pack.license_record
+    if record is None:
+        return None
+    text = str(record.get("license_text") or "")
+    return {
+        "license_id": record.get("license_id"),
+        "license_url": record.get("license_url"),
+        "license_text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "accepted_at": record.get("accepted_at"),
+        "accepted_by": record.get("accepted_by"),
+    }
