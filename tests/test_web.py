@@ -117,6 +117,7 @@ def test_sign_in_enroll_search_erase_and_audit_in_chromium(
         page.get_by_role("link", name="Subjects").click()
         page.get_by_text("New collection").click()
         page.get_by_label("Collection name").fill("staff")
+        expect(page.locator("#keep-crops")).not_to_be_checked()  # no face images kept by default
         page.get_by_role("button", name="Create collection").click()
         expect(page.locator("#collection")).to_have_value("staff")
         page.get_by_text("Add a subject (with consent)").click()
@@ -134,6 +135,18 @@ def test_sign_in_enroll_search_erase_and_audit_in_chromium(
         expect(results).to_contain_text("no_face")
         expect(page.locator("#subject-detail img")).to_have_count(2)  # thumbnails of the new samples
         _shot(page, "subjects")
+
+        # a collection that keeps encrypted face crops (so it can move to another pack), set in the form
+        page.get_by_text("New collection").click()
+        page.get_by_label("Collection name").fill("archive")
+        page.get_by_label("Model pack (optional)").fill("dlib-resnet-v1")
+        page.locator("#keep-crops").check()
+        page.get_by_role("button", name="Create collection").click()
+        expect(page.locator("#collection")).to_have_value("archive")
+        with httpx.Client(base_url=url, headers=auth(role_keys["admin"]), timeout=60) as api:
+            shown = {c: api.get(f"/api/v1/collections/{c}").json() for c in ("staff", "archive")}
+        assert (shown["staff"]["keep_crops"], shown["archive"]["keep_crops"]) == (False, True)
+        page.locator("#collection").select_option("staff")
 
         # a second person, enrolled over the API, so "ranked first" means something
         with httpx.Client(base_url=url, headers=auth(role_keys["enroller"]), timeout=60) as api:

@@ -338,14 +338,23 @@ async function subjectsPage() {
 
 function newCollectionForm() {
   const name = h("input", { type: "text", id: "new-collection", name: "name", required: true, maxlength: 200 });
+  const model = h("input", { type: "text", id: "new-collection-model", name: "model", maxlength: 100, placeholder: "dlib-resnet-v1" });
+  const keep = h("input", { type: "checkbox", id: "keep-crops", name: "keep_crops" });
   const button = h("button", { type: "submit" }, "Create collection");
   const status = h("div", { "aria-live": "polite" });
-  const form = h("form", { class: "stack" }, h("label", { for: "new-collection" }, "Collection name", name), h("div", {}, button), status);
+  const form = h("form", { class: "stack" }, h("label", { for: "new-collection" }, "Collection name", name),
+    h("label", { for: "new-collection-model" }, "Model pack (optional)", model,
+      h("span", { class: "hint" }, "Empty: the default. A collection stays pinned to its pack.")),
+    h("label", { class: "check", for: "keep-crops" }, keep,
+      "Keep encrypted face crops (needed to move to another model pack later; off keeps no face images)"),
+    h("div", {}, button), status);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     busy(button, async () => {
       try {
-        await api("/api/v1/collections", { method: "POST", json: { name: name.value } });
+        const body = { name: name.value, keep_crops: keep.checked };
+        if (model.value.trim()) body.model = model.value.trim();
+        await api("/api/v1/collections", { method: "POST", json: body });
         session.collection = name.value.trim();
         render();
         toast(`Collection ${name.value} created`);
