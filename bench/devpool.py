@@ -8,7 +8,7 @@ TTA mode) embeds the pool through the real evaluation path (``facevault.eval.emb
 by equal error rate, FNMR at FMR 1e-2 and 1e-3, and d'. A paired bootstrap over identities (genuine
 pairs resampled by identity, impostors by pair) gives each variant's difference to the baseline.
 
-    python -m bench.devpool [--variants dlib-resnet-v1:none,dlib-resnet-v1:flip,...] [--out PATH]
+    python -m bench.devpool [--variants MODEL:TTA[:ENV=VALUE...],...] [--baseline VARIANT] [--out PATH]
 
 ``dlib-resnet-v1-lm68`` needs its license accepted first (``facevault models accept-license``); a
 variant whose pack cannot be loaded is reported as skipped.
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+import facevault.models as fm
 from facevault.config import load_settings
 from facevault.errors import FaceVaultError
 from facevault.eval.embedding import embed_files
@@ -33,9 +34,10 @@ from facevault.eval.lfw import image_path, read_pairs
 from facevault.models import get_pack
 
 DEFAULT_VARIANTS = (
-    "dlib-resnet-v1:none,dlib-resnet-v1:flip,dlib-resnet-v1:flip+views,dlib-resnet-v1-lm68:flip"
+    "dlib-resnet-v1:none,dlib-resnet-v1:flip,dlib-resnet-v1:flip+views,dlib-resnet-v1-lm68:flip,"
+    "dlib-resnet-v1:flip:FACEVAULT_LANDMARK_REFINE=1"
 )
-BASELINE = "dlib-resnet-v1:flip"
+BASELINE = "dlib-resnet-v1:flip"  # the default
 
 
 def pool_images(lfw: Path) -> list[str]:
@@ -126,6 +128,7 @@ def main() -> None:
     ap.add_argument("--impostors", type=int, default=60000)
     ap.add_argument("--bootstrap", type=int, default=300)
     ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--baseline", default=BASELINE, help="the variant the others are compared with")
     ap.add_argument("--out", default="bench/results/devpool.json")
     args = ap.parse_args()
     paths = pool_images(Path(args.data) / "lfw")
@@ -138,7 +141,9 @@ def main() -> None:
     scores: dict[str, np.ndarray] = {}
     results: dict[str, Any] = {}
     for variant in args.variants.split(","):
-        model, tta = variant.split(":")
+        model, tta, *env = variant.split(":")  # e.g. dlib-resnet-v1:flip:FACEVAULT_LANDMARK_REFINE=0
+        os.environ.update(dict(e.split("=", 1) for e in env))
+        fm._loaded.clear()  # a pack built under other settings must not be reused
         try:
             get_pack(model)
         except FaceVaultError as exc:
@@ -156,8 +161,10 @@ def main() -> None:
             "seconds": round(time.time() - t0, 1),
         }
         print(variant, results[variant])
-    if BASELINE in scores:
-        for v, d in bootstrap(scores, who, BASELINE, args.bootstrap, args.seed).items():
+        for e in env:
+            os.environ.pop(e.split("=", 1)[0], None)
+    if args.baseline in scores:
+        for v, d in bootstrap(scores, who, args.baseline, args.bootstrap, args.seed).items():
             results[v]["vs_baseline"] = d
     report = {
         "bench": "devpool",
@@ -165,14 +172,14 @@ def main() -> None:
         "genuine_pairs": int(same.sum()),
         "identities": len(set(who[same])),
         "impostor_pairs": int((~same).sum()),
-        "baseline": BASELINE,
+        "baseline": args.baseline,
         "variants": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(
-        f"{'variant':<32}{'EER':>8}{'FNMR@1e-2':>11}{'FNMR@1e-3':>11}{'d-prime':>9}"
-        f"  vs {BASELINE}: dEER, dFNMR@1e-3"
+        f"{'variant':<48}{'EER':>8}{'FNMR@1e-2':>11}{'FNMR@1e-3':>11}{'d-prime':>9}"
+        f"  vs {args.baseline}: dEER, dFNMR@1e-3"
     )
     for v, r in results.items():
         if "skipped" in r:
@@ -186,7 +193,7 @@ def main() -> None:
                 f"{f['mean']:+.4f} [{f['ci95'][0]:+.4f},{f['ci95'][1]:+.4f}]"
             )
         print(
-            f"{v:<32}{r['eer']:>8.4f}{r['fnmr_at_fmr_0.01']:>11.4f}{r['fnmr_at_fmr_0.001']:>11.4f}"
+            f"{v:<48}{r['eer']:>8.4f}{r['fnmr_at_fmr_0.01']:>11.4f}{r['fnmr_at_fmr_0.001']:>11.4f}"
             f"{r['d_prime']:>9.3f}{extra}"
         )
     print(f"wrote {args.out}")

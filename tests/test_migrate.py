@@ -369,9 +369,9 @@ def test_changes_made_while_migrating_are_never_mixed(gallery, photos, monkeypat
     guard, lock = vault._optout_guard, vault._index_lock
     armed = []
 
-    def guard_then_arm(coll, key):  # type: ignore[no-untyped-def]
+    def guard_then_arm(*args):  # type: ignore[no-untyped-def]
         armed.append(True)  # the enrollment has read the collection: the next index lock is its commit
-        return guard(coll, key)
+        return guard(*args)
 
     @contextlib.contextmanager
     def migrate_first() -> Iterator[None]:
@@ -391,7 +391,6 @@ def test_changes_made_while_migrating_are_never_mixed(gallery, photos, monkeypat
     assert len(_rows(vault, t.samples)) == 5 and vault.doctor().ok
 
 
-# ---- crops leave with their samples; rotation re-encrypts them -----------------------------------------
 def test_a_search_overtaken_by_a_migration_is_told_to_retry(gallery, photos, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A search that read the collection before another handle (another request, another process)
     migrated it gets ``collection_changed`` (retryable), never a failure to open the new templates; the
@@ -418,6 +417,7 @@ def test_a_search_overtaken_by_a_migration_is_told_to_retry(gallery, photos, mon
     assert result.model_id == "pack-b" and result.faces[0].candidates[0].name == "Dark"
 
 
+# ---- crops leave with their samples; rotation re-encrypts them -----------------------------------------
 def test_every_deletion_takes_the_crops(gallery, photos) -> None:  # type: ignore[no-untyped-def]
     vault = gallery
     receipt = vault.erase_subject("c", "Dark")

@@ -153,3 +153,29 @@ def test_provider_setting_on_this_machine(tmp_path: Path, monkeypatch: pytest.Mo
         with pytest.raises(ModelError) as err:
             make_session(model)
         assert err.value.code == "provider_unavailable"
+
+
+def test_landmark_refinement_on_a_real_face(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FACEVAULT_LANDMARK_REFINE=1: the points are the mean of six predictor runs (sub-pixel values), stay
+    within a few pixels of the single run, and the mirror image's refined points mirror back."""
+    from facevault import imaging
+    from facevault.models import _dlib_resnet_v1
+    from facevault.models.dlib_models import DlibHogDetector
+
+    from .conftest import lfw
+
+    pixels = imaging.load_image(lfw("Tony_Blair", 1)).pixels
+    plain = DlibHogDetector().detect(pixels)[0]
+    refined = DlibHogDetector(refine=True).detect(pixels)[0]
+    assert plain.box == refined.box
+    assert np.all(plain.landmarks == np.round(plain.landmarks))  # the predictor's own integer points
+    assert not np.all(refined.landmarks == np.round(refined.landmarks))  # an average of several runs
+    assert np.abs(refined.landmarks - plain.landmarks).max() < 0.05 * plain.eye_distance + 1
+    mirrored = DlibHogDetector(refine=True).detect(np.ascontiguousarray(pixels[:, ::-1]))[0]
+    back = mirrored.landmarks.copy()
+    back[:, 0] = pixels.shape[1] - 1 - back[:, 0]
+    np.testing.assert_allclose(back[[2, 3, 0, 1, 4]], refined.landmarks, atol=1.5)
+    monkeypatch.delenv("FACEVAULT_LANDMARK_REFINE", raising=False)
+    assert _dlib_resnet_v1().detector.refine is False  # off by default (the ingest speed target)
+    monkeypatch.setenv("FACEVAULT_LANDMARK_REFINE", "1")
+    assert _dlib_resnet_v1().detector.refine is True

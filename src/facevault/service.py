@@ -594,11 +594,14 @@ class Vault(PrivacyOperations, MigrationOperations):
     ) -> list[EnrollOutcome]:
         """Enroll each image as one sample of ``subject``. Every image gets an outcome; a bad image never
         stops the others, and a rejected image leaves nothing behind."""
-        with self.store.begin() as conn:
+        with self.store.begin() as conn:  # one read for everything enrollment checks against
             coll = self.store.get_collection(conn, collection)
             subj = self.store.find_subject(conn, coll["id"], subject)
             consent = self.store.get_consent(conn, subj["consent_id"])
-        _require_valid_consent(consent)
+            _require_valid_consent(consent)
+            key = self._current_key(conn)
+            optout_rows = self.store.optouts_for(conn, None, coll["name"])
+        guard = self._optout_guard(coll, key, optout_rows)  # may load older packs: outside the transaction
         pipe = self.pipeline(coll["model_id"])
         if pipe.model_id != coll["model_id"]:
             raise ModelMismatchError("pipeline and collection models differ")
@@ -608,8 +611,6 @@ class Vault(PrivacyOperations, MigrationOperations):
         )
         conflict_threshold, _ = self._threshold(coll["model_id"], s.conflict_fmr, None, s.conflict_fmr)
         index = self._index(coll)
-        key = self._current_key()
-        guard = self._optout_guard(coll, key)
 
         outcomes: list[EnrollOutcome] = []
         accepted: list[

@@ -41,11 +41,17 @@ def _dlib_embedder() -> Embedder:
 
 
 def _dlib_resnet_v1() -> ModelPack:
+    """``FACEVAULT_LANDMARK_REFINE=1`` averages the landmarks over shifted boxes and the mirror image
+    (``dlib_models.REFINE_SHIFTS``): more accurate, but about 5 ms more per face on a busy core, which
+    costs the ingest target, so it is off by default (docs/BENCHMARKS.md)."""
+    import os
+
     from .dlib_models import DlibHogDetector
 
+    refine = os.environ.get("FACEVAULT_LANDMARK_REFINE", "0").strip().lower() in {"1", "true", "yes", "on"}
     return ModelPack(
         model_id="dlib-resnet-v1",
-        detector=DlibHogDetector(),
+        detector=DlibHogDetector(refine=refine),
         embedder=_dlib_embedder(),
         description="dlib HOG frontal detector, 5-point landmarks, 128-d ResNet (face-recognition-models)",
     )

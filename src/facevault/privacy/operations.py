@@ -193,12 +193,16 @@ class PrivacyOperations:
         return "\n".join(lines)
 
     # ---- opt-out by selfie ---------------------------------------------------------------------------
-    def _optout_guard(self: Vault, coll: dict[str, Any], key: TemplateKey) -> OptoutGuard:
+    def _optout_guard(
+        self: Vault, coll: dict[str, Any], key: TemplateKey, rows: list[dict[str, Any]] | None = None
+    ) -> OptoutGuard:
         """The opt-out templates that apply to this collection, protected under ``key``, grouped by the
         model that made them (see privacy/optout_guard.py). Refused (``model_unavailable``) when some were
-        made by a pack that can no longer be loaded: enrollments could not be checked against them."""
-        with self.store.begin() as conn:
-            rows = self.store.optouts_for(conn, None, coll["name"])
+        made by a pack that can no longer be loaded: enrollments could not be checked against them.
+        ``rows``: the collection's opt-out rows, when the caller has read them in its own transaction."""
+        if rows is None:
+            with self.store.begin() as conn:
+                rows = self.store.optouts_for(conn, None, coll["name"])
         by_model: dict[str, list[np.ndarray]] = {}
         for r in rows:
             k = self.keys.key(r["key_version"])
