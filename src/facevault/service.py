@@ -331,10 +331,13 @@ class Vault(PrivacyOperations, MigrationOperations):
             self._indexes[cid] = cached
         return cached
 
-    def _index(self, collection: dict[str, Any]) -> VectorIndex:
+    def _index(self, collection: dict[str, Any], store_count: int | None = None) -> VectorIndex:
         """The collection's index, rebuilt from the store if it does not hold exactly the store's
-        sample count (a crash between a store commit and the index write)."""
+        sample count (a crash between a store commit and the index write). ``store_count``: the count
+        the caller has just read in its own transaction (saves one)."""
         cached = self._load_index(collection)
+        if store_count is not None and store_count == len(cached.index):
+            return cached.index
         with self.store.begin() as conn:
             if self.store.count_samples(conn, collection["id"]) == len(cached.index):
                 return cached.index
@@ -345,9 +348,14 @@ class Vault(PrivacyOperations, MigrationOperations):
             self._ensure_complete(collection, cached)
         return cached.index
 
-    def _ensure_complete(self, collection: dict[str, Any], cached: _LoadedIndex) -> None:
-        with self.store.begin() as conn:
-            expected = self.store.count_samples(conn, collection["id"])
+    def _ensure_complete(
+        self, collection: dict[str, Any], cached: _LoadedIndex, expected: int | None = None
+    ) -> None:
+        """Rebuild the index unless it holds the store's sample count (``expected``: counted by the
+        caller inside the transaction it just committed, under the index lock)."""
+        if expected is None:
+            with self.store.begin() as conn:
+                expected = self.store.count_samples(conn, collection["id"])
         if len(cached.index) != expected:
             log.warning(
                 "index of %r holds %d vectors, store %d: rebuilding",
@@ -374,8 +382,10 @@ class Vault(PrivacyOperations, MigrationOperations):
         collection: dict[str, Any],
         add: tuple[np.ndarray, np.ndarray] | None = None,
         remove: Sequence[int] = (),
+        store_count: int | None = None,
     ) -> None:
-        """Apply a change the store has already committed, then save the index."""
+        """Apply a change the store has already committed, then save the index. ``store_count``: the
+        collection's sample count read in that commit (the caller holds the index lock across both)."""
         with self._index_lock():
             cached = self._load_index(collection)
             if remove:
@@ -384,7 +394,7 @@ class Vault(PrivacyOperations, MigrationOperations):
                 cached.index.add(*add)
             cached.index.save()
             cached.stamp = cached.index.stamp()
-            self._ensure_complete(collection, cached)
+            self._ensure_complete(collection, cached, store_count)
 
     def _threshold(
         self,
@@ -601,6 +611,7 @@ class Vault(PrivacyOperations, MigrationOperations):
             _require_valid_consent(consent)
             key = self._current_key(conn)
             optout_rows = self.store.optouts_for(conn, None, coll["name"])
+            samples_now = self.store.count_samples(conn, coll["id"])
         guard = self._optout_guard(coll, key, optout_rows)  # may load older packs: outside the transaction
         pipe = self.pipeline(coll["model_id"])
         if pipe.model_id != coll["model_id"]:
@@ -610,7 +621,7 @@ class Vault(PrivacyOperations, MigrationOperations):
             s.enroll_min_eye_distance, s.enroll_min_sharpness, s.enroll_max_yaw, s.enroll_max_roll
         )
         conflict_threshold, _ = self._threshold(coll["model_id"], s.conflict_fmr, None, s.conflict_fmr)
-        index = self._index(coll)
+        index = self._index(coll, samples_now)
 
         outcomes: list[EnrollOutcome] = []
         accepted: list[
@@ -702,6 +713,7 @@ class Vault(PrivacyOperations, MigrationOperations):
                             self._add_crop(conn, coll, sample_id, crop, key)
                         new_ids.append(sample_id)
                         stored.append((out, protected))
+                    samples_after = self.store.count_samples(conn, coll["id"])
                     if stored:
                         self.store.touch_subject(conn, subj["id"])
                         self._log(
@@ -716,7 +728,9 @@ class Vault(PrivacyOperations, MigrationOperations):
                         )
                 if stored:
                     vectors = np.stack([p for _, p in stored])
-                    self._apply_to_index(coll, add=(np.asarray(new_ids, dtype=np.int64), vectors))
+                    self._apply_to_index(
+                        coll, add=(np.asarray(new_ids, dtype=np.int64), vectors), store_count=samples_after
+                    )
                 for (out, _), sid in zip(stored, new_ids, strict=True):
                     out.status, out.sample_id = "enrolled", sid
         return outcomes
