@@ -76,38 +76,17 @@ def list_packs(
     """Installed packs (and the built-in default model)."""
 
     def action() -> dict[str, Any]:
-        from .models.dlib_license import LICENSE_ID, LM68_PACK, acceptance
+        from .models.builtin import BUILTIN_PACKS, summary
+        from .models.onnx_runtime import runtime_info
         from .models.packs import installed_packs
         from .models.packs.catalog import CATALOG
 
         root = _root(models_dir)
         installed = [_summary(p) for p in installed_packs(root)]
-        lm68 = acceptance(root)
-        from .models.onnx_runtime import runtime_info
-
         out: dict[str, Any] = {
             "models_dir": str(root),
             "runtime": runtime_info(),
-            "builtin": [
-                {
-                    "name": "dlib-resnet-v1",
-                    "detector": "dlib-hog",
-                    "recognizer": "dlib-resnet",
-                    "embedding_dim": 128,
-                    "license": "dlib models (CC0 / public domain) via face-recognition-models",
-                    "commercial_use": True,
-                    "license_accepted_at": None,
-                },
-                {
-                    "name": LM68_PACK,
-                    "detector": "dlib-hog-68",
-                    "recognizer": "dlib-resnet",
-                    "embedding_dim": 128,
-                    "license": LICENSE_ID,
-                    "commercial_use": False,
-                    "license_accepted_at": lm68.get("accepted_at") if lm68 else None,
-                },
-            ],
+            "builtin": [summary(name, root) for name in BUILTIN_PACKS],
             "installed": installed,
         }
         if catalog:

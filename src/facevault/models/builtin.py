@@ -7,9 +7,33 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..errors import FaceVaultError
 from .dlib_license import LICENSE_ID, LICENSE_URL, LM68_PACK, RECORD_NAME, acceptance
 
 BUILTIN_PACKS = ("dlib-resnet-v1", LM68_PACK)
+# (license id, URL) of each built-in pack; only the 68-point one needs acceptance.
+_LICENSES = {
+    "dlib-resnet-v1": (
+        "CC0-1.0 (dlib models, per face-recognition-models)",
+        "https://github.com/davisking/dlib-models",
+    ),
+    LM68_PACK: (LICENSE_ID, LICENSE_URL),
+}
+
+
+def summary(name: str, models_root: Path) -> dict[str, Any]:
+    """The line `facevault models list` shows for a built-in pack (reads no model file)."""
+    lm68 = name == LM68_PACK
+    record = acceptance(models_root) if lm68 else None
+    return {
+        "name": name,
+        "detector": "dlib-hog-68" if lm68 else "dlib-hog",
+        "recognizer": "dlib-resnet",
+        "embedding_dim": 128,
+        "license": _LICENSES[name][0],
+        "commercial_use": not lm68,
+        "license_accepted_at": record.get("accepted_at") if record else None,
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -49,11 +73,7 @@ def describe(name: str, models_root: Path) -> dict[str, Any]:
             "embedding_dim": 128,
             "onnx": f"converted on first use (converter version {CONVERTER_VERSION}), cached",
         },
-        "license": {
-            "id": LICENSE_ID if lm68 else "CC0-1.0 (dlib models, per face-recognition-models)",
-            "url": LICENSE_URL if lm68 else "https://github.com/davisking/dlib-models",
-            "commercial_use": not lm68,
-        },
+        "license": {"id": _LICENSES[name][0], "url": _LICENSES[name][1], "commercial_use": not lm68},
         "license_record": record,
         "files": {str(p): _sha256(p) for p in (landmarks, resnet)},
         "calibration": {"impostor_pairs": cal.impostor_pairs, "source": cal.source},
@@ -83,7 +103,7 @@ def license_acceptance(model_id: str, models_root: Path) -> dict[str, Any] | Non
 
         try:
             pack = get_installed(model_id, models_root)
-        except Exception:  # not an installed pack (e.g. registered by code): nothing recorded
+        except FaceVaultError:  # not an installed pack (e.g. registered by code): nothing recorded
             return None
         if not pack.manifest.license.needs_acceptance:
             return None
