@@ -113,14 +113,14 @@ def list_packs(
         f"runtime: onnxruntime {rt['onnxruntime']}, provider {rt['provider']} "
         f"(FACEVAULT_PROVIDER={rt['provider_setting']}; available: {', '.join(rt['available_providers'])})"
     )
-    typer.echo(f"{'name':<18}{'version':<18}{'detector':<10}{'recognizer':<12}{'dim':>5}  license")
+    typer.echo(f"{'name':<21}{'version':<18}{'detector':<12}{'recognizer':<12}{'dim':>5}  license")
     for b in res["builtin"]:
         note = ""
         if not b["commercial_use"]:
             when = b["license_accepted_at"]
             note = f" (non-commercial, accepted {when})" if when else " (non-commercial, not accepted)"
         typer.echo(
-            f"{b['name']:<18}{'built-in':<18}{b['detector']:<10}{b['recognizer']:<12}"
+            f"{b['name']:<21}{'built-in':<18}{b['detector']:<12}{b['recognizer']:<12}"
             f"{b['embedding_dim']:>5}  {b['license']}{note}"
         )
     for p in res["installed"]:
@@ -128,7 +128,7 @@ def list_packs(
         if not p["calibrated"]:
             note += " [no score calibration: collections refused]"
         typer.echo(
-            f"{p['name']:<18}{p['version']:<18}{p['detector']:<10}{p['recognizer']:<12}"
+            f"{p['name']:<21}{p['version']:<18}{p['detector']:<12}{p['recognizer']:<12}"
             f"{p['embedding_dim']:>5}  {p['license']}{note}"
         )
     for c in res.get("catalog", []):
