@@ -152,7 +152,7 @@ class DlibHogDetector(Detector):
         rects, scores, _ = self._detector.run(pixels, times, adjust_threshold)
         faces = []
         h, w = pixels.shape[:2]
-        mirror = _Mirror(pixels)
+        views = _GreyViews(pixels)
         for rect, score in zip(rects, scores, strict=True):
             box = (
                 float(max(0, rect.left())),
@@ -160,18 +160,18 @@ class DlibHogDetector(Detector):
                 float(min(w, rect.right() + 1)),
                 float(min(h, rect.bottom() + 1)),
             )
-            faces.append(_face_from_points(self._landmarks(pixels, rect, mirror), box, score))
+            faces.append(_face_from_points(self._landmarks(pixels, rect, views), box, score))
         faces.sort(key=lambda f: -f.area)
         return faces
 
-    def _landmarks(self, pixels: np.ndarray, rect: Any, mirror: _Mirror) -> np.ndarray:
+    def _landmarks(self, pixels: np.ndarray, rect: Any, views: _GreyViews) -> np.ndarray:
         predict = self._shape_predictor
         if not self.refine:
             return _points(predict(pixels, rect))
         dlib = _dlib()
         left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
         bw, bh = right - left, bottom - top
-        grey = mirror.grey
+        grey = views.grey
         runs = []
         for dx, dy in REFINE_SHIFTS:
             ox, oy = dx * bw, dy * bh
@@ -180,7 +180,8 @@ class DlibHogDetector(Detector):
             )
             runs.append(_points(predict(grey, moved)))
         w = pixels.shape[1]
-        flipped = _points(predict(mirror.pixels, dlib.rectangle(w - 1 - right, top, w - 1 - left, bottom)))
+        mirrored_box = dlib.rectangle(w - 1 - right, top, w - 1 - left, bottom)
+        flipped = _points(predict(views.grey_mirrored, mirrored_box))
         flipped[:, 0] = w - 1 - flipped[:, 0]
         runs.append(flipped[_MIRROR_ORDER[len(flipped)]])
         return np.mean(runs, axis=0).astype(np.float32)
@@ -188,11 +189,11 @@ class DlibHogDetector(Detector):
     def landmarks_in_box(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> DetectedFace:
         dlib = _dlib()
         rect = dlib.rectangle(int(box[0]), int(box[1]), int(box[2]) - 1, int(box[3]) - 1)
-        face = _face_from_points(self._landmarks(pixels, rect, _Mirror(pixels)), box, score=0.0)
+        face = _face_from_points(self._landmarks(pixels, rect, _GreyViews(pixels)), box, score=0.0)
         return DetectedFace(**{**face.__dict__, "fallback": True})
 
 
-class _Mirror:
+class _GreyViews:
     """The grey image the shape predictor reads (mean of R, G and B, as dlib computes it from RGB: the
     same points, 10% faster per run) and its mirror image, made once per image and only if a face
     needs them."""
@@ -210,8 +211,7 @@ class _Mirror:
         return self._grey
 
     @property
-    def pixels(self) -> np.ndarray:
-        """The grey image mirrored."""
+    def grey_mirrored(self) -> np.ndarray:
         if self._flipped is None:
             self._flipped = np.ascontiguousarray(self.grey[:, ::-1])
         return self._flipped
