@@ -50,7 +50,8 @@ def make_session(model_path: str | os.PathLike[str], threads: int = 0) -> Any:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - dependency is declared
         raise ModelError("onnxruntime is not installed") from exc
-    providers = chosen_providers(provider_setting(), list(ort.get_available_providers()))
+    setting = provider_setting()
+    providers = chosen_providers(setting, list(ort.get_available_providers()))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(0, int(threads))
     opts.inter_op_num_threads = 1
@@ -59,7 +60,7 @@ def make_session(model_path: str | os.PathLike[str], threads: int = 0) -> Any:
         session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"cannot load ONNX model {model_path}: {exc}") from exc
-    if provider_setting() == "cuda" and session.get_providers()[0] != CUDA:
+    if setting == "cuda" and session.get_providers()[0] != CUDA:
         # the CUDA provider is built in but could not start (no driver, no libraries): ORT fell back
         raise ModelError(
             f"FACEVAULT_PROVIDER=cuda, but ONNX Runtime could not start CUDA for {model_path} "
