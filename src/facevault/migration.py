@@ -81,10 +81,9 @@ class MigrationOperations:
             )
 
         key = self._current_key()
-        n = worker_count(self.settings) if workers is None else max(1, workers)
-        if total < MIN_CROPS_FOR_WORKERS and workers is None:
-            n = 1
-        vectors, fallback = self._reembed_collection(coll, target, key, n, total, progress)
+        if workers is None:
+            workers = 1 if total < MIN_CROPS_FOR_WORKERS else worker_count(self.settings)
+        vectors, fallback = self._reembed_collection(coll, target, key, max(1, workers), total, progress)
         new_coll = {**coll, "model_id": target, "dim": pack.dim}
         context = self._context(new_coll)
         with self._index_lock():
@@ -114,13 +113,14 @@ class MigrationOperations:
                         key_version=key.version,
                     )
                 self.store.update_collection(conn, coll["id"], model_id=target, dim=pack.dim)
-                details = {
+                moved = {
                     "from_model": source,
                     "to_model": target,
                     "dim": pack.dim,
                     "samples": len(ids),
                     "located_by_fallback": len(fallback & ids),
                 }
+                details: dict[str, Any] = dict(moved)
                 accepted = self._license_acceptance(target)
                 if accepted is not None:
                     details["license_acceptance"] = accepted
@@ -138,11 +138,7 @@ class MigrationOperations:
             )
         return {
             "collection": name,
-            "from_model": source,
-            "to_model": target,
-            "dim": pack.dim,
-            "samples": len(ids),
-            "located_by_fallback": len(fallback & ids),
+            **moved,
             "indexed": indexed,
             "optout_models": optout_models,
             "audit_seq": seq,
