@@ -15,6 +15,17 @@ from .errors import ConfigError
 DEFAULT_HOME = "facevault-data"
 DEFAULT_MODEL = "dlib-resnet-v1"
 
+# The roles an API key (and a server request) can have; "admin" implies every other role.
+ROLES = ("admin", "enroller", "searcher", "reviewer", "auditor")
+
+# Retention of a collection's faces after a person's last interaction: at most three years (BIPA s. 15(a)
+# caps retention at three years after the last interaction).
+MIN_RETENTION_DAYS = 1
+MAX_RETENTION_DAYS = 1095
+DEFAULT_RETENTION_DAYS = MAX_RETENTION_DAYS
+
+_TRUE = {"1", "true", "yes", "on"}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -68,6 +79,18 @@ class Settings:
     def index_dir(self) -> Path:
         return self.home / "index"
 
+    @property
+    def photos_dir(self) -> Path:
+        """Copies of photos enrolled over HTTP (review thumbnails): ``<home>/photos``."""
+        return self.home / "photos"
+
+    def collection_photos_dir(self, collection_id: int) -> Path:
+        """The one definition of the photo layout: ``<home>/photos/c<collection id>/<sha256>``."""
+        return self.photos_dir / f"c{collection_id}"
+
+    def photo_path(self, collection_id: int, sha256: str) -> Path:
+        return self.collection_photos_dir(collection_id) / sha256
+
     def with_overrides(self, **overrides: Any) -> Settings:
         clean = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **clean)
@@ -76,13 +99,13 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
-def _coerce(name: str, raw: Any) -> Any:
-    default = getattr(Settings(), name)
+def _coerce(name: str, raw: Any, defaults: Any = None) -> Any:
+    default = getattr(defaults if defaults is not None else Settings(), name)
     try:
         if isinstance(default, bool):
             if isinstance(raw, bool):
                 return raw
-            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+            return str(raw).strip().lower() in _TRUE
         if isinstance(default, Path):
             return Path(raw).expanduser()
         return type(default)(raw)
@@ -117,3 +140,135 @@ def load_settings(home: str | os.PathLike[str] | None = None, **overrides: Any) 
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, raw)
     return Settings(**values)
+
+
+def check_retention_days(days: int) -> int:
+    """``days`` if it is an allowed retention period; the one place the bounds are checked."""
+    from .errors import InputError
+
+    if not MIN_RETENTION_DAYS <= int(days) <= MAX_RETENTION_DAYS:
+        raise InputError(
+            f"retention must be between {MIN_RETENTION_DAYS} day and 3 years ({MAX_RETENTION_DAYS} days)"
+        )
+    return int(days)
+
+
+# ---- the HTTP server's settings (FACEVAULT_API_*) -----------------------------------------------------
+@dataclass(frozen=True)
+class ApiSettings:
+    """Settings of the HTTP server only. Read from ``FACEVAULT_API_*`` variables, overridable by keyword
+    arguments (``serve`` flags)."""
+
+    # One uploaded image (multipart part or decoded base64) may not be larger than this.
+    max_upload_bytes: int = 10 * 1024 * 1024
+    # A whole request body (several photos in one enrollment) may not be larger than this.
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_files_per_request: int = 50
+    # Per-key token bucket: sustained requests per minute, and how many may come at once.
+    rate_per_minute: int = 600
+    rate_burst: int = 60
+    # A request whose vault work takes longer than this gets a 504 (the work itself finishes in the
+    # background: a half-written enrollment would be worse than a late one).
+    request_timeout_s: float = 120.0
+    # Keep a copy of photos enrolled over HTTP under <home>/photos so the UI can show thumbnails of
+    # matched samples; erasing a subject through the API removes the copies.
+    keep_photos: bool = True
+    # The retention sweep (destroy what is due: expired or withdrawn consent, retention period over) runs
+    # when the server starts, before it answers any request, and then every this many seconds (0: never
+    # again after the start).
+    retention_sweep_interval_s: float = 86400.0
+
+    def with_overrides(self, **overrides: Any) -> ApiSettings:
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_api_settings(**overrides: Any) -> ApiSettings:
+    values: dict[str, Any] = {}
+    defaults = ApiSettings()
+    for f in dataclasses.fields(ApiSettings):
+        raw = os.environ.get(f"FACEVAULT_API_{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = _coerce(f.name, raw, defaults)
+    return ApiSettings(**values).with_overrides(**overrides)
+
+
+# ---- process-wide switches -----------------------------------------------------------------------------
+# These are read where a model, an index client or a fault point is made, often in a worker process
+# without a vault's Settings; they are read here, at call time, so that tests and workers can set them.
+
+
+def _env(name: str) -> str | None:
+    raw = os.environ.get(name)
+    return raw if raw not in (None, "") else None
+
+
+def home_from_env() -> Path:
+    """The vault home when none is given: ``$FACEVAULT_HOME`` or ``./facevault-data``."""
+    return Path(_env("FACEVAULT_HOME") or DEFAULT_HOME).expanduser()
+
+
+def provider_setting() -> str:
+    """``FACEVAULT_PROVIDER``: auto | cpu | cuda (ONNX Runtime's execution provider)."""
+    return (_env("FACEVAULT_PROVIDER") or "auto").strip().lower() or "auto"
+
+
+def runtime_setting() -> str:
+    """``FACEVAULT_RUNTIME``: onnx (default) or dlib, for dlib's ResNet."""
+    return (_env("FACEVAULT_RUNTIME") or "onnx").strip().lower()
+
+
+def threads_setting() -> int:
+    """``FACEVAULT_THREADS``: intra-op threads per ONNX session (0: the runtime's choice)."""
+    raw = _env("FACEVAULT_THREADS")
+    try:
+        return int(raw or 0)
+    except ValueError as exc:
+        raise ConfigError(f"FACEVAULT_THREADS must be a whole number, got {raw!r}") from exc
+
+
+def landmark_refine_setting() -> bool:
+    """``FACEVAULT_LANDMARK_REFINE``: opt-in landmark refinement of the default pack."""
+    return (_env("FACEVAULT_LANDMARK_REFINE") or "0").strip().lower() in _TRUE
+
+
+def model_cache_setting() -> Path:
+    """Where converted models are cached: ``$FACEVAULT_MODEL_CACHE`` or ``~/.cache/facevault/models``."""
+    env = _env("FACEVAULT_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facevault" / "models"
+
+
+def models_dir_setting(home: str | os.PathLike[str] | None = None) -> Path:
+    """Installed model packs: ``$FACEVAULT_MODELS``, else ``<home>/models``."""
+    env = _env("FACEVAULT_MODELS")
+    if env:
+        return Path(env).expanduser()
+    return (Path(home).expanduser() if home else home_from_env()) / "models"
+
+
+def milvus_token_setting() -> str | None:
+    """``FACEVAULT_MILVUS_TOKEN``: the token for a Milvus server (never for Milvus Lite)."""
+    return _env("FACEVAULT_MILVUS_TOKEN")
+
+
+def keyring_setting() -> str | None:
+    """``FACEVAULT_KEYRING``: a whole key ring as JSON, instead of the key file (secrets managers)."""
+    return _env("FACEVAULT_KEYRING")
+
+
+def fault_setting() -> str | None:
+    """``FACEVAULT_CRASH_AT``: the named fault point at which this process kills itself (tests only)."""
+    return _env("FACEVAULT_CRASH_AT")
+
+
+def index_policy_env() -> dict[str, str]:
+    """``FACEVAULT_INDEX_<FIELD>`` overrides of the index policy, by lower-case field name."""
+    prefix = "FACEVAULT_INDEX_"
+    return {k[len(prefix) :].lower(): v for k, v in os.environ.items() if k.startswith(prefix)}
+
+
+def current_user() -> str:
+    """The local actor name written to the audit log when none is given."""
+    return os.environ.get("USER") or "local"

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from . import imaging
-from .privacy.keys import TemplateKey
+from .protection import TemplateKey
 
 MARGIN = 0.5  # of the box's width (height) added on the left and right (top and bottom)
 MAX_SIDE = 320

@@ -25,19 +25,25 @@ from sqlalchemy import (
     update,
 )
 
+from ..clock import as_utc, utcnow
 from ..errors import ConfigError, ConflictError, IntegrityError, NotFoundError
 from . import schema as t
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+READ_ONLY = "facevault_read_only"
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _begin_sqlite(conn: Connection) -> None:
+    # Writers serialise at BEGIN IMMEDIATE, so the audit chain's "read last hash, append" cannot
+    # interleave; a read transaction takes a deferred BEGIN (a consistent WAL snapshot, no write lock).
+    conn.exec_driver_sql("BEGIN" if conn.info.get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+def _begin_postgres(conn: Connection) -> None:
+    if conn.info.get(READ_ONLY):
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    else:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
 
 
 @dataclass
@@ -137,14 +143,9 @@ class Store:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            # Writers serialise at BEGIN, so the audit chain's "read last hash, append" cannot interleave.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(self.engine, "begin", _begin_sqlite)
         elif self.dialect == "postgresql":
-            event.listen(
-                self.engine,
-                "begin",
-                lambda conn: conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"),
-            )
+            event.listen(self.engine, "begin", _begin_postgres)
 
     @classmethod
     def for_settings(cls, settings: Any, *, create: bool = False) -> Store:
@@ -219,8 +220,21 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
+        """A write transaction: serialised with every other writer of this database."""
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction: one consistent snapshot, without the writers' lock (use cases that
+        only read take this one)."""
+        with self.engine.connect() as conn:
+            conn.info[READ_ONLY] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop(READ_ONLY, None)
 
     # ---- collections -----------------------------------------------------------------------------
     def create_collection(

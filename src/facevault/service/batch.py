@@ -41,17 +41,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import delete, insert, select
 
-from . import crops, imaging
-from .crops import FaceCrop
-from .errors import ConsentError, FaceVaultError, InputError
-from .pipeline import Pipeline, ProcessedFace, run_in_worker, worker_pool
-from .quality import QualityGate
-from .results import DUPLICATE_IMAGE_MESSAGE
-from .store import schema as t
-from .store.database import utcnow
+from .. import crops, imaging
+from ..crops import FaceCrop
+from ..errors import ConsentError, FaceVaultError, InputError
+from ..pipeline import Pipeline, ProcessedFace, run_in_worker, worker_pool
+from ..quality import QualityGate
+from ..results import DUPLICATE_IMAGE_MESSAGE
+from ..store import schema as t
+from ..store.database import utcnow
 
 if TYPE_CHECKING:
-    from .service import Vault
+    from .vault import Vault
 
 COLUMNS = (
     "collection",
@@ -367,7 +367,7 @@ class BatchEnroller:
 
     # -- entry point ---------------------------------------------------------------------------------------
     def run(self) -> BatchSummary:
-        from .pipeline import worker_count
+        from ..pipeline import worker_count
 
         start = time.monotonic()
         store = self.vault.store
@@ -507,7 +507,7 @@ class BatchEnroller:
         return RowOutcome(row.number, status, exc.code, exc.message, row.get("collection"), image=row.image)
 
     def _handle(self, row: ManifestRow, a: Analysis) -> None:
-        from .service import _require_valid_consent
+        from .vault import _require_valid_consent
 
         coll = self._colls[row.get("collection")]
         assert isinstance(coll, dict)
@@ -542,7 +542,7 @@ class BatchEnroller:
         face = a.faces[0]
         reason = self.gate.rejection(face.quality)
         if reason is not None:
-            from .service import _quality_message
+            from .vault import _quality_message
 
             out.reason, out.message = reason, _quality_message(reason, face, self.gate)
             return self._record(out)

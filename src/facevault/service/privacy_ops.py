@@ -19,11 +19,11 @@ from ..errors import FaceVaultError, InputError, ModelError, NoFaceError, NotFou
 from ..index import discard_index
 from ..models import get_pack
 from ..store.database import as_utc, utcnow
-from .keys import TemplateKey
+from ..protection import TemplateKey
 from .optout_guard import OptoutGuard, OptoutSet
 
 if TYPE_CHECKING:
-    from ..service import ImageInput, Vault
+    from .vault import ImageInput, Vault
 
 ROLES = ("admin", "enroller", "searcher", "reviewer", "auditor")
 CONFIRMATIONS_NEEDED = 2

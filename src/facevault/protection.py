@@ -31,7 +31,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import KeyMissingError, KeyringError, WrongKeyError
+from .errors import KeyMissingError, KeyringError, WrongKeyError
 
 NONCE_BYTES = 12
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ModelError
-from .keys import TemplateKey
+from ..protection import TemplateKey
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline

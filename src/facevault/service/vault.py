@@ -27,10 +27,10 @@ import numpy as np
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
-from . import audit, calibration, crops, imaging
-from .config import Settings, load_settings
-from .crops import FaceCrop
-from .errors import (
+from .. import audit, calibration, crops, imaging
+from ..config import Settings, load_settings
+from ..crops import FaceCrop
+from ..errors import (
     ConfigError,
     ConflictError,
     ConsentError,
@@ -42,14 +42,14 @@ from .errors import (
     NotFoundError,
     PurposeRequiredError,
 )
-from .index import VectorIndex, discard_index, open_index
+from ..index import VectorIndex, discard_index, open_index
 from .migration import MigrationOperations
-from .models import get_pack
-from .pipeline import Pipeline, ProcessedFace
-from .privacy.keys import TemplateKey, load_keyring
-from .privacy.operations import PrivacyOperations
-from .quality import QualityGate
-from .results import (
+from ..models import get_pack
+from ..pipeline import Pipeline, ProcessedFace
+from ..protection import TemplateKey, load_keyring
+from .privacy_ops import PrivacyOperations
+from ..quality import QualityGate
+from ..results import (
     DUPLICATE_IMAGE_MESSAGE,
     Candidate,
     DoctorReport,
@@ -59,8 +59,8 @@ from .results import (
     SearchResult,
     VerifyResult,
 )
-from .store import Store, utcnow
-from .store.database import as_utc
+from ..store import Store, utcnow
+from ..store.database import as_utc
 
 log = logging.getLogger("facevault")
 
@@ -111,7 +111,7 @@ class Vault(PrivacyOperations, MigrationOperations):
         self._pipelines = self._shared.pipelines
         self._index_spec = self._resolve_index_spec()
         self.keys = load_keyring(settings.key_path, create=create_keys)
-        from .models.packs import ensure_registered, models_dir
+        from ..models.packs import ensure_registered, models_dir
 
         ensure_registered(models_dir(settings.home))  # installed packs and their calibration tables
 
@@ -459,8 +459,8 @@ class Vault(PrivacyOperations, MigrationOperations):
         return row
 
     def _license_acceptance(self, model_id: str) -> dict[str, Any] | None:
-        from .models.builtin import license_acceptance
-        from .models.packs import models_dir
+        from ..models.builtin import license_acceptance
+        from ..models.packs import models_dir
 
         return license_acceptance(model_id, models_dir(self.settings.home))
 

@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import calibration, crops
-from .errors import FaceVaultError, MigrationError
-from .index import discard_index
-from .models import get_pack
-from .pipeline import run_in_worker, worker_count, worker_pool
-from .privacy.keys import TemplateKey
-from .privacy.operations import crash_point
-from .reembed import CropJob, CropResult, embed_crop_job
+from .. import calibration, crops
+from ..errors import FaceVaultError, MigrationError
+from ..index import discard_index
+from ..models import get_pack
+from ..pipeline import run_in_worker, worker_count, worker_pool
+from ..protection import TemplateKey
+from .privacy_ops import crash_point
+from ..reembed import CropJob, CropResult, embed_crop_job
 
 if TYPE_CHECKING:
-    from .service import Vault
+    from .vault import Vault
 
 LISTED_IDS = 50  # sample ids named in a refusal's message (all of them are in its details)
 CROPS_PER_READ = 200
