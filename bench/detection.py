@@ -35,7 +35,7 @@ import numpy as np
 
 from facevault import imaging
 from facevault.models.base import DetectedFace, box_iou
-from facevault.models.dlib_models import DlibHogDetector
+from facevault.models.dlib.models import DlibHogDetector
 
 Box = tuple[float, float, float, float]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-import facevault.models as fm
+import facevault.models.registry as fm
 from facevault.config import load_settings
 from facevault.errors import FaceVaultError
 from facevault.eval.embedding import embed_files

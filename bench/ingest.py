@@ -55,10 +55,11 @@ _fv: dict[str, Any] = {}
 def _on_miss_pack() -> Any:
     from bench.detection import UpsampleOnMissHog
 
-    import facevault.models as fm
+    from facevault.models import ModelPack
+    from facevault.models.dlib.builtin import dlib_resnet_v1
 
-    base = fm._dlib_resnet_v1()
-    return fm.ModelPack(
+    base = dlib_resnet_v1()
+    return ModelPack(
         base.model_id, UpsampleOnMissHog(), base.embedder, base.description + ", upsample on miss"
     )
 
@@ -66,9 +67,10 @@ def _on_miss_pack() -> Any:
 def use_detector(variant: str) -> None:
     """Swap the default pack's detector for a variant (same weights, same model id): ``default`` is
     DlibHogDetector as shipped, ``on-miss`` upsamples only when the image's own scale finds no face."""
-    import facevault.models as fm
+    from facevault.models import register_pack
+    from facevault.models.dlib.builtin import dlib_resnet_v1
 
-    fm.register_pack(MODEL, _on_miss_pack if variant.startswith("on-miss") else fm._dlib_resnet_v1)
+    register_pack(MODEL, _on_miss_pack if variant.startswith("on-miss") else dlib_resnet_v1)
 
 
 def _fv_init(home: str, variant: str) -> None:
@@ -189,7 +191,7 @@ def run_face_recognition(paths: list[str], workers: int) -> dict[str, Any]:
 # ---- embedding only ----------------------------------------------------------------------------------
 def embedding_only(paths: list[str], n_chips: int = 64, repeats: int = 3) -> list[dict[str, Any]]:
     from facevault.models import get_pack
-    from facevault.models.dlib_models import DlibResnetEmbedder, DlibResnetOnnxEmbedder
+    from facevault.models.dlib.models import DlibResnetEmbedder, DlibResnetOnnxEmbedder
 
     pack = get_pack(MODEL)
     chips = []

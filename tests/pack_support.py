@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from facevault import calibration
-from facevault.models.packs import synthetic
+from facevault.models import registry
+
+from . import synthetic_pack as synthetic
 
 
 def calibration_table() -> dict:
@@ -38,24 +40,21 @@ def pack_folder(base: Path, name: str, seed: int, *, calibrated: bool = True, li
 def restore_registry() -> Iterator[None]:
     """Body of an autouse fixture: packs registered by a test point at temporary folders, so leave the
     model registry and the calibration tables as they were."""
-    import facevault.models as fm
-    from facevault.models import packs
-
     saved = (
-        dict(fm._factories),
-        dict(fm._loaded),
+        dict(registry._factories),
+        dict(registry._loaded),
         dict(calibration._registered),
-        set(packs._registered_roots),
+        set(registry._registered_roots),
     )
     yield
-    fm._factories.clear()
-    fm._factories.update(saved[0])
-    fm._loaded.clear()
-    fm._loaded.update(saved[1])
+    registry._factories.clear()
+    registry._factories.update(saved[0])
+    registry._loaded.clear()
+    registry._loaded.update(saved[1])
     calibration._registered.clear()
     calibration._registered.update(saved[2])
-    packs._registered_roots.clear()
-    packs._registered_roots.update(saved[3])
+    registry._registered_roots.clear()
+    registry._registered_roots.update(saved[3])
 
 
 def face_image(look: str, cell: tuple[int, int] = (9, 9), seed: int = 0) -> np.ndarray:

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from facevault.api import create_app
-from facevault.api.keys import create_key, revoke_key
 from facevault.store.schema import api_keys
 
 from . import test_api_support as support
@@ -49,7 +48,7 @@ async def test_health_openapi_docs_and_ui_are_public(api_app) -> None:
 # ---- authentication -----------------------------------------------------------------------------------
 async def test_keys_authenticate_by_bearer_or_header_and_revocation_is_immediate(api_app) -> None:
     vault = api_app.state.vault
-    key, record = create_key(vault, "searcher", "camera 3")
+    key, record = vault.create_api_key("searcher", "camera 3")
     async with asgi_client(api_app) as c:
         missing = await c.get("/api/v1/me")
         assert missing.status_code == 401 and missing.json()["error"]["code"] == "unauthorized"
@@ -65,7 +64,7 @@ async def test_keys_authenticate_by_bearer_or_header_and_revocation_is_immediate
             "actor": f"key:{record['prefix']}",
         }
         assert (await c.get("/api/v1/me", headers={"X-API-Key": key})).status_code == 200
-        revoke_key(vault, record["prefix"])
+        vault.revoke_api_key(record["prefix"])
         assert (await c.get("/api/v1/me", headers=auth(key))).status_code == 401
     with vault.store.begin() as conn:
         rows = conn.execute(select(api_keys)).mappings().all()
@@ -229,11 +228,12 @@ async def test_enroll_search_verify_erase_over_http(api_app, role_keys, tmp_path
         assert len(detail["samples"]) == 2 and detail["consent"]["purpose"] == "staff access"
 
         # erase: the subject, its samples and its kept photos are gone; a search comes back empty
-        photos = list((api_app.state.photos.root).rglob("*"))
+        kept = api_app.state.vault.settings.photos_dir
+        photos = list(kept.rglob("*"))
         erased = await c.delete("/api/v1/collections/g/subjects/E-12", headers=enr)
         assert erased.status_code == 200 and erased.json()["samples_removed"] == 2
         assert erased.json()["photos_removed"] == 2
-        assert len([p for p in api_app.state.photos.root.rglob("*") if p.is_file()]) == 1
+        assert len([p for p in kept.rglob("*") if p.is_file()]) == 1
         assert len(photos) > 1
         again = await c.post(
             "/api/v1/collections/g/search",
@@ -311,7 +311,7 @@ async def test_upload_body_and_rate_limits(vault, tmp_path: Path) -> None:
     )
     app = create_app(vault, settings=settings)
     vault.create_collection("g")
-    key = auth(create_key(vault, "searcher", "s")[0])
+    key = auth(vault.create_api_key("searcher", "s")[0])
     big = photo("Tony_Blair", 1)  # ~9 kB, over the 5 kB image limit
     assert len(big[1]) > 5_000
     async with asgi_client(app) as c:
@@ -337,7 +337,7 @@ async def test_request_timeout_gives_504(vault, monkeypatch: pytest.MonkeyPatch)
     import time
 
     app = create_app(vault, settings=TEST_SETTINGS.with_overrides(request_timeout_s=0.3))
-    key = auth(create_key(vault, "admin", "a")[0])
+    key = auth(vault.create_api_key("admin", "a")[0])
     monkeypatch.setattr(type(vault), "list_collections", lambda self: time.sleep(2) or [])
     async with asgi_client(app) as c:
         r = await c.get("/api/v1/collections", headers=key)
@@ -346,7 +346,7 @@ async def test_request_timeout_gives_504(vault, monkeypatch: pytest.MonkeyPatch)
 
 async def test_unexpected_errors_never_show_a_traceback(vault, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     app = create_app(vault, settings=TEST_SETTINGS)
-    key = auth(create_key(vault, "admin", "a")[0])
+    key = auth(vault.create_api_key("admin", "a")[0])
 
     def boom(self):  # type: ignore[no-untyped-def]
         raise RuntimeError("secret internals /etc/shadow")
@@ -416,7 +416,7 @@ def test_facevault_serve_starts_one_process(tmp_path: Path) -> None:
     from .test_api_support import free_port
 
     port = free_port()
-    code = "import typer; from facevault.cli_server import serve; typer.run(serve)"
+    code = "import typer; from facevault.cli.server import serve; typer.run(serve)"
     env = {**os.environ, "FACEVAULT_HOME": str(tmp_path / "fresh")}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--port", str(port), "--log-level", "warning"],
@@ -448,7 +448,7 @@ def test_keys_cli_create_list_revoke(vault) -> None:  # type: ignore[no-untyped-
 
     from typer.testing import CliRunner
 
-    from facevault.cli_server import keys_app
+    from facevault.cli.server import keys_app
 
     home = str(vault.settings.home)
     runner = CliRunner()
@@ -462,3 +462,67 @@ def test_keys_cli_create_list_revoke(vault) -> None:  # type: ignore[no-untyped-
     assert bad.exit_code == 3 and "invalid_role" in bad.output
     gone = runner.invoke(keys_app, ["revoke", record["prefix"], "--home", home, "--json"])
     assert gone.exit_code == 0 and json.loads(gone.stdout)["active"] is False
+
+
+# ---- messages in the API's own words -----------------------------------------------------------------
+async def test_several_faces_are_refused_naming_the_api_field(api_app, role_keys) -> None:
+    from .conftest import data_path
+
+    two = data_path("face_recognition_examples", "examples", "two_people.jpg")
+    enr = auth(role_keys["enroller"])
+    vault = api_app.state.vault
+    vault.create_collection("g")
+    subject = vault.add_subject("g", "Alice", purpose="t", consent_text="ok")["id"]
+    url = f"/api/v1/collections/g/subjects/{subject}/samples"
+    async with asgi_client(api_app) as c:
+        r = await c.post(url, files=[("images", ("group.jpg", two.read_bytes(), "image/jpeg"))], headers=enr)
+        assert r.status_code == 200, r.text
+        outcome = r.json()["outcomes"][0]
+        assert outcome["reason"] == "multiple_faces" and outcome["image"] == "group.jpg"
+        assert "largest=true" in outcome["message"] and "True" not in outcome["message"]
+        assert outcome["message"].startswith("2 faces found")
+        r = await c.post(
+            url,
+            data={"largest": "true"},
+            files=[("images", ("group.jpg", two.read_bytes(), "image/jpeg"))],
+            headers=enr,
+        )
+        assert r.json()["enrolled"] == 1, r.text
+
+
+async def test_a_review_without_a_reviewer_name_is_refused_with_its_own_code(api_app, role_keys) -> None:
+    from sqlalchemy import update
+
+    vault = api_app.state.vault
+    key, record = vault.create_api_key("reviewer", "nameless")
+    with vault.store.begin() as conn:  # only a key written to the store by hand can lack a name
+        conn.execute(update(api_keys).where(api_keys.c.prefix == record["prefix"]).values(name="  "))
+    async with asgi_client(api_app) as c:
+        r = await c.post(
+            "/api/v1/review/CASE-1/decisions", json={"candidate": 1, "decision": "confirm"}, headers=auth(key)
+        )
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["error"]["code"] == "reviewer_required"
+    assert "reviewer" in r.json()["error"]["message"]
+
+
+def test_bad_api_settings_are_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facevault.config import load_api_settings
+    from facevault.errors import ConfigError
+
+    monkeypatch.setenv("FACEVAULT_API_RATE_BURST", "lots")
+    with pytest.raises(ConfigError) as err:
+        load_api_settings()
+    assert "lots" in err.value.message
+    monkeypatch.setenv("FACEVAULT_API_RATE_BURST", "7")
+    monkeypatch.setenv("FACEVAULT_API_KEEP_PHOTOS", "no")
+    loaded = load_api_settings(max_files_per_request=3)
+    assert (loaded.rate_burst, loaded.keep_photos, loaded.max_files_per_request) == (7, False, 3)
+
+
+async def test_a_route_with_caller_and_vault_authenticates_once(vault) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(vault, settings=TEST_SETTINGS.with_overrides(rate_per_minute=60, rate_burst=2))
+    key = auth(vault.create_api_key("reviewer", "r")[0])
+    async with asgi_client(app) as c:
+        replies = [await c.post("/api/v1/login", headers=key) for _ in range(3)]  # one token each
+    assert [r.status_code for r in replies] == [200, 200, 429]

@@ -11,7 +11,6 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from facevault.api import create_app
-from facevault.api.keys import create_key
 
 from .test_api_support import TEST_SETTINGS
 
@@ -22,7 +21,7 @@ EXAMPLES = 50
 def test_no_5xx_for_any_generated_request(vault) -> None:  # type: ignore[no-untyped-def]
     vault.create_collection("g")
     app = create_app(vault, settings=TEST_SETTINGS)
-    headers = {"X-API-Key": create_key(vault, "admin", "fuzz")[0]}
+    headers = {"X-API-Key": vault.create_api_key("admin", "fuzz")[0]}
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 18

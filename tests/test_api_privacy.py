@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from facevault.api import create_app
-from facevault.api.keys import create_key, list_keys
 
 from . import test_api_support as support
 from .conftest import lfw
@@ -129,7 +128,7 @@ async def test_optout_by_selfie_erases_and_blocks_reenrollment(api_app, role_key
 
 async def test_review_confirmation_needs_two_different_keys(api_app, role_keys) -> None:
     first = auth(role_keys["reviewer"])
-    second = auth(create_key(api_app.state.vault, "reviewer", "second reviewer")[0])
+    second = auth(api_app.state.vault.create_api_key("reviewer", "second reviewer")[0])
     async with asgi_client(api_app) as c:
         ids = await _gallery(c, role_keys, {"Tony_Blair": [1, 2], "Hugo_Chavez": [1]})
         await _search(c, role_keys["searcher"], "Tony_Blair", 5, case_id="CASE-9")
@@ -303,7 +302,7 @@ async def test_key_changes_and_sign_ins_are_audited(api_app, role_keys) -> None:
 def test_cli_key_commands_are_audited(vault) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
-    from facevault.cli_server import keys_app
+    from facevault.cli.server import keys_app
 
     home = str(vault.settings.home)
     runner = CliRunner()
@@ -342,12 +341,11 @@ async def test_server_start_sweeps_what_is_due_then_sweeps_daily(vault) -> None:
 
 
 def test_demo_admin_key_is_fresh_each_time(vault) -> None:  # type: ignore[no-untyped-def]
-    from facevault.api.keys import authenticate
-    from facevault.cli_server import demo_admin_key
+    from facevault.cli.server import demo_admin_key
 
     first = demo_admin_key(vault)
     second = demo_admin_key(vault)
-    assert authenticate(vault, first) is None  # the earlier one is revoked: a key is shown only once
-    principal = authenticate(vault, second)
+    assert vault.authenticate_key(first) is None  # the earlier one is revoked: a key is shown only once
+    principal = vault.authenticate_key(second)
     assert principal is not None and (principal.role, principal.name) == ("admin", "demo")
-    assert [k["active"] for k in list_keys(vault)] == [False, True]
+    assert [k["active"] for k in vault.list_api_keys()] == [False, True]

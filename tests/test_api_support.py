@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from facevault.api import create_app
-from facevault.api.keys import ROLES, create_key
-from facevault.api.settings import ApiSettings
+from facevault.config import ROLES, ApiSettings
 
 from .conftest import lfw
 
@@ -36,7 +35,7 @@ def api_app(vault):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def role_keys(api_app) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {role: create_key(api_app.state.vault, role, f"{role} test key")[0] for role in ROLES}
+    return {role: api_app.state.vault.create_api_key(role, f"{role} test key")[0] for role in ROLES}
 
 
 def auth(key: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ from facevault.store import schema as t
 
 from .conftest import lfw
 
-BATCH = [sys.executable, "-m", "facevault.cli_batch"]
+BATCH = [sys.executable, "-m", "facevault.cli", "enroll-batch"]
 RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_AUTH_MODE": "disabled",

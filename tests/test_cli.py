@@ -146,7 +146,20 @@ def test_search_errors_and_exit_codes(gallery: dict[str, Path], tmp_path: Path) 
     assert fvj("search", "nope", gallery["probe"], "--purpose", "p", code=4)["error"]["code"] == (
         "collection_not_found"
     )
-    fvj("search", "staff", gallery["probe"], "--purpose", "p", "--fmr", "1e-3", "--threshold", "0.9", code=1)
+
+
+def test_fmr_and_threshold_exclude_each_other(gallery: dict[str, Path]) -> None:
+    both = ["--fmr", "1e-4", "--threshold", "0.9"]
+    last = fvj("audit", "list", "--limit", "1")
+    err = fvj("search", "staff", gallery["probe"], "--purpose", "p", *both, code=3)["error"]
+    assert err == {"code": "invalid_input", "message": "give --fmr or --threshold, not both"}
+    err = fvj("verify", gallery["a"], gallery["probe"], *both, code=3)["error"]
+    assert err["code"] == "invalid_input" and "not both" in err["message"]
+    result = runner.invoke(app, ["search", "staff", str(gallery["probe"]), "--purpose", "p", *both])
+    assert result.exit_code == 3 and "error [invalid_input]" in result.stderr
+    err = fvj("optout", gallery["a"], "--collection", "staff", "--all", code=3)["error"]
+    assert err == {"code": "invalid_input", "message": "give --collection or --all, not both"}
+    assert fvj("audit", "list", "--limit", "1") == last  # refused before anything was searched or erased
 
 
 def test_enroll_reports_rejections_with_exit_code(gallery: dict[str, Path], tmp_path: Path) -> None:
@@ -229,3 +242,41 @@ def test_privacy_commands_session(gallery: dict[str, Path], tmp_path: Path) -> N
     assert blocked[0]["reason"] == "blocked_by_optout"
     assert fvj("subject", "erase", "staff", "Back again")["samples_erased"] == 0
     assert fvj("audit", "verify")["ok"] is True
+
+
+def test_emit_prints_typed_results_as_json_or_text(capsys: pytest.CaptureFixture[str]) -> None:
+    from collections.abc import Iterator, Mapping
+
+    from facevault.cli.output import emit
+
+    class Typed:
+        def to_dict(self) -> dict[str, object]:
+            return {"name": "Ada", "path": Path("/x")}
+
+    class Record(Mapping[str, int]):  # a typed result that also reads like a dict
+        def __getitem__(self, key: str) -> int:
+            return {"n": 1}[key]
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["n"])
+
+        def __len__(self) -> int:
+            return 1
+
+    emit([Typed(), Record(), {"nested": Typed()}], True, "ignored")
+    assert json.loads(capsys.readouterr().out) == [
+        {"name": "Ada", "path": "/x"},
+        {"n": 1},
+        {"nested": {"name": "Ada", "path": "/x"}},
+    ]
+    emit(Record(), False, lambda r: [f"n={r['n']}", "done"])
+    emit(Typed(), False, "fixed line")
+    emit({"always": "json"}, False)
+    assert capsys.readouterr().out.splitlines() == [
+        "n=1",
+        "done",
+        "fixed line",
+        "{",
+        '  "always": "json"',
+        "}",
+    ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facevault.models import dlib_onnx as m
+from facevault.models.dlib import convert as m
 
 frm = pytest.importorskip("face_recognition_models")
 ort = pytest.importorskip("onnxruntime")

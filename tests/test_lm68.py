@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 import facevault
 from facevault import calibration, imaging
-from facevault.cli_models import models_app
+from facevault.cli.models import models_app
 from facevault.errors import ModelError
 from facevault.models import get_pack
-from facevault.models.dlib_license import LICENSE_TEXT, LM68_PACK, record_path
+from facevault.models.dlib.license import LICENSE_TEXT, LM68_PACK, record_path
 from facevault.pipeline import Pipeline
 
 from .conftest import lfw
@@ -27,18 +27,17 @@ from .conftest import lfw
 def _fresh_pack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """Each test starts with the pack unloaded, no models folder registered by earlier tests (an
     acceptance in any of them counts), and an empty models folder of its own."""
-    import facevault.models as fm
-    from facevault.models import packs
+    from facevault.models import registry
 
     root = tmp_path / "models"
     monkeypatch.setenv("FACEVAULT_MODELS", str(root))
-    saved = set(packs._registered_roots)
-    packs._registered_roots.clear()
-    fm._loaded.pop(LM68_PACK, None)
+    saved = set(registry._registered_roots)
+    registry._registered_roots.clear()
+    registry._loaded.pop(LM68_PACK, None)
     yield root
-    fm._loaded.pop(LM68_PACK, None)
-    packs._registered_roots.clear()
-    packs._registered_roots.update(saved)
+    registry._loaded.pop(LM68_PACK, None)
+    registry._registered_roots.clear()
+    registry._registered_roots.update(saved)
 
 
 def _accept(root: Path) -> dict[str, object]:

@@ -4,7 +4,7 @@ deleted with every sample and re-encrypted by key rotation; migration re-embeds 
 crop or refuses without changing anything; opt-outs made with the old pack keep blocking; a crash
 between the store commit and the index rebuild is repaired on next use.
 
-The packs are the synthetic ONNX graphs of ``facevault.models.packs.synthetic`` (pack-a and pack-b:
+The packs are the synthetic ONNX graphs of ``tests/synthetic_pack.py`` (pack-a and pack-b:
 same shapes, different recognizer weights); the default dlib pack is checked on real LFW faces.
 """
 
@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 import facevault
-from facevault import crops
+from facevault import crops, faults
 from facevault.errors import (
     ConfigError,
     ConflictError,
@@ -34,9 +34,12 @@ from facevault.errors import (
     WrongKeyError,
 )
 from facevault.models.base import box_iou as iou
-from facevault.models.packs import install_pack, register_installed_packs
+from facevault.models.packs import install_pack
+from facevault.models.registry import register_installed_packs
 from facevault.models.packs.install import LICENSE_RECORD
 from facevault.reembed import embed_at
+from facevault.service.migration import open_crop
+from facevault.service.optout import optout_guard
 from facevault.store import schema as t
 from facevault.store import utcnow
 
@@ -119,7 +122,7 @@ def _templates(vault, collection: str) -> dict[int, np.ndarray]:  # type: ignore
     for s in _rows(vault, t.samples):
         if s["collection_id"] == coll["id"]:
             key = vault.keys.key(s["key_version"])
-            out[s["id"]] = key.unprotect(vault._open_blob(coll, s["vector"], s["key_version"]))
+            out[s["id"]] = key.unprotect(vault.context.open_template(coll, s["vector"], s["key_version"]))
     return out
 
 
@@ -186,7 +189,7 @@ def test_crop_is_encrypted_and_bound_to_its_sample(gallery, photos) -> None:  # 
     sample = _rows(vault, t.samples)[0]
     row = _crops(vault)[0]
     assert row["sample_id"] == sample["id"] and row["media_type"] == "image/jpeg"
-    pixels = vault._decode(photos["dark0"]).pixels
+    pixels = vault.context.decode(photos["dark0"]).pixels
     box = (sample["box_x1"], sample["box_y1"], sample["box_x2"], sample["box_y2"])
     expected = crops.make_crop(pixels, box)
     key = vault.keys.key(row["key_version"])
@@ -235,7 +238,7 @@ def test_migrate_reembeds_every_sample_with_the_new_pack(gallery, photos) -> Non
         sid = row["sample_id"]
         assert abs(float(after[sid] @ before[sid])) < 0.99  # another model's vector
         box = (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"])
-        again = embed_at(pipe, vault._open_crop(row), box).face.embedding
+        again = embed_at(pipe, open_crop(vault.context, row), box).face.embedding
         np.testing.assert_allclose(after[sid], again, atol=1e-5)  # the crop re-embedded by pack-b
     info = vault.index_info("c")
     assert (info["count"], info["dim"], info["model_id"]) == (4, 512, "pack-b")
@@ -246,7 +249,7 @@ def test_migrate_reembeds_every_sample_with_the_new_pack(gallery, photos) -> Non
     assert _top(vault, "c", photos["grey2"])[0][0] == "Grey"
     result = vault.search("c", photos["dark2"], purpose="after migration")
     assert result.model_id == "pack-b"
-    vec_a = vault.pipeline("pack-a").analyze(vault._decode(photos["dark0"]).pixels)[0].embedding
+    vec_a = vault.pipeline("pack-a").analyze(vault.context.decode(photos["dark0"]).pixels)[0].embedding
     with pytest.raises(ModelMismatchError):
         vault.search_embedding("c", vec_a, model_id="pack-a", purpose="old vectors are refused")
     assert vault.verify(photos["dark0"], photos["dark2"], model="pack-b").same_person
@@ -284,7 +287,7 @@ def test_migration_over_worker_processes(gallery, photos, monkeypatch) -> None: 
     pipe = vault.pipeline("pack-b")
     for row in _crops(vault):
         box = (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"])
-        again = embed_at(pipe, vault._open_crop(row), box).face.embedding
+        again = embed_at(pipe, open_crop(vault.context, row), box).face.embedding
         np.testing.assert_allclose(after[row["sample_id"]], again, atol=1e-5)
     assert _top(vault, "c", photos["grey2"])[0][0] == "Grey"
 
@@ -349,44 +352,28 @@ def test_refusals_change_nothing(gallery, sources, packs, photos) -> None:  # ty
 def test_changes_made_while_migrating_are_never_mixed(gallery, photos, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An enrollment committed while the crops are re-embedded makes the migration refuse; a migration
     committed while an enrollment runs makes the enrollment refuse. No sleeps: the other party's step is
-    run at the exact point by wrapping a method of this vault."""
+    run at the exact step, a named fault point (facevault.faults)."""
     vault = gallery
-    reembed = vault._reembed_collection
 
-    def enroll_meanwhile(*args):  # type: ignore[no-untyped-def]
-        out = reembed(*args)
+    def enroll_meanwhile() -> None:
         assert vault.enroll("c", "Dark", [photos["dark2"]])[0].ok
-        return out
 
-    monkeypatch.setattr(vault, "_reembed_collection", enroll_meanwhile)
-    with pytest.raises(MigrationError, match="enrolled while") as err:
+    with (
+        faults.hooked("migrate:reembedded", enroll_meanwhile, once=True),
+        pytest.raises(MigrationError, match="enrolled while") as err,
+    ):
         vault.migrate_collection("c", "pack-b")
     assert err.value.code == "collection_changed" and len(err.value.sample_ids) == 1
-    monkeypatch.undo()
     assert vault.get_collection("c")["model_id"] == "pack-a"
     assert {s["model_id"] for s in _rows(vault, t.samples)} == {"pack-a"} and vault.doctor().ok
 
-    guard, lock = vault._optout_guard, vault._index_lock
-    armed = []
-
-    def guard_then_arm(*args):  # type: ignore[no-untyped-def]
-        armed.append(True)  # the enrollment has read the collection: the next index lock is its commit
-        return guard(*args)
-
-    @contextlib.contextmanager
-    def migrate_first() -> Iterator[None]:
-        if armed:
-            armed.clear()
-            vault.migrate_collection("c", "pack-b")
-        with lock():
-            yield
-
-    monkeypatch.setattr(vault, "_optout_guard", guard_then_arm)
-    monkeypatch.setattr(vault, "_index_lock", migrate_first)
-    with pytest.raises(ConflictError, match="moved to model pack-b") as err2:
+    # The enrollment has read the collection and judged its photo; the migration commits before it does.
+    with (
+        faults.hooked("enroll:checked", lambda: vault.migrate_collection("c", "pack-b"), once=True),
+        pytest.raises(ConflictError, match="moved to model pack-b") as err2,
+    ):
         vault.enroll("c", "Grey", [photos["grey2"]])
     assert err2.value.code == "collection_changed"
-    monkeypatch.undo()
     assert {s["model_id"] for s in _rows(vault, t.samples)} == {"pack-b"}
     assert len(_rows(vault, t.samples)) == 5 and vault.doctor().ok
 
@@ -397,21 +384,18 @@ def test_a_search_overtaken_by_a_migration_is_told_to_retry(gallery, photos, mon
     next search works through the new pack."""
     vault = gallery
     other = facevault.open(str(vault.settings.home))
-    index = vault._index(vault.get_collection("c"))  # the cached index the search will use
-    search = index.search
-    migrated: list[dict[str, Any]] = []
+    migrated: list[Any] = []
 
-    def migrate_after_the_shortlist(*args, **kwargs):  # type: ignore[no-untyped-def]
-        found = search(*args, **kwargs)  # pack-a's index gave the shortlist...
-        if not migrated:  # ...and the collection moves on before the stored templates are read
-            migrated.append(other.migrate_collection("c", "pack-b"))
-        return found
+    def migrate_after_the_shortlist() -> None:
+        # pack-a's index gave the shortlist, and the collection moves on before the stored templates are read
+        migrated.append(other.migrate_collection("c", "pack-b"))
 
-    monkeypatch.setattr(index, "search", migrate_after_the_shortlist)
-    with pytest.raises(ConflictError) as err:
+    with (
+        faults.hooked("search:shortlisted", migrate_after_the_shortlist, once=True),
+        pytest.raises(ConflictError) as err,
+    ):
         vault.search("c", photos["dark2"], purpose="overtaken")
     assert err.value.code == "collection_changed" and migrated
-    monkeypatch.undo()
     other.close()
     result = vault.search("c", photos["dark2"], purpose="retried")
     assert result.model_id == "pack-b" and result.faces[0].candidates[0].name == "Dark"
@@ -456,14 +440,14 @@ def test_turning_keep_crops_off_deletes_them(gallery, photos) -> None:  # type: 
 
 def test_key_rotation_re_encrypts_crops(gallery, photos) -> None:  # type: ignore[no-untyped-def]
     vault = gallery
-    plain = {r["sample_id"]: vault._open_crop(r) for r in _crops(vault)}
-    old = vault._current_key()
+    plain = {r["sample_id"]: open_crop(vault.context, r) for r in _crops(vault)}
+    old = vault.context.current_key()
     res = vault.rotate_keys()
     assert (res["samples"], res["crops"]) == (4, 4)
     assert list(vault.keys.template_keys) == [2]
     for r in _crops(vault):
         assert r["key_version"] == 2
-        np.testing.assert_array_equal(vault._open_crop(r), plain[r["sample_id"]])
+        np.testing.assert_array_equal(open_crop(vault.context, r), plain[r["sample_id"]])
         with pytest.raises(WrongKeyError):
             crops.open_sealed(old, r["image"], r["collection_id"], r["sample_id"])
     assert vault.migrate_collection("c", "pack-b")["samples"] == 4
@@ -472,14 +456,14 @@ def test_key_rotation_re_encrypts_crops(gallery, photos) -> None:  # type: ignor
 
 # ---- opt-outs made with the old pack ---------------------------------------------------------------------
 def test_optout_recorded_with_the_old_pack_still_blocks(gallery, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from facevault.batch import enroll_batch
+    from facevault.service.batch import enroll_batch
 
     vault = gallery
     out = vault.optout(photos["dark0"], collection="c")
     assert [e["name"] for e in out["erased"]] == ["Dark"]
     res = vault.migrate_collection("c", "pack-b")
     assert res["optout_models"] == ["pack-a"] and res["samples"] == 2
-    guard = vault._optout_guard(vault.get_collection("c"), vault._current_key())
+    guard = optout_guard(vault.context, vault.get_collection("c"), vault.context.current_key())
     assert guard.own is None and [s.model_id for s in guard.foreign] == ["pack-a"]
 
     vault.add_subject("c", "Dark again", purpose="t", consent_text="yes")
@@ -496,7 +480,7 @@ def test_optout_recorded_with_the_old_pack_still_blocks(gallery, photos, tmp_pat
     assert reason == "blocked_by_optout"
 
     # the pack that made the opt-out is gone: enrollment is refused, never done unchecked
-    import facevault.models as fm
+    from facevault.models import registry as fm
 
     fm._factories.pop("pack-a")
     fm._loaded.pop("pack-a", None)
@@ -506,7 +490,7 @@ def test_optout_recorded_with_the_old_pack_still_blocks(gallery, photos, tmp_pat
 
 # ---- enroll-batch ------------------------------------------------------------------------------------------
 def test_enroll_batch_stores_crops_where_kept(vault, packs, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from facevault.batch import enroll_batch
+    from facevault.service.batch import enroll_batch
 
     vault.create_collection("kept", model="pack-a", keep_crops=True)
     vault.create_collection("plain", model="pack-a")
@@ -525,7 +509,7 @@ def test_enroll_batch_stores_crops_where_kept(vault, packs, photos, tmp_path) ->
     sources = {i["id"]: i["source"] for i in _rows(vault, t.images)}
     for r in rows:
         s = kept[r["sample_id"]]
-        pixels = vault._decode(sources[s["image_id"]]).pixels
+        pixels = vault.context.decode(sources[s["image_id"]]).pixels
         box = (s["box_x1"], s["box_y1"], s["box_x2"], s["box_y2"])
         data = crops.open_sealed(vault.keys.key(r["key_version"]), r["image"], kept_id, s["id"])
         assert data == crops.make_crop(pixels, box).data
@@ -661,7 +645,7 @@ def test_dlib_crop_round_trip_finds_the_face_again(vault) -> None:  # type: igno
     data = crops.open_sealed(
         vault.keys.key(row["key_version"]), row["image"], row["collection_id"], sample["id"]
     )
-    assert data == crops.make_crop(vault._decode(photo).pixels, box).data
+    assert data == crops.make_crop(vault.context.decode(photo).pixels, box).data
     pixels = crops.decode_crop(data)
     assert max(pixels.shape[:2]) <= 320 and pixels.shape[:2] == (row["height"], row["width"])
     crop_box = (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"])

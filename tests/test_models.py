@@ -106,7 +106,7 @@ def test_calibration_is_monotonic_and_invertible() -> None:
 def test_onnx_embedder_matches_dlib_on_real_chips(astronaut: np.ndarray) -> None:
     from PIL import Image
 
-    from facevault.models.dlib_models import DlibResnetEmbedder, DlibResnetOnnxEmbedder
+    from facevault.models.dlib.models import DlibResnetEmbedder, DlibResnetOnnxEmbedder
 
     pack = get_pack("dlib-resnet-v1")
     faces = pack.detector.detect(astronaut)
@@ -138,7 +138,8 @@ def test_provider_setting_on_this_machine(tmp_path: Path, monkeypatch: pytest.Mo
     import onnxruntime as ort
 
     from facevault.models.onnx_runtime import CPU, CUDA, make_session
-    from facevault.models.packs.synthetic import recognizer_graph
+
+    from .synthetic_pack import recognizer_graph
 
     model = recognizer_graph(tmp_path / "r.onnx", dim=8)
     monkeypatch.setenv("FACEVAULT_PROVIDER", "cpu")
@@ -159,8 +160,8 @@ def test_landmark_refinement_on_a_real_face(monkeypatch: pytest.MonkeyPatch) -> 
     """FACEVAULT_LANDMARK_REFINE=1: the points are the mean of six predictor runs (sub-pixel values), stay
     within a few pixels of the single run, and the mirror image's refined points mirror back."""
     from facevault import imaging
-    from facevault.models import _dlib_resnet_v1
-    from facevault.models.dlib_models import DlibHogDetector
+    from facevault.models.dlib.builtin import dlib_resnet_v1
+    from facevault.models.dlib.models import DlibHogDetector
 
     from .conftest import lfw
 
@@ -176,6 +177,6 @@ def test_landmark_refinement_on_a_real_face(monkeypatch: pytest.MonkeyPatch) -> 
     back[:, 0] = pixels.shape[1] - 1 - back[:, 0]
     np.testing.assert_allclose(back[[2, 3, 0, 1, 4]], refined.landmarks, atol=1.5)
     monkeypatch.delenv("FACEVAULT_LANDMARK_REFINE", raising=False)
-    assert _dlib_resnet_v1().detector.refine is False  # off by default (the ingest speed target)
+    assert dlib_resnet_v1().detector.refine is False  # off by default (the ingest speed target)
     monkeypatch.setenv("FACEVAULT_LANDMARK_REFINE", "1")
-    assert _dlib_resnet_v1().detector.refine is True
+    assert dlib_resnet_v1().detector.refine is True

@@ -1,6 +1,6 @@
 """Model packs: manifest, install/verify/fetch, SCRFD/YuNet decoding, 5-point alignment, ArcFace/SFace
 embedding, registry wiring and pack pinning. The networks are small ONNX graphs built by
-``facevault.models.packs.synthetic`` with the real models' input/output names, shapes and conventions."""
+``tests/synthetic_pack.py`` with the real models' input/output names, shapes and conventions."""
 
 from __future__ import annotations
 
@@ -26,8 +26,6 @@ from facevault.models.packs import (
     installed_packs,
     load_pack,
     parse_manifest,
-    register_installed_packs,
-    synthetic,
     verify_installed,
 )
 from facevault.models.packs.align import align_five_points, similarity_transform, warp_affine
@@ -36,8 +34,10 @@ from facevault.models.packs.install import LICENSE_RECORD
 from facevault.models.packs.manifest import ARCFACE_TEMPLATE_112, sha256_file
 from facevault.models.packs.scrfd import anchor_centres, decode_scrfd
 from facevault.models.packs.yunet import decode_yunet
+from facevault.models.registry import register_installed_packs
 from facevault.pipeline import Pipeline
 
+from . import synthetic_pack as synthetic
 from .conftest import write_image
 from .pack_support import restore_registry
 
@@ -399,13 +399,14 @@ def test_packs_in_facevault_models_are_registered(
     graphs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from facevault.models import available_models
-    from facevault.models.packs import ensure_registered, models_dir
+    from facevault.models.packs import models_dir
+    from facevault.models.registry import ensure_registered
 
     root = tmp_path / "shared-models"
     install_pack(graphs["yunet_sface"], root=root)
     monkeypatch.setenv("FACEVAULT_MODELS", str(root))
     assert models_dir() == root
-    ensure_registered()
+    ensure_registered(models_dir())
     assert "pack-sface" in available_models()
     assert get_pack("pack-sface").dim == 128
     monkeypatch.delenv("FACEVAULT_MODELS")
@@ -464,7 +465,7 @@ def local_http(buffalo_zip: Path) -> Iterator[str]:
 def test_fetch_over_http_via_the_cli(local_http: str, buffalo_zip: Path, models_root: Path) -> None:
     from typer.testing import CliRunner
 
-    from facevault.cli_models import models_app
+    from facevault.cli.models import models_app
 
     runner = CliRunner()
     args = ["--models-dir", str(models_root), "--json"]
@@ -483,7 +484,7 @@ def test_fetch_over_http_via_the_cli(local_http: str, buffalo_zip: Path, models_
 def test_cli_install_list_info_verify(graphs: dict[str, Path], models_root: Path) -> None:
     from typer.testing import CliRunner
 
-    from facevault.cli_models import models_app
+    from facevault.cli.models import models_app
 
     runner = CliRunner()
     d = ["--models-dir", str(models_root)]
@@ -512,7 +513,7 @@ def test_importing_the_models_cli_loads_no_runtime() -> None:
     import sys
 
     code = (
-        "import sys, facevault.cli_models, facevault.models.packs;"
+        "import sys, facevault.cli.models, facevault.models.packs;"
         "print(','.join(m for m in ('onnxruntime', 'onnx', 'dlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 import facevault
 from facevault import crops
+from facevault.service.migration import open_crop
 from facevault.errors import KeyMissingError, NotFoundError, WrongKeyError
 from facevault.store import utcnow
 from facevault.store.schema import sample_crops
@@ -57,10 +58,10 @@ def _scan(vault, needles: list[bytes]) -> list[tuple[str, int]]:  # type: ignore
 
 def test_erasure_leaves_no_template_bytes_anywhere(enrolled) -> None:
     vault, photos = enrolled
-    pixels = vault._decode(photos["a"]).pixels
+    pixels = vault.context.decode(photos["a"]).pixels
     face = vault.pipeline("dlib-resnet-v1").analyze(pixels)[0]
     raw = face.embedding
-    protected = vault._current_key().protect(raw)
+    protected = vault.context.current_key().protect(raw)
     with sqlite3.connect(vault.settings.db_path) as db:
         blobs = [r[0] for r in db.execute("SELECT vector FROM samples")]
         boxes = db.execute("SELECT box_x1, box_y1, box_x2, box_y2 FROM samples ORDER BY id").fetchall()
@@ -71,7 +72,7 @@ def test_erasure_leaves_no_template_bytes_anywhere(enrolled) -> None:
     crop_pixels = crops.decode_crop(crop.data)
     crop_needles = [crop.data[-256:], crop_pixels[crop_pixels.shape[0] // 2].tobytes()[:256]]
     assert len(crop_blobs) == 2
-    assert crops.open_sealed(vault._current_key(), crop_blobs[0], 1, 1) == crop.data  # the crop stored
+    assert crops.open_sealed(vault.context.current_key(), crop_blobs[0], 1, 1) == crop.data  # the crop stored
     # half a template is plenty to identify it and robust to float formatting of neighbours
     templates = [raw.astype("<f4").tobytes()[:256], protected.astype("<f4").tobytes()[:256]]
     needles = templates + [b[:64] for b in blobs] + crop_needles + [b[16:80] for b in crop_blobs]
@@ -251,11 +252,11 @@ def test_key_rotation_keeps_results_and_kills_stolen_templates(enrolled) -> None
     vault, photos = enrolled
     before = _top(vault, photos["probe"])
     coll = vault.get_collection("c")
-    stolen = vault._index(coll)  # what a thief copying the index file before the rotation would get
+    stolen = vault.context.indexes.get(coll)  # what a thief copying the index file before the rotation would get
     stolen_vecs = np.stack(
         [
-            vault._current_key().protect(
-                vault.pipeline("dlib-resnet-v1").analyze(vault._decode(photos["a"]).pixels)[0].embedding
+            vault.context.current_key().protect(
+                vault.pipeline("dlib-resnet-v1").analyze(vault.context.decode(photos["a"]).pixels)[0].embedding
             )
         ]
     )
@@ -266,7 +267,7 @@ def test_key_rotation_keeps_results_and_kills_stolen_templates(enrolled) -> None
     assert [s for s, _ in after] == [s for s, _ in before]
     assert np.allclose([x for _, x in after], [x for _, x in before], atol=1e-5)
     # The old protected template scores like a stranger against the re-protected gallery.
-    scores, _ = vault._index(coll).search(stolen_vecs, 2)
+    scores, _ = vault.context.indexes.get(coll).search(stolen_vecs, 2)
     assert float(scores.max()) < 0.5
     ring = json.loads(vault.settings.key_path.read_text())
     assert [k["version"] for k in ring["template_keys"]] == [2]
@@ -280,7 +281,7 @@ def test_wrong_or_missing_key_is_a_clear_error_and_leaves_data_intact(enrolled, 
     good = key_path.read_bytes()
     home = str(vault.settings.home)
     vault.close()
-    from facevault.privacy.keys import KeyRing
+    from facevault.protection import KeyRing
 
     KeyRing.generate(key_path).save()  # someone restored the wrong key file
     wrong = facevault.open(home)
@@ -316,7 +317,7 @@ def test_kill_during_key_rotation_leaves_old_or_new_state(enrolled, point: str) 
     with v.store.begin() as conn:  # the face crops too are all under the key in use, and open
         crop_rows = [dict(r) for r in conn.execute(select(sample_crops)).mappings()]
     assert len(crop_rows) == 2 and {r["key_version"] for r in crop_rows} == {version}
-    assert all(v._open_crop(r).size for r in crop_rows)
+    assert all(open_crop(v.context, r).size for r in crop_rows)
     after = _top(v, photos["probe"])
     assert [s for s, _ in after] == [s for s, _ in before]
     assert np.allclose([x for _, x in after], [x for _, x in before], atol=1e-5)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from facevault.api.app import api_routes, route_roles
-from facevault.api.keys import ROLES
+from facevault.config import ROLES
 
 from . import test_api_support as support
 from .test_api_support import asgi_client, auth
@@ -110,3 +110,11 @@ async def test_role_matrix_is_enforced(api_app, role_keys) -> None:
                 else:
                     assert r.status_code == 403, where
                     assert r.json()["error"]["code"] == "forbidden", where
+
+
+def test_the_key_schema_offers_exactly_the_roles() -> None:
+    from typing import get_args
+
+    from facevault.api.schemas import KeyCreate
+
+    assert get_args(KeyCreate.model_fields["role"].annotation) == ROLES

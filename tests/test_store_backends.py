@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text, update
 
 import facevault
+from facevault.audit_events import ConcurrencyProbe
 from facevault.errors import ConfigError, NotFoundError
 from facevault.store import Store
 from facevault.store import schema as t
@@ -205,7 +206,8 @@ def test_service_flow(db_vault: facevault.Vault) -> None:
 @pytest.fixture
 def two_packs(db_vault: facevault.Vault, tmp_path: Path) -> Iterator[None]:
     """Synthetic packs pack-a and pack-b installed for this vault (registry restored afterwards)."""
-    from facevault.models.packs import install_pack, register_installed_packs
+    from facevault.models.packs import install_pack
+    from facevault.models.registry import register_installed_packs
 
     from .pack_support import pack_folder, restore_registry
 
@@ -254,7 +256,7 @@ def test_audit_appends_from_many_threads_keep_one_chain(db_vault: facevault.Vaul
         try:
             for i in range(15):
                 with v.store.begin() as conn:
-                    v._log(conn, "test.concurrent", details={"writer": n, "i": i})
+                    v.context.log(conn, ConcurrencyProbe(data={"writer": n, "i": i}))
         except BaseException as exc:
             errors.append(exc)
 

@@ -15,8 +15,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from facevault.api.keys import create_key
-
 from . import test_api_support as support
 from .conftest import REPO, lfw
 from .test_api_support import auth, live_server
@@ -173,7 +171,7 @@ def test_sign_in_enroll_search_erase_and_audit_in_chromium(
         _shot(page, "search-no-match")
 
         # review: the search's candidate waits for two different reviewer keys (EU AI Act Art. 14(5))
-        second = create_key(api_app.state.vault, "reviewer", "second reviewer")[0]
+        second = api_app.state.vault.create_api_key("reviewer", "second reviewer")[0]
         _sign_in(page, role_keys["reviewer"])
         _review(page, "Confirm", "Tony Blair", "Pending: 1 of 2 confirmations (reviewer test key (key:")
         expect(page.get_by_test_id("review-candidate").filter(has_text="Tony Blair")).to_contain_text(

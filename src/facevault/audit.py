@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from .store.database import as_utc, utcnow
+from .clock import as_utc, utcnow
 from .store.schema import audit_log, meta
 
 GENESIS = "0" * 64

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .clock import as_utc, iso, utcnow
 from .errors import ConfigError
+
+__all__ = ["as_utc", "iso", "utcnow"]  # re-exported: the edges read UTC handling from here
 
 DEFAULT_HOME = "facevault-data"
 DEFAULT_MODEL = "dlib-resnet-v1"
@@ -261,6 +264,11 @@ def keyring_setting() -> str | None:
 def fault_setting() -> str | None:
     """``FACEVAULT_CRASH_AT``: the named fault point at which this process kills itself (tests only)."""
     return _env("FACEVAULT_CRASH_AT")
+
+
+def controller_setting() -> str:
+    """``FACEVAULT_CONTROLLER``: the data controller named in the records of processing."""
+    return _env("FACEVAULT_CONTROLLER") or "set FACEVAULT_CONTROLLER to the controller's name"
 
 
 def index_policy_env() -> dict[str, str]:

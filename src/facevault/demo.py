@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from .config import home_from_env
+
 COLLECTION = "demo"
 
 
@@ -54,8 +56,8 @@ def _run(*args: str | Path, ok: tuple[int, ...] = (0,)) -> int:
 
 
 def main() -> None:
-    home = Path(os.environ.get("FACEVAULT_HOME", "facevault-data"))
-    os.environ["FACEVAULT_HOME"] = str(home)
+    home = home_from_env()
+    os.environ["FACEVAULT_HOME"] = str(home)  # for the commands run as child processes
     photos = _photos(home / "demo-images")
     _run("init")
     # Re-running the demo starts its collection afresh; nothing else in the vault is touched.

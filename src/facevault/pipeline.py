@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import imaging
-from .config import Settings
+from .config import Settings, models_dir_setting
 from .errors import ConfigError
 from .models import ModelPack, get_pack, l2_normalize
 from .models.base import DetectedFace
+from .models.registry import ensure_registered
 from .quality import FaceQuality, assess
 
 TTA_MODES = ("none", "flip", "flip+views")
@@ -122,9 +123,7 @@ def _init_worker(model_id: str, settings: Settings) -> None:
         faiss.omp_set_num_threads(1)
     except ImportError:  # pragma: no cover - faiss is a dependency
         pass
-    from .models.packs import ensure_registered, models_dir
-
-    ensure_registered(models_dir(settings.home))  # the vault's installed packs, as the parent has them
+    ensure_registered(models_dir_setting(settings.home))  # the vault's installed packs, as in the parent
     _worker_state["pipeline"] = Pipeline.for_model(model_id, settings)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 DUPLICATE_IMAGE_MESSAGE = "this exact image is already enrolled in the collection"
@@ -104,3 +105,157 @@ class DoctorReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Record(Mapping[str, Any]):
+    """Base of typed use-case results: a dataclass whose ``to_dict()`` is the documented JSON, and which
+    also reads like that dict (``r["key"]``, ``dict(r)``, ``r == {...}``), so callers written against the
+    earlier dict results keep working."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_dict()!r})"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Record) or hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling over HTTP: one API key."""
+
+    key_id: int
+    name: str
+    role: str
+    prefix: str
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.prefix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "prefix": self.prefix, "actor": self.actor}
+
+
+# ---- typed results of the use cases (each reads like the dict it replaced; to_dict() is its JSON) ----
+@dataclass(eq=False)
+class ErasureReceipt(Record):
+    """What an erasure removed: counts and hashes, never biometric data (also in the audit entry)."""
+
+    collection: str
+    name: str
+    audit_seq: int
+    photos_removed: int
+    subject_id: int
+    reason: str
+    samples_erased: int
+    crops_erased: int
+    images_erased: int
+    image_sha256: list[str]
+    consent_id: int | None
+    consent_evidence_sha256: str | None
+
+
+@dataclass(eq=False)
+class SubjectDeleted(ErasureReceipt):
+    samples_removed: int = 0
+
+
+@dataclass(eq=False)
+class RetentionChanged(Record):
+    collection: str
+    retention_days: int
+
+
+@dataclass(eq=False)
+class KeepCropsChanged(Record):
+    collection: str
+    keep_crops: bool
+    crops_deleted: int
+
+
+@dataclass(eq=False)
+class RetentionDue(Record):
+    collection: str
+    subject_id: int
+    reason: str  # consent_withdrawn | consent_expired | retention_period_over
+
+
+@dataclass(eq=False)
+class SweepReport(Record):
+    swept_at: str
+    erased: list[ErasureReceipt]
+
+
+@dataclass(eq=False)
+class OptoutReport(Record):
+    scope: str
+    optout_ids: list[int]
+    erased: list[ErasureReceipt]
+    audit_seq: int
+
+
+@dataclass(eq=False)
+class ReviewCandidate(Record):
+    candidate_id: int
+    search_seq: int
+    collection: str
+    subject_id: int
+    name: str
+    similarity: float
+    confirmed_by: list[str]
+    rejected_by: list[str]
+    state: str  # pending | confirmed | rejected
+
+
+@dataclass(eq=False)
+class ReviewStatus(Record):
+    case_id: str
+    candidates: list[ReviewCandidate]
+    confirmations_needed: int
+
+
+@dataclass(eq=False)
+class KeyRotation(Record):
+    from_version: int
+    to_version: int
+    samples: int
+    crops: int
+    optouts: int
+
+
+@dataclass(eq=False)
+class MigrationReport(Record):
+    collection: str
+    from_model: str
+    to_model: str
+    dim: int
+    samples: int
+    located_by_fallback: int
+    indexed: int
+    optout_models: list[str]
+    audit_seq: int
+
+
+@dataclass(eq=False)
+class IndexRebuilt(Record):
+    collection: str
+    indexed: int

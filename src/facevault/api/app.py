@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from .. import __version__
+from ..config import ApiSettings, load_api_settings
 from ..service import Vault, open_vault
 from .auth import Require
 from .errors import install_handlers
@@ -19,8 +20,6 @@ from .middleware import RequestContextMiddleware
 from .ratelimit import RateLimiter
 from .retention import RetentionSweeper
 from .routers import audit, collections, keys, privacy, review, search, subjects, system
-from .settings import ApiSettings, load_api_settings
-from .uploads import PhotoStore
 
 log = logging.getLogger("facevault.api")
 
@@ -101,7 +100,6 @@ def create_app(
     app.state.vault = the_vault
     app.state.api_settings = api_settings
     app.state.rate_limiter = RateLimiter(api_settings.rate_per_minute, api_settings.rate_burst)
-    app.state.photos = PhotoStore(the_vault.settings.home)
     app.state.retention = sweeper
     install_handlers(app)
     for module in (system, collections, subjects, search, review, privacy, audit, keys):

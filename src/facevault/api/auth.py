@@ -1,6 +1,7 @@
 """Authentication (API key in ``Authorization: Bearer`` or ``X-API-Key``), role checks and the per-key
-rate limit. Every endpoint under /api/v1 declares its roles with ``Depends(require(...))``; the role
-matrix test and the OpenAPI document (``x-roles``) read them back from the routes."""
+rate limit. Every endpoint under /api/v1 declares its roles with ``Depends(require(...))`` or
+``deps.vault_for(...)``; the role matrix test and the OpenAPI document (``x-roles``) read them back from
+the routes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import math
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from ..config import ROLES
+from ..results import Principal
 from .errors import ApiError
-from .keys import ROLES, Principal, authenticate
 from .runner import run_sync
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer fvk_...`")
@@ -41,7 +43,7 @@ class Require:
                 {"WWW-Authenticate": 'Bearer realm="facevault"'},
             )
         state = request.app.state
-        principal = await run_sync(request, authenticate, state.vault, key.strip())
+        principal = await run_sync(request, state.vault.authenticate_key, key.strip())
         if principal is None:
             raise ApiError(401, "unauthorized", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
         request.state.principal = principal
@@ -57,8 +59,15 @@ class Require:
         return principal
 
 
+_CHECKS: dict[tuple[str, ...], Require] = {}
+
+
 def require(*roles: str) -> Require:
-    return Require(*roles)
+    """The one ``Require`` for these roles: FastAPI runs a dependency once per request only when it is
+    the same object, so a route and its acting vault (``deps.vault_for``) share one check (and one
+    rate-limit token)."""
+    check = Require(*roles)
+    return _CHECKS.setdefault(check.roles, check)
 
 
 ANY_ROLE = ROLES

@@ -5,6 +5,7 @@ request id only."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,6 +61,27 @@ HTTP_CODES = {
 }
 
 
+def _multiple_faces(message: str | None) -> str:
+    found = re.match(r"\s*(\d+) faces", message or "")
+    head = f"{found.group(1)} faces found" if found else "several faces found"
+    return f"{head}; enroll a photo of one person or send the form field largest=true"
+
+
+def _reviewer_required(message: str | None) -> str:
+    return "a review records the calling key's name as the reviewer, and this key has none: use a named key"
+
+
+# Service messages that speak of the service's own parameters (``largest=True``, ``reviewer``), said in
+# the words of the HTTP API instead, by error or outcome code.
+_API_MESSAGES = {"multiple_faces": _multiple_faces, "reviewer_required": _reviewer_required}
+
+
+def api_message(code: str | None, message: str | None) -> str | None:
+    """The message to show an HTTP client for a service error or outcome with this code."""
+    fix = _API_MESSAGES.get(code or "")
+    return fix(message) if fix else message
+
+
 def status_for(exc: FaceVaultError) -> int:
     if isinstance(exc, ConsentError):
         return 403 if exc.code in _FORBIDDEN_CONSENT else 400
@@ -105,7 +127,7 @@ def install_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("request %s failed: %s", request_id_of(request), exc.code)
-        return _reply(request, status, exc.code, exc.message)
+        return _reply(request, status, exc.code, api_message(exc.code, exc.message) or exc.message)
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:

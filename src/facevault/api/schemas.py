@@ -11,8 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from ..config import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from ..errors import InputError
-from ..models import available_models
+from ..service.packs import available_models
 from .errors import ApiError
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -107,7 +108,14 @@ class ReviewDecision(_Strict):
 
 
 class RetentionSet(_Strict):
-    days: Annotated[int, Field(ge=1, le=1095, description="Days after the last interaction (max 3 years).")]
+    days: Annotated[
+        int,
+        Field(
+            ge=MIN_RETENTION_DAYS,
+            le=MAX_RETENTION_DAYS,
+            description="Days after the last interaction (max 3 years).",
+        ),
+    ]
 
 
 class KeyCreate(_Strict):
@@ -178,8 +186,10 @@ def body_doc(
 
 def known_model(model_id: str | None) -> str | None:
     """Refuse an unknown model id as bad input (the engine's ModelError means "cannot load", a 503)."""
-    if model_id is not None and model_id not in available_models():
-        raise InputError(
-            f"unknown model {model_id!r}; available: {', '.join(available_models())}", code="unknown_model"
-        )
+    if model_id is not None:
+        known = available_models()
+        if model_id not in known:
+            raise InputError(
+                f"unknown model {model_id!r}; available: {', '.join(known)}", code="unknown_model"
+            )
     return model_id

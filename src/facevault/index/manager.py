@@ -104,8 +104,7 @@ class IndexManager:
         with self.exclusive():
             change = IndexChange()
             yield change
-            if change.touched:
-                self.apply(collection, change)
+            self.apply(collection, change)
 
     # ---- loading --------------------------------------------------------------------------------------
     def open(self, collection: IndexedCollection) -> VectorIndex:
@@ -165,7 +164,9 @@ class IndexManager:
         return len(self.get(collection))
 
     # ---- changes --------------------------------------------------------------------------------------
-    def _ensure_complete(self, collection: IndexedCollection, cached: _Loaded, expected: int | None = None) -> None:
+    def _ensure_complete(
+        self, collection: IndexedCollection, cached: _Loaded, expected: int | None = None
+    ) -> None:
         """Rebuild the index unless it holds the store's sample count (``expected``: counted by the caller
         inside the transaction it just committed, under the index lock)."""
         if expected is None:
@@ -195,9 +196,7 @@ class IndexManager:
             if change.removed:
                 cached.index.remove(np.asarray(change.removed, dtype=np.int64))
             if change.added_ids:
-                cached.index.add(
-                    np.asarray(change.added_ids, dtype=np.int64), np.stack(change.added_vectors)
-                )
+                cached.index.add(np.asarray(change.added_ids, dtype=np.int64), np.stack(change.added_vectors))
             cached.index.save()
             cached.stamp = cached.index.stamp()
             self._ensure_complete(collection, cached, change.store_count)
@@ -259,7 +258,3 @@ class IndexChange:
 
     def remove(self, sample_ids: Sequence[int]) -> None:
         self.removed.extend(int(i) for i in sample_ids)
-
-    @property
-    def touched(self) -> bool:
-        return bool(self.added_ids or self.removed or self.store_count is not None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..config import provider_setting as _provider_env
 from ..errors import ConfigError, ModelError
 
 
@@ -25,7 +26,8 @@ CPU = "CPUExecutionProvider"
 
 
 def provider_setting() -> str:
-    value = os.environ.get("FACEVAULT_PROVIDER", "auto").strip().lower() or "auto"
+    """``FACEVAULT_PROVIDER``, checked: one of ``PROVIDER_SETTINGS`` or a ConfigError."""
+    value = _provider_env()
     if value not in PROVIDER_SETTINGS:
         raise ConfigError(f"FACEVAULT_PROVIDER must be one of {', '.join(PROVIDER_SETTINGS)}, got {value!r}")
     return value

@@ -36,22 +36,22 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, insert, select
 
 from .. import crops, imaging
+from ..audit_events import BatchEnrolled
+from ..clock import utcnow
 from ..crops import FaceCrop
 from ..errors import ConsentError, FaceVaultError, InputError
-from ..pipeline import Pipeline, ProcessedFace, run_in_worker, worker_pool
-from ..quality import QualityGate
-from ..results import DUPLICATE_IMAGE_MESSAGE
+from ..pipeline import Pipeline, ProcessedFace, run_in_worker, worker_count, worker_pool
 from ..store import schema as t
-from ..store.database import utcnow
-
-if TYPE_CHECKING:
-    from .vault import Vault
+from .collections import get_collection
+from .context import ServiceContext
+from .enroll import Accepted, Enrollment, commit, require_valid_consent
+from .subjects import add_subject
 
 COLUMNS = (
     "collection",
@@ -303,15 +303,6 @@ class RowOutcome:
 
 
 @dataclass
-class _Accepted:
-    outcome: RowOutcome
-    coll: dict[str, Any]
-    analysis: Analysis
-    face: ProcessedFace
-    protected: np.ndarray
-
-
-@dataclass
 class BatchSummary:
     manifest: str
     manifest_sha256: str
@@ -329,9 +320,12 @@ class BatchSummary:
 
 
 class BatchEnroller:
+    """One writer in this process: it applies the enrollment rules of ``service.enroll`` to each analysed
+    row and commits chunks of rows, each chunk in one transaction with its ``batch_rows`` records."""
+
     def __init__(
         self,
-        vault: Vault,
+        ctx: ServiceContext,
         manifest: str | Path,
         *,
         workers: int = 1,
@@ -342,7 +336,7 @@ class BatchEnroller:
         commit_seconds: float = 2.0,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        self.vault = vault
+        self.ctx = ctx
         self.manifest = Path(manifest)
         self.workers = workers
         self.ray_address = ray_address
@@ -351,30 +345,23 @@ class BatchEnroller:
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         self.on_progress = on_progress or (lambda done, total: None)
-        s = vault.settings
-        self.gate = QualityGate(
-            s.enroll_min_eye_distance, s.enroll_min_sharpness, s.enroll_max_yaw, s.enroll_max_roll
-        )
         self._colls: dict[str, dict[str, Any] | FaceVaultError] = {}
         self._subjects: dict[tuple[int, str, str], dict[str, Any]] = {}
-        self._coll_state: dict[int, dict[str, Any]] = {}
+        self._rules: dict[int, Enrollment] = {}
         self._chunk: list[RowOutcome] = []
-        self._accepted: list[_Accepted] = []
-        self._pending_sha: set[tuple[int, str]] = set()
+        self._accepted: list[Accepted] = []
         self._last_commit = time.monotonic()
         self._counts: dict[str, int] = defaultdict(int)
         self._rows: dict[int, ManifestRow] = {}
 
     # -- entry point ---------------------------------------------------------------------------------------
     def run(self) -> BatchSummary:
-        from ..pipeline import worker_count
-
         start = time.monotonic()
-        store = self.vault.store
+        store = self.ctx.store
         store.create_schema()  # a vault from before enroll-batch existed gets the batch_rows table
         self.sha, rows = read_manifest(self.manifest)
         self._rows = {r.number: r for r in rows}
-        with store.begin() as conn:
+        with self.ctx.write() as conn:
             if self.retry_failed:
                 conn.execute(
                     delete(t.batch_rows).where(
@@ -405,7 +392,7 @@ class BatchEnroller:
         self._maybe_commit(force=True)
         self.on_progress(finished + sum(self._counts.values()), total)
 
-        s = self.vault.settings
+        s = self.ctx.settings
         runner: LocalRunner | RayRunner
         if self.ray_address:
             runner = RayRunner(self.ray_address, s)
@@ -448,21 +435,17 @@ class BatchEnroller:
     def _collection(self, name: str) -> dict[str, Any] | FaceVaultError:
         if name not in self._colls:
             try:
-                self._colls[name] = self.vault.get_collection(name)
+                self._colls[name] = get_collection(self.ctx, name)
             except FaceVaultError as exc:
                 self._colls[name] = exc
         return self._colls[name]
 
-    def _state(self, coll: dict[str, Any]) -> dict[str, Any]:
-        """Per-collection enrollment context: key, thresholds, opt-outs, index (as ``Vault.enroll``)."""
-        st = self._coll_state.get(coll["id"])
-        if st is None:
-            v, s = self.vault, self.vault.settings
-            key = v._current_key()
-            thr, _ = v._threshold(coll["model_id"], s.conflict_fmr, None, s.conflict_fmr)
-            st = {"key": key, "conflict": thr, "optouts": v._optout_guard(coll, key)}
-            self._coll_state[coll["id"]] = st
-        return st
+    def _enrollment(self, coll: dict[str, Any]) -> Enrollment:
+        """The collection's enrollment rules (key, thresholds, opt-outs), prepared once per run."""
+        rules = self._rules.get(coll["id"])
+        if rules is None:
+            rules = self._rules[coll["id"]] = Enrollment(self.ctx, coll)
+        return rules
 
     def _subject(self, coll: dict[str, Any], row: ManifestRow) -> dict[str, Any]:
         """The row's subject, created with its consent record if it does not exist yet."""
@@ -474,7 +457,7 @@ class BatchEnroller:
         c = t.subjects.c
         q = select(t.subjects).where(c.collection_id == coll["id"])
         q = q.where(c.external_id == ext) if ext else q.where(c.name == name)
-        with self.vault.store.begin() as conn:
+        with self.ctx.read() as conn:
             found = conn.execute(q.order_by(c.id)).mappings().all()
         if len(found) > 1:
             raise InputError(
@@ -484,7 +467,8 @@ class BatchEnroller:
             consent_file = row.get("consent_file")
             if consent_file:
                 consent_file = str(self.manifest.resolve().parent / Path(consent_file).expanduser())
-            created = self.vault.add_subject(
+            created = add_subject(
+                self.ctx,
                 coll["name"],
                 name or ext,
                 purpose=row.get("purpose"),
@@ -494,11 +478,11 @@ class BatchEnroller:
                 expires=row.get("consent_expires") or None,
                 external_id=ext or None,
             )
-            with self.vault.store.begin() as conn:
+            with self.ctx.read() as conn:
                 found = [conn.execute(select(t.subjects).where(c.id == created["id"])).mappings().one()]
         subj = dict(found[0])
-        with self.vault.store.begin() as conn:
-            subj["consent"] = self.vault.store.get_consent(conn, subj["consent_id"])
+        with self.ctx.read() as conn:
+            subj["consent"] = self.ctx.store.get_consent(conn, subj["consent_id"])
         self._subjects[cache_key] = subj
         return subj
 
@@ -507,8 +491,6 @@ class BatchEnroller:
         return RowOutcome(row.number, status, exc.code, exc.message, row.get("collection"), image=row.image)
 
     def _handle(self, row: ManifestRow, a: Analysis) -> None:
-        from .vault import _require_valid_consent
-
         coll = self._colls[row.get("collection")]
         assert isinstance(coll, dict)
         out = RowOutcome(
@@ -523,75 +505,35 @@ class BatchEnroller:
             return self._record(self._error(row, exc))
         out.subject_id = subj["id"]
         try:
-            _require_valid_consent(subj["consent"])
+            require_valid_consent(subj["consent"])
         except ConsentError as exc:
             out.reason, out.message = exc.code, exc.message
             return self._record(out)
-        with self.vault.store.begin() as conn:
-            dup = self.vault.store.image_by_sha(conn, coll["id"], a.sha256 or "")
-        if dup is not None or (coll["id"], a.sha256) in self._pending_sha:
-            out.reason, out.message = "duplicate_image", DUPLICATE_IMAGE_MESSAGE
-            return self._record(out)
-        if not a.faces:
-            out.reason, out.message = "no_face", "no face was found in the image"
-            return self._record(out)
-        if len(a.faces) > 1 and not self.largest:
-            out.reason = "multiple_faces"
-            out.message = f"{len(a.faces)} faces found; enroll a photo of one person or pass --largest"
-            return self._record(out)
-        face = a.faces[0]
-        reason = self.gate.rejection(face.quality)
-        if reason is not None:
-            from .vault import _quality_message
-
-            out.reason, out.message = reason, _quality_message(reason, face, self.gate)
-            return self._record(out)
-        st = self._state(coll)
-        protected = st["key"].protect(face.embedding)
         try:
-            # Opt-outs made by another pack need the photo again (rare: see privacy/optout_guard.py).
-            blocked = st["optouts"].blocks(
-                protected, face.face.box, partial(self._pixels, row.image), self.vault.pipeline
-            )
+            rules = self._enrollment(coll)
         except FaceVaultError as exc:
             out.reason, out.message = exc.code, exc.message
             return self._record(out)
-        if blocked:
-            out.reason = "blocked_by_optout"
-            out.message = "this person has opted out of face search; the photo cannot be enrolled"
-            return self._record(out)
-        conflict = self._conflict(coll, subj["id"], protected, st["conflict"])
-        if conflict is not None:
-            out.reason = "identity_conflict"
-            out.message = (
-                f"the face already matches subject #{conflict[0]} ({conflict[1]}) "
-                f"at similarity {conflict[2]:.3f}"
-            )
-            return self._record(out)
-        self._pending_sha.add((coll["id"], a.sha256))
-        self._accepted.append(_Accepted(out, coll, a, face, protected))
-        self._chunk.append(out)
+        acc = rules.judge(
+            out,
+            subject_id=subj["id"],
+            subject_name=subj["name"],
+            sha256=a.sha256 or "",
+            width=a.width,
+            height=a.height,
+            faces=a.faces,
+            largest=self.largest,
+            # Opt-outs made by another pack need the photo again (rare: see optout_guard.py).
+            pixels=partial(self._pixels, row.image),
+            pending=self._accepted,
+            crop=a.crop,
+        )
+        if acc is not None:
+            self._accepted.append(acc)
+        self._record(out)
 
     def _pixels(self, image: str) -> np.ndarray:
-        s = self.vault.settings
-        return imaging.load_image(image, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels).pixels
-
-    def _conflict(
-        self, coll: dict[str, Any], subject_id: int, vec: np.ndarray, thr: float
-    ) -> tuple[int, str, float] | None:
-        """Another subject whose face this is, among enrolled samples and this chunk's accepted rows."""
-        v = self.vault
-        index = v._index(coll)
-        with v._shared.lock:
-            scores, ids = index.search(vec[None, :], 10)
-        found = v._conflicting_subject(coll, subject_id, scores[0], ids[0], vec, thr)
-        for acc in self._accepted:
-            if acc.coll["id"] != coll["id"] or acc.outcome.subject_id == subject_id:
-                continue
-            score = float(acc.protected @ vec)
-            if score >= thr and (found is None or score > found[2]):
-                found = (acc.outcome.subject_id or 0, self._rows[acc.outcome.row].get("subject"), score)
-        return found
+        return self.ctx.decode(image).pixels
 
     def _record(self, out: RowOutcome) -> None:
         self._chunk.append(out)
@@ -606,62 +548,27 @@ class BatchEnroller:
             self._commit()
 
     def _commit(self) -> None:
-        if not self._chunk:
-            return
-        # Store commit and index update as one step for other processes (see Vault.enroll).
-        with self.vault._index_lock():
-            self._commit_locked()
+        """One transaction: the accepted rows' samples (``service.enroll.commit``), one audit entry per
+        collection, and the ``batch_rows`` record of every row of the chunk; then the index."""
+        chunk = self._chunk
 
-    def _commit_locked(self) -> None:
-        v, store = self.vault, self.vault.store
-        added: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
-        with store.begin() as conn:
-            # A collection migrated or deleted since the batch began: nothing of this chunk is stored, and
-            # a new run of the same manifest resumes with the collection as it is now.
-            keeps = {
-                cid: v._still_pinned(conn, coll)["keep_crops"]
-                for cid, coll in {acc.coll["id"]: acc.coll for acc in self._accepted}.items()
-            }
-            for acc in self._accepted:
-                out, coll, a, key = acc.outcome, acc.coll, acc.analysis, self._state(acc.coll)["key"]
-                image_id = v._add_image_once(
-                    conn, coll["id"], a.sha256 or "", out.image or "", a.width, a.height
-                )
-                if image_id is None:  # committed meanwhile by another enrollment
-                    out.reason, out.message = "duplicate_image", DUPLICATE_IMAGE_MESSAGE
-                    continue
-                out.sample_id = store.add_sample(
-                    conn,
-                    collection_id=coll["id"],
-                    subject_id=out.subject_id or 0,
-                    image_id=image_id,
-                    model_id=coll["model_id"],
-                    box=acc.face.face.box,
-                    quality=acc.face.quality.to_dict(),
-                    blob=key.seal(acc.protected, v._context(coll)),
-                    key_version=key.version,
-                )
-                if keeps[coll["id"]] and a.crop is not None:
-                    v._add_crop(conn, coll, out.sample_id, a.crop, key)
-                out.status = "enrolled"
-                added[coll["id"]].append((out.sample_id, acc.protected))
-            for sid in {acc.outcome.subject_id for acc in self._accepted}:
-                store.touch_subject(conn, sid or 0)
+        def rows_and_audit(conn: Any, stored: list[Accepted]) -> None:
+            for acc in stored:
+                acc.outcome.status = "enrolled"
             by_coll: dict[str, list[RowOutcome]] = defaultdict(list)
-            for out in self._chunk:
+            for out in chunk:
                 by_coll[out.collection or ""].append(out)
             for name, outs in by_coll.items():
-                v._log(
+                self.ctx.log(
                     conn,
-                    "enroll",
-                    collection=name or None,
-                    details={
-                        "batch_manifest_sha256": self.sha,
-                        "rows": [outs[0].row, outs[-1].row],
-                        "subject_ids": sorted({o.subject_id for o in outs if o.sample_id}),  # type: ignore[type-var]
-                        "samples_added": [o.sample_id for o in outs if o.sample_id],
-                        "rejected": sum(1 for o in outs if o.status != "enrolled"),
-                    },
+                    BatchEnrolled(
+                        collection=name or None,
+                        batch_manifest_sha256=self.sha,
+                        rows=[outs[0].row, outs[-1].row],
+                        subject_ids=sorted({o.subject_id for o in outs if o.sample_id}),  # type: ignore[type-var]
+                        samples_added=[o.sample_id for o in outs if o.sample_id],  # type: ignore[misc]
+                        rejected=sum(1 for o in outs if o.status != "enrolled"),
+                    ),
                 )
             now = utcnow()
             conn.execute(
@@ -680,24 +587,29 @@ class BatchEnroller:
                         "sample_id": o.sample_id,
                         "at": now,
                     }
-                    for o in self._chunk
+                    for o in chunk
                 ],
             )
-        for out in self._chunk:
+
+        try:
+            commit(self.ctx, self._accepted, rows_and_audit)
+        except BaseException:
+            for acc in self._accepted:  # nothing of this chunk was stored
+                acc.outcome.status, acc.outcome.sample_id = "rejected", None
+            raise
+        for out in chunk:
             self._counts[out.status] += 1
-        colls = {acc.coll["id"]: acc.coll for acc in self._accepted}
-        self._chunk, self._accepted, self._pending_sha = [], [], set()
+        self._chunk, self._accepted = [], []
         self._last_commit = time.monotonic()
-        for cid, items in added.items():
-            ids = np.asarray([i for i, _ in items], dtype=np.int64)
-            v._apply_to_index(colls[cid], add=(ids, np.stack([p for _, p in items])))
 
 
 # ---- the report ----------------------------------------------------------------------------------------
-def report_rows(vault: Vault, manifest: str | Path) -> list[dict[str, Any]]:
-    """Every row of the manifest with its committed outcome (rows not done yet have status ``pending``)."""
+def report_rows(vault: Any, manifest: str | Path) -> list[dict[str, Any]]:
+    """Every row of the manifest with its committed outcome (rows not done yet have status ``pending``).
+    ``vault``: a Vault (or its context)."""
+    ctx = _context(vault)
     sha, rows = read_manifest(manifest)
-    with vault.store.begin() as conn:
+    with ctx.read() as conn:
         done = {
             r["row_number"]: dict(r)
             for r in conn.execute(
@@ -741,15 +653,20 @@ def write_report(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def enroll_batch(
-    vault: Vault,
+    vault: Any,
     manifest: str | Path,
     *,
     report: str | Path | None = None,
     **options: Any,
 ) -> BatchSummary:
-    """Run (or resume) a batch enrollment; write the per-row report if asked."""
-    summary = BatchEnroller(vault, manifest, **options).run()
+    """Run (or resume) a batch enrollment; write the per-row report if asked. ``vault``: a Vault (or its
+    context)."""
+    summary = BatchEnroller(_context(vault), manifest, **options).run()
     if report is not None:
         write_report(report_rows(vault, manifest), report)
         summary.report = str(report)
     return summary
+
+
+def _context(vault: Any) -> ServiceContext:
+    return vault if isinstance(vault, ServiceContext) else vault.context

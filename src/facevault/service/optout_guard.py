@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..protection import TemplateKey
+from ..reembed import embed_at
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -51,8 +52,6 @@ class OptoutGuard:
             return True
         if not self.foreign:
             return False
-        from ..reembed import embed_at
-
         photo = pixels() if callable(pixels) else pixels
         for s in self.foreign:
             try:

@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,9 @@ from sqlalchemy import (
     update,
 )
 
-from ..clock import as_utc, utcnow
+from ..clock import utcnow
 from ..errors import ConfigError, ConflictError, IntegrityError, NotFoundError
 from . import schema as t
-
 
 READ_ONLY = "facevault_read_only"
 

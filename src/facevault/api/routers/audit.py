@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from ...config import as_utc, utcnow
 from ...errors import InputError
-from ..auth import require
-from ..context import vault_as
-from ..keys import Principal
+from ...service import Vault
+from ..deps import vault_for
 from ..runner import run_sync
+from ..serialize import to_json
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 # A request id is kept in an entry's details, which the store cannot filter on: that filter looks at
@@ -24,10 +25,8 @@ Until = Query(default=None, description="Up to this time (ISO 8601), exclusive."
 
 def utc(value: datetime | None, field: str) -> datetime | None:
     """A time as UTC (a time without a zone is taken as UTC), as the log stores it."""
-    if value is None:
-        return None
     try:
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return as_utc(value)
     except (OverflowError, ValueError):
         raise InputError(f"{field} is out of range", code="invalid_time") from None
 
@@ -43,7 +42,7 @@ async def list_audit(
     request_id: str | None = Query(default=None, max_length=64, description="Entries of one API request."),
     since: datetime | None = Since,
     until: datetime | None = Until,
-    principal: Principal = Depends(require("auditor")),
+    vault: Vault = vault_for("auditor"),
 ) -> list[dict[str, Any]]:
     filters = {
         "action": action,
@@ -53,11 +52,13 @@ async def list_audit(
         "since": utc(since, "since"),
         "until": utc(until, "until"),
     }
-    rows = await run_sync(
-        request,
-        vault_as(request, principal).audit_entries,
-        REQUEST_ID_WINDOW if request_id else limit,
-        **{k: v for k, v in filters.items() if v},
+    rows = to_json(
+        await run_sync(
+            request,
+            vault.audit_entries,
+            REQUEST_ID_WINDOW if request_id else limit,
+            **{k: v for k, v in filters.items() if v},
+        )
     )
     if request_id:
         rows = [e for e in rows if request_id in _request_ids(e)][:limit]
@@ -70,11 +71,8 @@ def _request_ids(entry: dict[str, Any]) -> set[str]:
 
 
 @router.get("/verify", summary="Check the hash chain: verified, or the first broken entry")
-async def verify_audit(
-    request: Request, principal: Principal = Depends(require("auditor"))
-) -> dict[str, Any]:
-    status = await run_sync(request, vault_as(request, principal).verify_audit)
-    return status.to_dict()
+async def verify_audit(request: Request, vault: Vault = vault_for("auditor")) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.verify_audit))
 
 
 @router.get(
@@ -88,17 +86,17 @@ async def export_audit(
     format: Literal["jsonl", "csv"] = Query(default="jsonl"),
     since: datetime | None = Since,
     until: datetime | None = Until,
-    principal: Principal = Depends(require("auditor")),
+    vault: Vault = vault_for("auditor"),
 ) -> Response:
     text = await run_sync(
         request,
-        vault_as(request, principal).audit_export,
+        vault.audit_export,
         since=utc(since, "since"),
         until=utc(until, "until"),
         fmt=format,
     )
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     return Response(
         text,
         media_type=f"{media}; charset=utf-8",

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from ..auth import ANY_ROLE, require
-from ..context import vault_as
-from ..keys import Principal
+from ...config import iso
+from ...service import Vault, photos
+from ..auth import ANY_ROLE
+from ..deps import vault_for
 from ..runner import run_sync
 from ..schemas import CollectionCreate, KeepCropsSet, known_model
+from ..serialize import to_json
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
 
 
-def _public(row: dict[str, Any]) -> dict[str, Any]:
+def _public(result: Any) -> dict[str, Any]:
+    row = to_json(result)
     out = {k: row[k] for k in ("id", "name", "model_id", "dim") if k in row}
     if "keep_crops" in row:
         out["keep_crops"] = bool(row["keep_crops"])
     created = row.get("created_at")
-    if created is not None:  # SQLite hands back naive datetimes; every stored time is UTC
-        out["created_at"] = (created if created.tzinfo else created.replace(tzinfo=UTC)).isoformat()
+    if created is not None:  # every stored time is UTC (SQLite hands back naive datetimes)
+        out["created_at"] = created if isinstance(created, str) else iso(created)
     for k in ("subjects", "samples"):
         if k in row:
             out[k] = row[k]
@@ -30,18 +32,15 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("", summary="List collections")
-async def list_collections(
-    request: Request, principal: Principal = Depends(require(*ANY_ROLE))
-) -> list[dict[str, Any]]:
-    rows = await run_sync(request, vault_as(request, principal).list_collections)
+async def list_collections(request: Request, vault: Vault = vault_for(*ANY_ROLE)) -> list[dict[str, Any]]:
+    rows = await run_sync(request, vault.list_collections)
     return [_public(r) for r in rows]
 
 
 @router.post("", status_code=201, summary="Create a collection")
 async def create_collection(
-    request: Request, body: CollectionCreate, principal: Principal = Depends(require("admin"))
+    request: Request, body: CollectionCreate, vault: Vault = vault_for("admin")
 ) -> dict[str, Any]:
-    vault = vault_as(request, principal)
     row = await run_sync(
         request, vault.create_collection, body.name, known_model(body.model), keep_crops=body.keep_crops
     )
@@ -50,9 +49,9 @@ async def create_collection(
 
 @router.get("/{collection}", summary="One collection")
 async def get_collection(
-    request: Request, collection: str, principal: Principal = Depends(require(*ANY_ROLE))
+    request: Request, collection: str, vault: Vault = vault_for(*ANY_ROLE)
 ) -> dict[str, Any]:
-    return _public(await run_sync(request, vault_as(request, principal).get_collection, collection))
+    return _public(await run_sync(request, vault.get_collection, collection))
 
 
 @router.put(
@@ -60,22 +59,14 @@ async def get_collection(
     summary="Keep encrypted face crops (for migrating to another model pack), or stop and delete them",
 )
 async def set_keep_crops(
-    request: Request, collection: str, body: KeepCropsSet, principal: Principal = Depends(require("admin"))
+    request: Request, collection: str, body: KeepCropsSet, vault: Vault = vault_for("admin")
 ) -> dict[str, Any]:
-    vault = vault_as(request, principal)
-    return await run_sync(request, vault.set_keep_crops, collection, body.keep_crops)
-
-
-def _delete_collection(request: Request, principal: Principal, collection: str) -> dict[str, Any]:
-    vault = vault_as(request, principal)
-    coll = vault.get_collection(collection)
-    counts = vault.delete_collection(collection)
-    request.app.state.photos.discard_collection(coll["id"])
-    return {"collection": collection, **counts}
+    return to_json(await run_sync(request, vault.set_keep_crops, collection, body.keep_crops))
 
 
 @router.delete("/{collection}", summary="Delete a collection with every subject and sample in it")
 async def delete_collection(
-    request: Request, collection: str, principal: Principal = Depends(require("admin"))
+    request: Request, collection: str, vault: Vault = vault_for("admin")
 ) -> dict[str, Any]:
-    return await run_sync(request, _delete_collection, request, principal, collection)
+    counts = await run_sync(request, photos.delete_collection, vault, collection)
+    return {"collection": collection, **to_json(counts)}

@@ -5,38 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 
-from .. import keys
-from ..auth import require
-from ..context import vault_as
-from ..keys import Principal
+from ...service import Vault
+from ..deps import vault_for
 from ..runner import run_sync
 from ..schemas import KeyCreate
+from ..serialize import to_json
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
 
 @router.get("", summary="List API keys (never their secrets)")
-async def list_keys(
-    request: Request, principal: Principal = Depends(require("admin"))
-) -> list[dict[str, Any]]:
-    return await run_sync(request, keys.list_keys, request.app.state.vault)
+async def list_keys(request: Request, vault: Vault = vault_for("admin")) -> list[dict[str, Any]]:
+    return to_json(await run_sync(request, vault.list_api_keys))
 
 
 @router.post("", status_code=201, summary="Create an API key; the reply holds the secret, shown once")
-async def create_key(
-    request: Request, body: KeyCreate, principal: Principal = Depends(require("admin"))
-) -> dict[str, Any]:
-    vault = vault_as(request, principal)
-    secret, record = await run_sync(request, keys.create_key, vault, body.role, body.name)
-    return {**record, "key": secret}
+async def create_key(request: Request, body: KeyCreate, vault: Vault = vault_for("admin")) -> dict[str, Any]:
+    secret, record = await run_sync(request, vault.create_api_key, body.role, body.name)
+    return {**to_json(record), "key": secret}
 
 
 @router.delete("/{prefix}", summary="Revoke an API key")
 async def revoke_key(
     request: Request,
     prefix: str = Path(max_length=200),
-    principal: Principal = Depends(require("admin")),
+    vault: Vault = vault_for("admin"),
 ) -> dict[str, Any]:
-    return await run_sync(request, keys.revoke_key, vault_as(request, principal), prefix)
+    return to_json(await run_sync(request, vault.revoke_api_key, prefix))

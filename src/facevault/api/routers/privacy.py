@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from ...errors import InputError
-from ..auth import require
-from ..context import request_id, vault_as
-from ..keys import Principal
+from ...service import Vault
+from ..deps import base_vault, request_id, vault_for
 from ..runner import run_sync
 from ..schemas import OptoutJSON, OptoutParams, RetentionSet, body_doc, parse_body
+from ..serialize import to_json
 from ..uploads import decode_base64, read_upload, safe_name
 
 router = APIRouter(prefix="/api/v1", tags=["privacy"])
@@ -24,9 +24,9 @@ SUBJECT = "/collections/{collection}/subjects/{subject}"
 # ---- consent -------------------------------------------------------------------------------------
 @router.get(f"{SUBJECT}/consent", summary="A subject's consent record")
 async def consent_show(
-    request: Request, collection: str, subject: str, principal: Principal = Depends(require("enroller"))
+    request: Request, collection: str, subject: str, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
-    return await run_sync(request, vault_as(request, principal).consent_show, collection, subject)
+    return to_json(await run_sync(request, vault.consent_show, collection, subject))
 
 
 @router.post(
@@ -34,9 +34,9 @@ async def consent_show(
     summary="Withdraw a subject's consent: their biometric data is erased at once (receipt in the audit log)",
 )
 async def consent_withdraw(
-    request: Request, collection: str, subject: str, principal: Principal = Depends(require("enroller"))
+    request: Request, collection: str, subject: str, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
-    result = await run_sync(request, vault_as(request, principal).withdraw_consent, collection, subject)
+    result = to_json(await run_sync(request, vault.withdraw_consent, collection, subject))
     return {**result, "samples_removed": result["samples_erased"], "request_id": request_id(request)}
 
 
@@ -47,7 +47,7 @@ async def consent_withdraw(
     "re-enrollment (audited)",
     openapi_extra=body_doc(OptoutJSON, OptoutParams, {"image": "one"}),
 )
-async def optout(request: Request, principal: Principal = Depends(require("enroller"))) -> dict[str, Any]:
+async def optout(request: Request, vault: Vault = vault_for("enroller")) -> dict[str, Any]:
     body, files = await parse_body(request, OptoutJSON, OptoutParams, max_files=1)
     limit = request.app.state.api_settings.max_upload_bytes
     b64 = getattr(body, "image_base64", None)
@@ -58,8 +58,8 @@ async def optout(request: Request, principal: Principal = Depends(require("enrol
         if len(parts) != 1:
             raise InputError("send exactly one photo as the file part 'image'", code="no_image")
         photo = (f"upload:{safe_name(parts[0].filename, 'image')}", await read_upload(parts[0], limit))
-    result = await run_sync(request, vault_as(request, principal).optout, photo, collection=body.collection)
-    return {**result, "request_id": request_id(request)}
+    result = await run_sync(request, vault.optout, photo, collection=body.collection)
+    return {**to_json(result), "request_id": request_id(request)}
 
 
 # ---- retention -----------------------------------------------------------------------------------
@@ -70,39 +70,33 @@ async def optout(request: Request, principal: Principal = Depends(require("enrol
     responses={200: {"content": {"text/plain": {}}}},
 )
 async def retention_policy(request: Request) -> PlainTextResponse:
-    text = await run_sync(request, request.app.state.vault.retention_policy)
+    text = await run_sync(request, base_vault(request).retention_policy)
     return PlainTextResponse(text + "\n")
 
 
 @router.post("/retention/sweep", summary="Destroy everything due now; returns the erasure receipts")
-async def retention_sweep(
-    request: Request, principal: Principal = Depends(require("admin"))
-) -> dict[str, Any]:
-    result = await run_sync(request, vault_as(request, principal).retention_sweep)
-    return {**result, "request_id": request_id(request)}
+async def retention_sweep(request: Request, vault: Vault = vault_for("admin")) -> dict[str, Any]:
+    result = await run_sync(request, vault.retention_sweep)
+    return {**to_json(result), "request_id": request_id(request)}
 
 
 @router.put("/collections/{collection}/retention", summary="Set a collection's retention period")
 async def set_retention(
-    request: Request, collection: str, body: RetentionSet, principal: Principal = Depends(require("admin"))
+    request: Request, collection: str, body: RetentionSet, vault: Vault = vault_for("admin")
 ) -> dict[str, Any]:
-    return await run_sync(request, vault_as(request, principal).set_retention, collection, body.days)
+    return to_json(await run_sync(request, vault.set_retention, collection, body.days))
 
 
 # ---- records and keys ----------------------------------------------------------------------------
 @router.get("/reports/processing", summary="The GDPR Art. 30 record of processing activities")
-async def processing_record(
-    request: Request, principal: Principal = Depends(require("auditor"))
-) -> dict[str, Any]:
-    return await run_sync(request, vault_as(request, principal).processing_record)
+async def processing_record(request: Request, vault: Vault = vault_for("auditor")) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.processing_record))
 
 
 @router.post(
     "/template-keys/rotate",
     summary="Re-protect every template under a new template key (old stolen templates stop matching)",
 )
-async def rotate_template_keys(
-    request: Request, principal: Principal = Depends(require("admin"))
-) -> dict[str, Any]:
-    result = await run_sync(request, vault_as(request, principal).rotate_keys)
-    return {**result, "request_id": request_id(request)}
+async def rotate_template_keys(request: Request, vault: Vault = vault_for("admin")) -> dict[str, Any]:
+    result = await run_sync(request, vault.rotate_keys)
+    return {**to_json(result), "request_id": request_id(request)}

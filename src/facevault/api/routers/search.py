@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from ...errors import InputError
-from ..auth import require
-from ..context import request_id, traced
-from ..keys import Principal
+from ...service import Vault
+from ..deps import request_id, vault_for
 from ..runner import run_sync
 from ..schemas import (
     Files,
@@ -22,6 +21,7 @@ from ..schemas import (
     known_model,
     parse_body,
 )
+from ..serialize import to_json
 from ..uploads import decode_base64, read_upload, safe_name
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
@@ -42,15 +42,12 @@ async def _image(request: Request, files: Files, field: str, b64: str | None) ->
     summary="1:N: who in this collection is in the photo? (purpose required, audited)",
     openapi_extra=body_doc(SearchJSON, SearchParams, {"image": "one"}),
 )
-async def search(
-    request: Request, collection: str, principal: Principal = Depends(require("searcher"))
-) -> dict[str, Any]:
+async def search(request: Request, collection: str, vault: Vault = vault_for("searcher")) -> dict[str, Any]:
     body, files = await parse_body(request, SearchJSON, SearchParams, max_files=1)
     probe = await _image(request, files, "image", getattr(body, "image_base64", None))
-    run, extra = traced(request, principal, "search")
     result = await run_sync(
         request,
-        run,
+        vault.search,
         collection,
         probe,
         purpose=body.purpose,
@@ -58,9 +55,8 @@ async def search(
         top_k=body.top,
         fmr=body.fmr,
         threshold=body.threshold,
-        **extra,
     )
-    return {**result.to_dict(), "request_id": request_id(request)}
+    return {**to_json(result), "request_id": request_id(request)}
 
 
 @router.post(
@@ -68,14 +64,13 @@ async def search(
     summary="1:1: do two photos show the same person? (purpose required, audited)",
     openapi_extra=body_doc(VerifyJSON, VerifyParams, {"image_a": "one", "image_b": "one"}),
 )
-async def verify(request: Request, principal: Principal = Depends(require("searcher"))) -> dict[str, Any]:
+async def verify(request: Request, vault: Vault = vault_for("searcher")) -> dict[str, Any]:
     body, files = await parse_body(request, VerifyJSON, VerifyParams, max_files=2)
     a = await _image(request, files, "image_a", getattr(body, "image_a_base64", None))
     b = await _image(request, files, "image_b", getattr(body, "image_b_base64", None))
-    run, extra = traced(request, principal, "verify")
     result = await run_sync(
         request,
-        run,
+        vault.verify,
         a,
         b,
         model=known_model(body.model),
@@ -83,6 +78,5 @@ async def verify(request: Request, principal: Principal = Depends(require("searc
         case_id=body.case_id,
         fmr=body.fmr,
         threshold=body.threshold,
-        **extra,
     )
-    return {**result.to_dict(), "request_id": request_id(request)}
+    return {**to_json(result), "request_id": request_id(request)}

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from ...errors import FaceVaultError
-from ...models import get_pack
+from ...results import Principal
+from ...service import Vault, packs
 from ..auth import ANY_ROLE, require
-from ..context import vault_as
-from ..keys import Principal, log_login
+from ..deps import base_vault, vault_for
 from ..runner import run_sync
 
 router = APIRouter()
@@ -22,12 +22,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _readiness(request: Request) -> dict[str, Any]:
-    vault = request.app.state.vault
+def _readiness(vault: Vault) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     try:
         model_id = vault.settings.default_model
-        get_pack(model_id)
+        packs.check_model(model_id)
         vault.pipeline(model_id)  # also warms the per-process pipeline
         checks["models"] = {"ok": True, "model_id": model_id}
     except FaceVaultError as exc:
@@ -43,7 +42,7 @@ def _readiness(request: Request) -> dict[str, Any]:
 
 @router.get("/readyz", tags=["system"], summary="Readiness: models loaded and store reachable")
 async def readyz(request: Request) -> JSONResponse:
-    checks = await run_sync(request, _readiness, request)
+    checks = await run_sync(request, _readiness, base_vault(request))
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
@@ -58,7 +57,11 @@ async def me(principal: Principal = Depends(require(*ANY_ROLE))) -> dict[str, An
     tags=["system"],
     summary="Sign in: the calling key's name and role, with a `login` entry in the audit log",
 )
-async def login(request: Request, principal: Principal = Depends(require(*ANY_ROLE))) -> dict[str, Any]:
+async def login(
+    request: Request,
+    principal: Principal = Depends(require(*ANY_ROLE)),
+    vault: Vault = vault_for(*ANY_ROLE),
+) -> dict[str, Any]:
     """The web UI calls this once per sign-in (``GET /api/v1/me`` records nothing)."""
-    seq = await run_sync(request, log_login, vault_as(request, principal), principal)
+    seq = await run_sync(request, vault.log_login, principal)
     return {**principal.to_dict(), "audit_seq": seq}

@@ -1,15 +1,14 @@
 """Model packs: a detector + recognizer pair in ONNX form, described by a manifest, installed under
-the models directory and registered in the model registry under the pack name.
+the models directory and registered in the model registry (``models.registry``) under the pack name.
 
-Importing this package loads no model and no ONNX Runtime. ``register_installed_packs()`` reads the
-manifests (small JSON files) and registers one lazy factory per pack, plus the pack's score calibration
-when its manifest carries one; the factory re-checks every file's SHA-256 and the license acceptance
-before the networks are loaded.
+Importing this package loads no model and no ONNX Runtime. It knows nothing of the registry: the
+registry reads the manifests (``installed_packs``) and registers one lazy factory per pack
+(``load_pack``), plus the pack's score calibration (``pack_calibration``); the factory re-checks every
+file's SHA-256 and the license acceptance before the networks are loaded.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from ...errors import ConfigError, IntegrityError, ModelError
@@ -31,7 +30,6 @@ __all__ = [
     "InstalledPack",
     "PackManifest",
     "build_pack",
-    "ensure_registered",
     "fetch_pack",
     "get_installed",
     "install_pack",
@@ -41,8 +39,6 @@ __all__ = [
     "models_dir",
     "pack_calibration",
     "parse_manifest",
-    "register_installed_packs",
-    "registered_roots",
     "verify_installed",
     "verify_pack",
 ]
@@ -99,45 +95,3 @@ def pack_calibration(pack: InstalledPack) -> object | None:
         return calibration.from_json(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"model pack {pack.name!r}: bad calibration ({exc})") from exc
-
-
-_registered_roots: set[Path] = set()
-_reg_lock = threading.Lock()
-
-
-def register_installed_packs(root: Path | None = None) -> list[str]:
-    """Register every installed pack in ``facevault.models`` (and its calibration, if it has one).
-    Cheap: reads manifests only. Returns the names registered."""
-    from ... import calibration
-    from .. import register_pack
-
-    root = (root or models_dir()).expanduser().resolve()
-    names = []
-    for pack in installed_packs(root):
-
-        def factory(name: str = pack.name, where: Path = root) -> ModelPack:
-            return load_pack(name, where)
-
-        register_pack(pack.name, factory)
-        cal = pack_calibration(pack)
-        if cal is not None:
-            calibration.register(cal)  # type: ignore[arg-type]
-        names.append(pack.name)
-    with _reg_lock:
-        _registered_roots.add(root)
-    return names
-
-
-def registered_roots() -> list[Path]:
-    """Models folders this process has registered packs from (a vault registers its own)."""
-    with _reg_lock:
-        return sorted(_registered_roots)
-
-
-def ensure_registered(root: Path | None = None) -> None:
-    """``register_installed_packs`` once per models directory per process."""
-    resolved = (root or models_dir()).expanduser().resolve()
-    with _reg_lock:
-        if resolved in _registered_roots:
-            return
-    register_installed_packs(resolved)

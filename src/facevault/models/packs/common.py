@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from abc import abstractmethod
 from functools import cached_property
 from pathlib import Path
@@ -11,12 +10,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ...config import threads_setting
 from ..base import DetectedFace, Detector, box_iou
 from .manifest import ARCFACE_TEMPLATE_112, DetectorSpec
 
 
 def default_threads() -> int:
-    return int(os.environ.get("FACEVAULT_THREADS", "0") or 0)
+    """``FACEVAULT_THREADS``: the worker processes set it to 1."""
+    return threads_setting()
 
 
 def letterbox(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:

@@ -20,14 +20,13 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ...config import DEFAULT_HOME
+from ...config import models_dir_setting
 from ...errors import ConfigError, ConflictError, IntegrityError, NotFoundError
-from ..builtin import BUILTIN_PACKS, verify_record
 from .catalog import CATALOG, CatalogEntry, recognise_layout
 from .manifest import MANIFEST_NAME, PackManifest, check_files, load_manifest, parse_manifest, sha256_file
 
@@ -36,11 +35,8 @@ MAX_ZIP_BYTES = 4 * 1024**3  # uncompressed; real packs are a few hundred MB
 
 
 def models_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    env = os.environ.get("FACEVAULT_MODELS")
-    if env:
-        return Path(env).expanduser()
-    base = home or os.environ.get("FACEVAULT_HOME") or DEFAULT_HOME
-    return Path(base).expanduser() / "models"
+    """``$FACEVAULT_MODELS``, else ``<home>/models`` (``home`` defaults to ``$FACEVAULT_HOME``)."""
+    return models_dir_setting(home)
 
 
 @dataclass(frozen=True)
@@ -98,15 +94,15 @@ def verify_pack(pack: InstalledPack) -> list[str]:
     return problems
 
 
-def verify_installed(root: Path | None = None) -> dict[str, list[str]]:
-    """{pack name: problems} for every folder under the models directory (empty list = intact)."""
+def verify_installed(root: Path | None = None, skip: Collection[str] = ()) -> dict[str, list[str]]:
+    """{pack name: problems} for every folder under the models directory (empty list = intact), but for
+    the folders named in ``skip`` (those of built-in packs, which the registry checks)."""
     root = root or models_dir()
     report: dict[str, list[str]] = {}
     if not root.is_dir():
         return report
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if folder.name in BUILTIN_PACKS:  # holds a license record only; the files come with a package
-            report[folder.name] = verify_record(folder.name, root)
+        if folder.name in skip:
             continue
         try:
             manifest = load_manifest(folder)

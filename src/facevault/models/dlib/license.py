@@ -16,7 +16,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import ModelError
+from ...errors import ModelError
 
 LM68_PACK = "dlib-resnet-v1-lm68"
 LICENSE_ID = "iBUG-300-W-non-commercial"

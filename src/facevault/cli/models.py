@@ -14,9 +14,11 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli_common import print_json as _print_json
-from .cli_common import run as _run
-from .cli_common import state as _state
+from ..errors import IntegrityError
+from ..service import packs as pack_admin
+from .output import print_json as _print_json
+from .output import run as _run
+from .output import state as _state
 
 models_app = typer.Typer(
     help="Install, verify and inspect model packs (detector + recognizer).", no_args_is_help=True
@@ -43,28 +45,7 @@ AcceptOpt = Annotated[
 
 
 def _root(models_dir: Path | None) -> Path:
-    from .models.packs import models_dir as default_dir
-
-    if models_dir is not None:
-        return models_dir.expanduser()
-    return default_dir(_state.get("home"))  # the main app's global --home, when given
-
-
-def _summary(pack: Any) -> dict[str, Any]:
-    m = pack.manifest
-    record = pack.license_record
-    return {
-        "name": m.name,
-        "version": m.version,
-        "detector": m.detector.kind,
-        "recognizer": m.recognizer.kind,
-        "embedding_dim": m.recognizer.embedding_dim,
-        "license": m.license.id,
-        "commercial_use": m.license.commercial_use,
-        "license_accepted_at": record.get("accepted_at") if record else None,
-        "calibrated": m.calibration is not None or (pack.folder / "calibration.json").is_file(),
-        "folder": str(pack.folder),
-    }
+    return pack_admin.models_root(models_dir, _state.get("home"))  # the main app's global --home, when given
 
 
 @models_app.command("list")
@@ -76,32 +57,7 @@ def list_packs(
     """Installed packs (and the built-in default model)."""
 
     def action() -> dict[str, Any]:
-        from .models.builtin import BUILTIN_PACKS, summary
-        from .models.onnx_runtime import runtime_info
-        from .models.packs import installed_packs
-        from .models.packs.catalog import CATALOG
-
-        root = _root(models_dir)
-        installed = [_summary(p) for p in installed_packs(root)]
-        out: dict[str, Any] = {
-            "models_dir": str(root),
-            "runtime": runtime_info(),
-            "builtin": [summary(name, root) for name in BUILTIN_PACKS],
-            "installed": installed,
-        }
-        if catalog:
-            names = {p["name"] for p in installed}
-            out["catalog"] = [
-                {
-                    "name": e.name,
-                    "description": e.description,
-                    "license": e.license["id"],
-                    "installed": e.name in names,
-                    "source_url": e.source_url,
-                }
-                for e in CATALOG.values()
-            ]
-        return out
+        return pack_admin.list_packs(_root(models_dir), catalog=catalog)
 
     res = _run(as_json, action)
     if as_json:
@@ -151,9 +107,7 @@ def install(
     """Check a pack's files against its manifest and install it."""
 
     def action() -> dict[str, Any]:
-        from .models.packs import install_pack
-
-        return _summary(install_pack(path, accept_license=accept_license, name=name, root=_root(models_dir)))
+        return pack_admin.install_pack(path, _root(models_dir), accept_license=accept_license, name=name)
 
     res = _run(as_json, action)
     if as_json:
@@ -177,13 +131,7 @@ def accept_license_cmd(
     Installed packs are accepted by `models install --accept-license`."""
 
     def action() -> dict[str, Any]:
-        from .errors import NotFoundError
-        from .models.dlib_license import LM68_PACK, accept
-
-        if name != LM68_PACK:
-            raise NotFoundError(f"{name!r} is not a built-in pack with a license to accept ({LM68_PACK} is)")
-        record = accept(_root(models_dir))
-        return {k: v for k, v in record.items() if k != "license_text"} | {"folder": str(_root(models_dir))}
+        return pack_admin.accept_license(name, _root(models_dir))
 
     res = _run(as_json, action)
     if as_json:
@@ -201,12 +149,7 @@ def verify(
     """Re-check the SHA-256 of every installed file (and the license acceptance)."""
 
     def action() -> dict[str, list[str]]:
-        from .models.packs import get_installed, verify_installed, verify_pack
-
-        root = _root(models_dir)
-        if name:
-            return {name: verify_pack(get_installed(name, root))}
-        return verify_installed(root)
+        return pack_admin.verify_packs(_root(models_dir), name)
 
     report = _run(as_json, action)
     bad = {k: v for k, v in report.items() if v}
@@ -220,8 +163,6 @@ def verify(
             for p in problems:
                 typer.echo(f"  - {p}")
     if bad:
-        from .errors import IntegrityError
-
         raise typer.Exit(IntegrityError.exit_code)
 
 
@@ -234,20 +175,7 @@ def info(
     """A pack's manifest, files and license record."""
 
     def action() -> dict[str, Any]:
-        from .models.builtin import BUILTIN_PACKS, describe
-        from .models.packs import get_installed
-
-        if name in BUILTIN_PACKS:
-            return {**describe(name, _root(models_dir)), "folder": None}
-        pack = get_installed(name, _root(models_dir))
-        data = pack.manifest.to_json()
-        if "calibration" in data:
-            data["calibration"] = {
-                k: data["calibration"].get(k)
-                for k in ("impostor_pairs", "source")
-                if k in data["calibration"]
-            }
-        return {**data, "folder": str(pack.folder), "license_record": pack.license_record}
+        return pack_admin.pack_info(name, _root(models_dir))
 
     res = _run(as_json, action)
     if as_json:
@@ -300,14 +228,12 @@ def fetch(
     """Download a pack, verify its SHA-256 and install it."""
 
     def action() -> dict[str, Any]:
-        from .models.packs import fetch_pack
-
         digests: dict[str, str] = {}
         for item in sha256 or []:
             key, sep, value = item.rpartition("=")
             digests[key if sep else ""] = value.strip()
-        return _summary(
-            fetch_pack(name, accept_license=accept_license, sha256=digests, url=url, root=_root(models_dir))
+        return pack_admin.fetch_pack(
+            name, _root(models_dir), accept_license=accept_license, sha256=digests, url=url
         )
 
     res = _run(as_json, action)

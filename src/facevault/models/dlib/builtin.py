@@ -1,5 +1,8 @@
-"""What ``facevault models info`` and ``verify`` say about the built-in packs, whose files come with the
-``face-recognition-models`` package instead of a pack folder."""
+"""The built-in packs, whose files come with the ``face-recognition-models`` package instead of a pack
+folder: their factories, and what ``facevault models list``, ``info`` and ``verify`` say about them.
+
+Which packs exist is the registry's business (``models.registry``); this module knows nothing of it, so
+the factories take what they need (the models folders in use) as arguments."""
 
 from __future__ import annotations
 
@@ -7,18 +10,68 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import FaceVaultError
-from .dlib_license import LICENSE_ID, LICENSE_URL, LM68_PACK, RECORD_NAME, acceptance
+from ...config import landmark_refine_setting, runtime_setting, threads_setting
+from ..base import Embedder, ModelPack
+from .license import LICENSE_ID, LICENSE_URL, LM68_PACK, RECORD_NAME, acceptance, require_accepted
 
-BUILTIN_PACKS = ("dlib-resnet-v1", LM68_PACK)
+DEFAULT_PACK = "dlib-resnet-v1"
+
+BUILTIN_PACKS = (DEFAULT_PACK, LM68_PACK)
 # (license id, URL) of each built-in pack; only the 68-point one needs acceptance.
 _LICENSES = {
-    "dlib-resnet-v1": (
+    DEFAULT_PACK: (
         "CC0-1.0 (dlib models, per face-recognition-models)",
         "https://github.com/davisking/dlib-models",
     ),
     LM68_PACK: (LICENSE_ID, LICENSE_URL),
 }
+
+
+def dlib_embedder() -> Embedder:
+    """ONNX Runtime runs the ResNet when installed (the default); dlib itself otherwise, or when
+    ``FACEVAULT_RUNTIME=dlib``. Both give the same vectors, so the model id is the same."""
+    from .models import DlibResnetEmbedder, DlibResnetOnnxEmbedder
+
+    threads = threads_setting()  # checked even when unused: a bad value is an error either way
+    try:
+        import onnxruntime  # noqa: F401
+
+        have_ort = True
+    except ImportError:
+        have_ort = False
+    if runtime_setting() == "onnx" and have_ort:
+        return DlibResnetOnnxEmbedder(threads=threads)
+    return DlibResnetEmbedder()
+
+
+def dlib_resnet_v1() -> ModelPack:
+    """The default pack. ``FACEVAULT_LANDMARK_REFINE=1`` averages the landmarks over shifted boxes and
+    the mirror image (``models.REFINE_SHIFTS``): more accurate, but about 5 ms more per face on a busy
+    core, which costs the ingest target, so it is off by default (docs/BENCHMARKS.md)."""
+    from .models import DlibHogDetector
+
+    return ModelPack(
+        model_id=DEFAULT_PACK,
+        detector=DlibHogDetector(refine=landmark_refine_setting()),
+        embedder=dlib_embedder(),
+        description="dlib HOG frontal detector, 5-point landmarks, 128-d ResNet (face-recognition-models)",
+    )
+
+
+def dlib_resnet_v1_lm68(models_roots: list[Path]) -> ModelPack:
+    """The default pack aligned with dlib's 68-point landmarks: better accuracy, non-commercial license
+    (``license``). Refused unless one of ``models_roots`` (the models folders in use) holds the
+    acceptance."""
+    from .models import DlibHogDetector
+
+    require_accepted(models_roots)
+    return ModelPack(
+        model_id=LM68_PACK,
+        detector=DlibHogDetector(landmarks=68),
+        embedder=dlib_embedder(),
+        description="dlib HOG frontal detector, 68-point landmarks (iBUG 300-W, non-commercial), "
+        "128-d ResNet (face-recognition-models)",
+    )
 
 
 def summary(name: str, models_root: Path) -> dict[str, Any]:
@@ -48,8 +101,8 @@ def describe(name: str, models_root: Path) -> dict[str, Any]:
     """Detector, recognizer, files with their SHA-256, license and calibration of a built-in pack."""
     import face_recognition_models as frm
 
-    from .. import calibration
-    from .dlib_models import CHIP_PADDING, CHIP_SIZE, CONVERTER_VERSION
+    from ... import calibration
+    from .models import CHIP_PADDING, CHIP_SIZE, CONVERTER_VERSION
 
     lm68 = name == LM68_PACK
     landmarks = Path(
@@ -89,32 +142,3 @@ def verify_record(name: str, models_root: Path) -> list[str]:
             f"`facevault models accept-license {LM68_PACK}`"
         ]
     return []
-
-
-def license_acceptance(model_id: str, models_root: Path) -> dict[str, Any] | None:
-    """For a pack whose license needs acceptance (the 68-point built-in, non-commercial installed packs):
-    who accepted which license text and when, for the vault's audit log; None for other packs."""
-    if model_id == LM68_PACK:
-        record: dict[str, Any] | None = acceptance(models_root)
-    elif model_id in BUILTIN_PACKS:
-        return None
-    else:
-        from .packs import get_installed
-
-        try:
-            pack = get_installed(model_id, models_root)
-        except FaceVaultError:  # not an installed pack (e.g. registered by code): nothing recorded
-            return None
-        if not pack.manifest.license.needs_acceptance:
-            return None
-        record = pack.license_record
-    if record is None:
-        return None
-    text = str(record.get("license_text") or "")
-    return {
-        "license_id": record.get("license_id"),
-        "license_url": record.get("license_url"),
-        "license_text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "accepted_at": record.get("accepted_at"),
-        "accepted_by": record.get("accepted_by"),
-    }

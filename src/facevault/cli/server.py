@@ -1,7 +1,6 @@
 """``facevault keys ...`` and ``facevault serve``: the CLI side of the HTTP server.
 
-Wired into the main app in cli.py with ``app.add_typer(keys_app, name="keys")`` and
-``app.command()(serve)``. Heavy imports stay inside the commands so ``--help`` is instant."""
+Wired into the main app in main.py. Heavy imports stay inside the commands so ``--help`` is instant."""
 
 from __future__ import annotations
 
@@ -9,52 +8,41 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli_common import print_json as _print_json
-from .cli_common import with_vault as _with_vault
+from ..config import ROLES
+from .output import HomeOpt, emit, fail, with_vault
+from .output import JsonOpt as StableJsonOpt
 
 keys_app = typer.Typer(help="Create, list and revoke API keys for the HTTP API.", no_args_is_help=True)
 
-HomeOpt = Annotated[
-    str | None,
-    typer.Option("--home", envvar="FACEVAULT_HOME", help="Vault folder (default ./facevault-data)."),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option("--role", help="admin, enroller, searcher, reviewer or auditor.")],
+    role: Annotated[str, typer.Option("--role", help=f"{', '.join(ROLES[:-1])} or {ROLES[-1]}.")],
     name: Annotated[str, typer.Option("--name", help="Who or what uses this key.")],
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key. The key is printed once; only its hash is stored."""
-    from .api.keys import create_key
+    secret, record = with_vault(home, as_json, lambda v: v.create_api_key(role, name))
+    emit({**record, "key": secret}, as_json, lambda _: _show_secret(secret, record))
 
-    secret, record = _with_vault(home, as_json, lambda v: create_key(v, role, name))
-    if as_json:
-        _print_json({**record, "key": secret})
-    else:
-        typer.echo(secret)
-        typer.echo(
-            f"created {record['role']} key {record['prefix']} ({record['name']}); store it now", err=True
-        )
+
+def _show_secret(secret: str, record: Any) -> None:
+    typer.echo(secret)
+    typer.echo(f"created {record['role']} key {record['prefix']} ({record['name']}); store it now", err=True)
 
 
 @keys_app.command("list")
 def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """List API keys (prefix, name, role, state); never the keys themselves."""
-    from .api.keys import list_keys
+    emit(with_vault(home, as_json, lambda v: v.list_api_keys()), as_json, lambda rows: map(_key_line, rows))
 
-    rows = _with_vault(home, as_json, list_keys)
-    if as_json:
-        _print_json(rows)
-        return
-    for r in rows:
-        state = "active" if r["active"] else f"revoked {r['revoked_at']}"
-        typer.echo(
-            f"{r['prefix']}  {r['role']:<9} {r['name']}  ({state}; last used {r['last_used_at'] or 'never'})"
-        )
+
+def _key_line(r: Any) -> str:
+    state = "active" if r["active"] else f"revoked {r['revoked_at']}"
+    return f"{r['prefix']}  {r['role']:<9} {r['name']}  ({state}; last used {r['last_used_at'] or 'never'})"
 
 
 @keys_app.command("revoke")
@@ -64,13 +52,25 @@ def keys_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an API key at once."""
-    from .api.keys import revoke_key
+    emit(
+        with_vault(home, as_json, lambda v: v.revoke_api_key(prefix)),
+        as_json,
+        lambda row: f"revoked key {row['prefix']} ({row['name']})",
+    )
 
-    row = _with_vault(home, as_json, lambda v: revoke_key(v, prefix))
-    if as_json:
-        _print_json(row)
-    else:
-        typer.echo(f"revoked key {row['prefix']} ({row['name']})")
+
+@keys_app.command("rotate")
+def keys_rotate(home: HomeOpt = None, as_json: StableJsonOpt = False) -> None:
+    """Re-protect every stored template under a new key; the old key is destroyed, so templates stolen
+    before the rotation no longer match anything."""
+    emit(
+        with_vault(home, as_json, lambda v: v.rotate_keys()),
+        as_json,
+        lambda res: (
+            f"template key rotated v{res['from_version']} -> v{res['to_version']}: "
+            f"{res['samples']} templates and {res['optouts']} opt-outs re-protected"
+        ),
+    )
 
 
 DEMO_KEY_NAME = "demo"
@@ -79,12 +79,10 @@ DEMO_KEY_NAME = "demo"
 def demo_admin_key(vault: Any) -> str:
     """A working admin key named "demo" for the demo server. A key's secret is shown only once, so an
     earlier active "demo" admin key is revoked and a fresh one made (both changes are audited)."""
-    from .api.keys import create_key, list_keys, revoke_key
-
-    for k in list_keys(vault):
+    for k in vault.list_api_keys():
         if k["active"] and k["name"] == DEMO_KEY_NAME and k["role"] == "admin":
-            revoke_key(vault, k["prefix"])
-    return create_key(vault, "admin", DEMO_KEY_NAME)[0]
+            vault.revoke_api_key(k["prefix"])
+    return str(vault.create_api_key("admin", DEMO_KEY_NAME)[0])
 
 
 def _load_demo(home: str | None) -> str:
@@ -92,8 +90,8 @@ def _load_demo(home: str | None) -> str:
     subject, a search under case DEMO-1) into the vault at ``home``; returns a fresh admin key."""
     import os
 
-    from . import demo
-    from .service import open_vault
+    from .. import demo
+    from ..service import open_vault
 
     if home:
         os.environ["FACEVAULT_HOME"] = home
@@ -121,8 +119,8 @@ def serve(
     (or start with --demo). A retention sweep runs on start and then daily."""
     import uvicorn
 
-    from .api import create_app
-    from .errors import FaceVaultError
+    from ..api import create_app
+    from ..errors import FaceVaultError
 
     try:
         if demo:
@@ -130,8 +128,7 @@ def serve(
             typer.echo(f"\nDemo admin key (shown once; sign in with it at http://{host}:{port}/):\n{key}")
         app = create_app(home=home, create=True)
     except FaceVaultError as exc:
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+        raise fail(exc, False) from None
     typer.echo(f"facevault serving http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(
         app,

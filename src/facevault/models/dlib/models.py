@@ -4,12 +4,11 @@
 The landmark model decides the alignment: ``dlib.get_face_chip`` fits its similarity transform to all
 5 points, or to the 68-point model's points. The 68-point model aligns better (docs/BENCHMARKS.md), but
 it was trained on iBUG 300-W, whose license excludes commercial use, so it is only used by the
-license-gated ``dlib-resnet-v1-lm68`` pack (see ``dlib_license``)."""
+license-gated ``dlib-resnet-v1-lm68`` pack (see ``dlib.license``)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
-from .base import DetectedFace, Detector, Embedder
+from ...config import model_cache_setting
+from ...errors import ModelError
+from ..base import DetectedFace, Detector, Embedder
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -257,11 +257,7 @@ CONVERTER_VERSION = "1"
 
 def model_cache_dir() -> Path:
     """Where converted models are cached: ``$FACEVAULT_MODEL_CACHE`` or ``~/.cache/facevault/models``."""
-    env = os.environ.get("FACEVAULT_MODEL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "facevault" / "models"
+    return model_cache_setting()
 
 
 def converted_resnet_path(cache_dir: Path | None = None) -> Path:
@@ -271,7 +267,7 @@ def converted_resnet_path(cache_dir: Path | None = None) -> Path:
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     dest = (cache_dir or model_cache_dir()) / f"dlib-resnet-v1-{digest}-c{CONVERTER_VERSION}.onnx"
     if not dest.exists():
-        from .dlib_onnx import convert
+        from .convert import convert
 
         convert(src, dest)
     return dest
@@ -287,7 +283,7 @@ class DlibResnetOnnxEmbedder(DlibResnetEmbedder):
 
     @cached_property
     def _session(self) -> Any:
-        from .onnx_runtime import make_session
+        from ..onnx_runtime import make_session
 
         return make_session(converted_resnet_path(), threads=self.threads)
 

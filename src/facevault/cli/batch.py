@@ -1,22 +1,16 @@
-"""``facevault enroll-batch``: the CLI side of facevault.batch.
+"""``facevault enroll-batch``: the CLI side of facevault.service.batch.
 
-Wired into the main app in cli.py with ``app.command("enroll-batch")(enroll_batch)``. Heavy imports stay
-inside the command so ``--help`` is instant."""
+Wired into the main app in main.py. Heavy imports stay inside the command so ``--help`` is instant."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from .cli_common import state
-
-HomeOpt = Annotated[
-    str | None,
-    typer.Option("--home", envvar="FACEVAULT_HOME", help="Vault folder (default ./facevault-data)."),
-]
+from .output import HomeOpt, emit, open_vault, run
 
 
 def enroll_batch(
@@ -50,6 +44,38 @@ def enroll_batch(
     """Enroll many photos from a manifest: resumable (a re-run skips finished rows), de-duplicated by
     SHA-256, one bad row never stops the batch. Columns: collection, subject and/or external_id, purpose,
     consent_text or consent_file (to create missing subjects), image. See docs/SCALE.md."""
+    from ..service.batch import enroll_batch as run_batch
+
+    progress, on_progress = _progress_bar(quiet=as_json)
+
+    def action() -> Any:
+        with progress, open_vault(home, db=db) as vault:
+            return run_batch(
+                vault,
+                manifest,
+                report=report,
+                workers=workers,
+                ray_address=ray,
+                largest=largest,
+                retry_failed=retry_failed,
+                on_progress=on_progress,
+            )
+
+    emit(run(as_json, action), as_json, _summary)
+
+
+def _summary(summary: Any) -> Iterator[str]:
+    yield (
+        f"{summary.rows} rows: {summary.already_done} done before, {summary.processed} now "
+        f"({summary.enrolled} enrolled, {summary.rejected} rejected, {summary.errors} errors) "
+        f"in {summary.seconds:.1f} s"
+    )
+    if summary.report:
+        yield f"report: {summary.report}"
+
+
+def _progress_bar(quiet: bool) -> tuple[Any, Any]:
+    """A rich progress bar on stderr (off with ``quiet`` or without a terminal) and its callback."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -62,10 +88,6 @@ def enroll_batch(
         TimeRemainingColumn,
     )
     from rich.text import Text
-
-    from .batch import enroll_batch as run_batch
-    from .errors import FaceVaultError
-    from .service import open_vault
 
     class RateColumn(ProgressColumn):
         def render(self, task: Task) -> Text:
@@ -82,7 +104,7 @@ def enroll_batch(
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
-        disable=as_json or not console.is_terminal,
+        disable=quiet or not console.is_terminal,
     )
     task_id = progress.add_task("rows", total=None)
     first: list[int] = []
@@ -94,35 +116,4 @@ def enroll_batch(
             progress.reset(task_id, total=total, completed=done)
         progress.update(task_id, total=total, completed=done)
 
-    try:
-        with progress, open_vault(home or state["home"], db=db or state.get("db")) as vault:
-            summary = run_batch(
-                vault,
-                manifest,
-                report=report,
-                workers=workers,
-                ray_address=ray,
-                largest=largest,
-                retry_failed=retry_failed,
-                on_progress=on_progress,
-            )
-    except FaceVaultError as exc:
-        if as_json:
-            typer.echo(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    data = summary.to_dict()
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    typer.echo(
-        f"{summary.rows} rows: {summary.already_done} done before, {summary.processed} now "
-        f"({summary.enrolled} enrolled, {summary.rejected} rejected, {summary.errors} errors) "
-        f"in {summary.seconds:.1f} s"
-    )
-    if summary.report:
-        typer.echo(f"report: {summary.report}")
-
-
-if __name__ == "__main__":  # `python -m facevault.cli_batch MANIFEST ...`, the same command unwired
-    typer.run(enroll_batch)
+    return progress, on_progress

@@ -1,5 +1,6 @@
 """Tiny ONNX graphs with the same input/output names, shapes and conventions as the real pack models,
-for tests and demos where the real weights cannot be downloaded. They recognise nobody.
+for tests, where the real weights cannot be downloaded (test-only: nothing under src/ uses them). They
+recognise nobody.
 
 The detectors respond to bright image regions: each stride-32 cell (other strides are switched off)
 scores sigmoid(k (mean normalised brightness - 0.5)), so a bright 32x32 square aligned to the grid is one
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from facevault.models.packs.manifest import sha256_file
 
 # Landmark offsets from the anchor, in stride units (eye, eye, nose, mouth, mouth), frontal.
 DEFAULT_KPS = ((-0.42, -0.2), (0.42, -0.2), (0.0, 0.15), (-0.25, 0.45), (0.25, 0.45))
@@ -227,8 +230,6 @@ def make_pack_folder(
 ) -> Path:
     """A complete pack folder with synthetic networks. ``manifest=False`` leaves only the ONNX files
     (an InsightFace-style layout when the file names match a catalog entry)."""
-    from .manifest import sha256_file
-
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)

@@ -1,0 +1,233 @@
+"""One typed event per audited action, serialised in one place (``AuditEvent.entry``).
+
+Every use case that writes the audit log builds one of these; the service context appends it in the
+use case's own transaction. The common fields (purpose, case id, collection, probe hash) are columns of
+the log; every other field of an event goes into its ``details`` JSON, under the field's name. An event
+never holds an image or a template: only hashes, ids, counts and scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+COMMON = ("purpose", "case_id", "collection", "probe_sha256")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEvent:
+    action: ClassVar[str]
+    # Fields left out of the details when they are None (so entries keep the shape they always had).
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset()
+    # The name of a dict field whose items become the details themselves (receipts, counts).
+    SPREAD: ClassVar[str | None] = None
+
+    purpose: str | None = None
+    case_id: str | None = None
+    collection: str | None = None
+    probe_sha256: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in COMMON:
+                continue
+            value = getattr(self, f.name)
+            if f.name == self.SPREAD:
+                out.update(value or {})
+            elif value is not None or f.name not in self.OMIT_NONE:
+                out[f.name] = value
+        return out
+
+    def entry(self) -> dict[str, Any]:
+        """The keyword arguments of ``audit.append`` for this event (less key and actor)."""
+        return {
+            "purpose": self.purpose,
+            "case_id": self.case_id,
+            "collection": self.collection,
+            "probe_sha256": self.probe_sha256,
+            "details": self.details(),
+        }
+
+
+def _event(action: str) -> Any:
+    def wrap(cls: type[AuditEvent]) -> type[AuditEvent]:
+        cls.action = action
+        return dataclass(frozen=True, kw_only=True)(cls)
+
+    return wrap
+
+
+# ---- collections ----------------------------------------------------------------------------------------
+@_event("collection.create")
+class CollectionCreated(AuditEvent):
+    OMIT_NONE = frozenset({"license_acceptance"})
+    model_id: str
+    keep_crops: bool
+    license_acceptance: dict[str, Any] | None = None
+
+
+@_event("collection.delete")
+class CollectionDeleted(AuditEvent):
+    SPREAD = "counts"
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@_event("collection.keep_crops")
+class KeepCropsSet(AuditEvent):
+    keep_crops: bool
+    crops_deleted: int
+
+
+@_event("collection.migrate")
+class CollectionMigrated(AuditEvent):
+    OMIT_NONE = frozenset({"license_acceptance"})
+    from_model: str
+    to_model: str
+    dim: int
+    samples: int
+    located_by_fallback: int
+    license_acceptance: dict[str, Any] | None = None
+
+
+@_event("retention.set")
+class RetentionSet(AuditEvent):
+    retention_days: int
+
+
+# ---- subjects, consent, enrollment ---------------------------------------------------------------------
+@_event("subject.add")
+class SubjectAdded(AuditEvent):
+    subject_id: int
+    consent_id: int
+
+
+@_event("subject.erase")
+class SubjectErased(AuditEvent):
+    """The erasure receipt: counts and hashes, never biometric data."""
+
+    SPREAD = "receipt"
+    receipt: dict[str, Any] = field(default_factory=dict)
+
+
+@_event("consent.withdraw")
+class ConsentWithdrawn(AuditEvent):
+    subject_id: int
+    consent_id: int
+
+
+@_event("enroll")
+class Enrolled(AuditEvent):
+    subject_id: int
+    samples_added: list[int]
+    rejected: int
+
+
+@_event("enroll")
+class BatchEnrolled(AuditEvent):
+    """One chunk of a batch enrollment, per collection."""
+
+    batch_manifest_sha256: str
+    rows: list[int]
+    subject_ids: list[int]
+    samples_added: list[int]
+    rejected: int
+
+
+# ---- searches -----------------------------------------------------------------------------------------
+@_event("search")
+class Searched(AuditEvent):
+    """A 1:N search: what was returned (subject ids and scores), at which threshold."""
+
+    OMIT_NONE = frozenset({"input", "threshold", "threshold_fmr", "top_k", "faces", "candidates", "error"})
+    outcome: str  # ok | no_face | error
+    input: str | None = None  # "embedding" for a search with a precomputed vector
+    threshold: float | None = None
+    threshold_fmr: float | None = None
+    top_k: int | None = None
+    faces: int | None = None
+    candidates: list[Any] | None = None
+    error: str | None = None
+
+
+@_event("verify")
+class Verified(AuditEvent):
+    OMIT_NONE = frozenset({"other_sha256", "similarity", "threshold", "same_person", "outcome", "error"})
+    outcome: str | None = None  # "error" for a refused comparison; absent for a finished one
+    error: str | None = None
+    other_sha256: str | None = None
+    similarity: float | None = None
+    threshold: float | None = None
+    same_person: bool | None = None
+
+
+@_event("optout")
+class OptedOut(AuditEvent):
+    OMIT_NONE = frozenset({"scope", "optout_ids", "subjects_erased"})
+    outcome: str
+    scope: str | None = None
+    optout_ids: list[int] | None = None
+    subjects_erased: list[int] | None = None
+
+
+# ---- review, retention, keys, records ---------------------------------------------------------------------
+@_event("review")
+class Reviewed(AuditEvent):
+    candidate_id: int
+    subject_id: int
+    decision: str
+    reviewer: str
+
+
+@_event("retention.sweep")
+class RetentionSwept(AuditEvent):
+    erased_subjects: int
+
+
+@_event("keys.rotate")
+class KeysRotated(AuditEvent):
+    from_version: int
+    to_version: int
+    samples: int
+    crops: int
+    optouts: int
+
+
+@_event("audit.export")
+class AuditExported(AuditEvent):
+    entries: int
+    format: str
+    since: str | None
+    until: str | None
+
+
+@_event("apikey.create")
+class ApiKeyCreated(AuditEvent):
+    """Prefix, role and name name a key; never its secret or hash."""
+
+    prefix: str
+    role: str
+    name: str
+
+
+@_event("apikey.revoke")
+class ApiKeyRevoked(AuditEvent):
+    prefix: str
+    role: str
+    name: str
+
+
+@_event("login")
+class SignedIn(AuditEvent):
+    prefix: str
+    role: str
+    name: str
+
+
+@_event("test.concurrent")
+class ConcurrencyProbe(AuditEvent):
+    """For tests of the log itself (concurrent writers)."""
+
+    SPREAD = "data"
+    data: dict[str, Any] = field(default_factory=dict)

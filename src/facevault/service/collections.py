@@ -1,0 +1,123 @@
+"""Collections: a gallery pinned to one model pack, with its purpose, legal basis, retention period and
+whether it keeps encrypted face crops; and the administration of its vector index."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from .. import calibration
+from ..audit_events import CollectionCreated, CollectionDeleted, KeepCropsSet, RetentionSet
+from ..config import DEFAULT_RETENTION_DAYS, check_retention_days, models_dir_setting
+from ..errors import InputError
+from ..models.registry import get_pack, license_acceptance
+from ..results import IndexRebuilt, KeepCropsChanged, RetentionChanged
+from .context import ServiceContext
+
+
+def create_collection(
+    ctx: ServiceContext,
+    name: str,
+    model: str | None = None,
+    *,
+    purpose: str | None = None,
+    legal_basis: str | None = None,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+    keep_crops: bool = False,
+) -> dict[str, Any]:
+    """A collection pinned to ``model``. ``keep_crops``: keep an encrypted face crop of every enrolled
+    sample, so the collection can later move to another model pack (``migrate_collection``)."""
+    name = name.strip()
+    if not name:
+        raise InputError("collection name must not be empty")
+    model_id = model or ctx.settings.default_model
+    pack = get_pack(model_id)
+    calibration.for_model(model_id)  # refuse models we cannot put an honest threshold on
+    check_retention_days(retention_days)
+    accepted = accepted_license(ctx, model_id)  # the vault's own, tamper-evident record of who accepted what
+    with ctx.write() as conn:
+        row = ctx.store.create_collection(
+            conn,
+            name,
+            model_id,
+            pack.dim,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            retention_days=retention_days,
+            keep_crops=bool(keep_crops),
+        )
+        ctx.log(
+            conn,
+            CollectionCreated(
+                collection=name, model_id=model_id, keep_crops=bool(keep_crops), license_acceptance=accepted
+            ),
+        )
+    return row
+
+
+def accepted_license(ctx: ServiceContext, model_id: str) -> dict[str, Any] | None:
+    """The license acceptance record of a non-commercial pack (None for the others)."""
+    return license_acceptance(model_id, models_dir_setting(ctx.settings.home))
+
+
+def list_collections(ctx: ServiceContext) -> list[dict[str, Any]]:
+    with ctx.read() as conn:
+        return ctx.store.list_collections(conn)
+
+
+def get_collection(ctx: ServiceContext, name: str) -> dict[str, Any]:
+    with ctx.read() as conn:
+        return ctx.store.get_collection(conn, name)
+
+
+def delete_collection(ctx: ServiceContext, name: str) -> dict[str, int]:
+    with ctx.write() as conn:
+        coll = ctx.store.get_collection(conn, name)
+        counts = ctx.store.delete_collection(conn, coll["id"])
+        ctx.log(conn, CollectionDeleted(collection=name, counts=counts))
+    ctx.indexes.discard(coll["id"])
+    shutil.rmtree(ctx.settings.collection_photos_dir(coll["id"]), ignore_errors=True)
+    ctx.store.checkpoint()
+    return counts
+
+
+def set_retention(ctx: ServiceContext, collection: str, days: int) -> RetentionChanged:
+    days = check_retention_days(days)
+    with ctx.write() as conn:
+        coll = ctx.store.get_collection(conn, collection)
+        ctx.store.update_collection(conn, coll["id"], retention_days=days)
+        ctx.log(conn, RetentionSet(collection=collection, retention_days=days))
+    return RetentionChanged(collection=collection, retention_days=days)
+
+
+def set_keep_crops(ctx: ServiceContext, collection: str, keep: bool) -> KeepCropsChanged:
+    """Turn keeping encrypted face crops (the source for ``migrate_collection``) on or off. Turning it off
+    deletes every crop the collection holds, at once and audited; turning it on applies to samples
+    enrolled from then on."""
+    keep = bool(keep)
+    with ctx.write() as conn:
+        coll = ctx.store.get_collection(conn, collection)
+        ctx.store.update_collection(conn, coll["id"], keep_crops=keep)
+        deleted = 0 if keep else ctx.store.delete_collection_crops(conn, coll["id"])
+        ctx.log(conn, KeepCropsSet(collection=collection, keep_crops=keep, crops_deleted=deleted))
+    if deleted:
+        ctx.store.checkpoint()  # the deleted crops' pages leave the WAL too (see erasure)
+    return KeepCropsChanged(collection=collection, keep_crops=keep, crops_deleted=deleted)
+
+
+# ---- the collection's index ----------------------------------------------------------------------------
+def index_info(ctx: ServiceContext, collection: str) -> dict[str, Any]:
+    coll = get_collection(ctx, collection)
+    return {**ctx.indexes.info(coll), "collection": collection, "backend": ctx.indexes.spec}
+
+
+def index_rebuild(ctx: ServiceContext, collection: str) -> IndexRebuilt:
+    """Rebuild a collection's index from the store (the store is the truth)."""
+    coll = get_collection(ctx, collection)
+    return IndexRebuilt(collection=collection, indexed=ctx.indexes.rebuild(coll))
+
+
+def index_tune(ctx: ServiceContext, collection: str, **values: Any) -> dict[str, Any]:
+    """Change search-time or build settings of a collection's index (saved with it)."""
+    coll = get_collection(ctx, collection)
+    return {"collection": collection, **ctx.indexes.tune(coll, **values)}

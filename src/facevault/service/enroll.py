@@ -1,0 +1,358 @@
+"""The enrollment rules, written once: decode -> analyze -> gate -> opt-out -> conflict -> commit -> index.
+
+``Vault.enroll``, ``enroll-batch`` (local workers and Ray) and the API all go through ``Enrollment``:
+``judge`` decides one analysed image (every rejection has a named reason), ``store`` writes the accepted
+ones inside the caller's transaction, and the caller applies the index change after its commit, under
+the index manager's ``committing`` block so that other processes see both as one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
+
+from .. import crops, faults
+from ..audit_events import Enrolled
+from ..clock import as_utc, utcnow
+from ..crops import FaceCrop
+from ..errors import ConsentError, FaceVaultError, ModelMismatchError
+from ..index.manager import IndexChange
+from ..pipeline import ProcessedFace
+from ..quality import QualityGate
+from ..results import DUPLICATE_IMAGE_MESSAGE, EnrollOutcome
+from .context import Collection, ImageInput, ServiceContext, source_name
+from .optout import optout_guard
+
+MULTIPLE_FACES = "multiple_faces"
+CONFLICT_SHORTLIST = 10
+
+
+def require_valid_consent(consent: dict[str, Any]) -> None:
+    """Nothing is enrolled for a subject whose consent was withdrawn or has expired."""
+    if consent["withdrawn_at"] is not None:
+        raise ConsentError(
+            "consent for this subject was withdrawn; nothing can be enrolled", code="consent_withdrawn"
+        )
+    exp = as_utc(consent["expires_at"])
+    if exp is not None and exp <= utcnow():
+        raise ConsentError(f"consent for this subject expired on {exp.date()}", code="consent_expired")
+
+
+def quality_gate(ctx: ServiceContext) -> QualityGate:
+    s = ctx.settings
+    return QualityGate(s.enroll_min_eye_distance, s.enroll_min_sharpness, s.enroll_max_yaw, s.enroll_max_roll)
+
+
+def quality_message(reason: str, face: ProcessedFace, gate: QualityGate) -> str:
+    q = face.quality
+    if reason == "face_too_small":
+        return (
+            f"eyes are {q.eye_distance:.0f} px apart; enrollment needs at least {gate.min_eye_distance:.0f}"
+        )
+    if reason == "extreme_pose":
+        return (
+            f"head pose yaw {q.yaw:.0f}°, roll {q.roll:.0f}° is beyond {gate.max_yaw:.0f}°/"
+            f"{gate.max_roll:.0f}°; use a frontal photo"
+        )
+    return f"sharpness {q.sharpness:.1f} is below {gate.min_sharpness:.1f}; use a sharper photo"
+
+
+def multiple_faces_message(count: int) -> str:
+    """Names no parameter: each edge says how its own callers pick the largest face."""
+    return f"{count} faces found; enroll a photo of one person, or ask for the largest face to be used"
+
+
+@dataclass
+class Accepted:
+    """An image that passed every check, waiting for its commit."""
+
+    outcome: EnrollOutcome | Any  # EnrollOutcome, or a batch row outcome (same fields used)
+    collection: Collection
+    subject_id: int
+    subject_name: str
+    sha256: str
+    width: int
+    height: int
+    face: ProcessedFace
+    protected: np.ndarray
+    key: Any  # the TemplateKey ``protected`` was made with: the template is sealed under it
+    crop: FaceCrop | None
+
+
+class Enrollment:
+    """The checks of one collection, prepared once: template key, quality gate, the strict
+    identity-conflict threshold and the opt-outs that apply."""
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        collection: Collection,
+        *,
+        optout_rows: list[dict[str, Any]] | None = None,
+        key: Any = None,
+        samples_now: int | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.collection = collection
+        self.key = key or ctx.current_key()
+        self.gate = quality_gate(ctx)
+        self.conflict_threshold = ctx.strict_threshold(collection["model_id"])
+        # May load older packs (opt-outs recorded with them): never inside a transaction.
+        self.guard = optout_guard(ctx, collection, self.key, optout_rows)
+        self.pipeline = ctx.pipeline(collection["model_id"])
+        if self.pipeline.model_id != collection["model_id"]:
+            raise ModelMismatchError("pipeline and collection models differ")
+        self.samples_now = samples_now
+
+    # ---- one image -----------------------------------------------------------------------------------
+    def judge(
+        self,
+        out: Any,
+        *,
+        subject_id: int,
+        subject_name: str,
+        sha256: str,
+        width: int,
+        height: int,
+        faces: Sequence[ProcessedFace],
+        largest: bool,
+        pixels: Callable[[], np.ndarray],
+        pending: Sequence[Accepted] = (),
+        crop: FaceCrop | Callable[[ProcessedFace], FaceCrop | None] | None = None,
+    ) -> Accepted | None:
+        """Accept or reject one analysed image of ``subject_id``: the reason and message of a rejection
+        go on ``out``. ``pending``: images accepted but not committed yet (their duplicates and
+        conflicts count too). ``pixels``: the decoded image, needed only when an opt-out made by another
+        model pack must be checked."""
+        coll = self.collection
+        with self.ctx.read() as conn:
+            dup = self.ctx.store.image_by_sha(conn, coll["id"], sha256)
+        if dup is not None or any(p.sha256 == sha256 and p.collection["id"] == coll["id"] for p in pending):
+            return _reject(out, "duplicate_image", DUPLICATE_IMAGE_MESSAGE)
+        if not faces:
+            return _reject(out, "no_face", "no face was found in the image")
+        if len(faces) > 1 and not largest:
+            return _reject(out, MULTIPLE_FACES, multiple_faces_message(len(faces)))
+        face = faces[0]
+        if isinstance(out, EnrollOutcome):
+            out.box, out.quality = face.face.box_list(), face.quality.to_dict()
+        reason = self.gate.rejection(face.quality)
+        if reason is not None:
+            return _reject(out, reason, quality_message(reason, face, self.gate))
+        protected = self.key.protect(face.embedding)
+        try:
+            blocked = self.guard.blocks(protected, face.face.box, pixels, self.ctx.pipeline)
+        except FaceVaultError as exc:
+            return _reject(out, exc.code, exc.message)
+        if blocked:
+            return _reject(
+                out,
+                "blocked_by_optout",
+                "this person has opted out of face search; the photo cannot be enrolled",
+            )
+        conflict = self.conflict(subject_id, protected, pending)
+        if conflict is not None:
+            return _reject(
+                out,
+                "identity_conflict",
+                f"the face already matches subject #{conflict[0]} ({conflict[1]}) "
+                f"at similarity {conflict[2]:.3f}",
+            )
+        chip = crop(face) if callable(crop) else crop
+        return Accepted(
+            out, coll, subject_id, subject_name, sha256, width, height, face, protected, self.key, chip
+        )
+
+    def conflict(
+        self, subject_id: int, vector: np.ndarray, pending: Sequence[Accepted] = ()
+    ) -> tuple[int, str, float] | None:
+        """Another subject whose face this is (at the strict threshold), among the enrolled samples and
+        the images accepted but not committed yet: (subject id, name, similarity)."""
+        coll, thr = self.collection, self.conflict_threshold
+        scores, ids = self.ctx.indexes.search(coll, vector[None, :], CONFLICT_SHORTLIST, self.samples_now)
+        cand = [int(i) for i, sc in zip(ids[0], scores[0], strict=True) if i >= 0 and sc >= thr - 1e-4]
+        best: tuple[int, str, float] | None = None
+        if cand:
+            with self.ctx.read() as conn:
+                self.ctx.still_pinned(conn, coll)  # templates of another model cannot be opened as this one's
+                hits = self.ctx.open_hits(coll, self.ctx.store.sample_hits(conn, cand))
+            for hit in hits.values():
+                score = float(hit.vector @ vector)
+                if hit.subject_id != subject_id and score >= thr and (best is None or score > best[2]):
+                    best = (hit.subject_id, hit.subject_name, score)
+        for acc in pending:
+            if acc.collection["id"] != coll["id"] or acc.subject_id == subject_id:
+                continue
+            score = float(acc.protected @ vector)
+            if score >= thr and (best is None or score > best[2]):
+                best = (acc.subject_id, acc.subject_name, score)
+        return best
+
+
+def _reject(out: Any, reason: str, message: str) -> None:
+    out.reason, out.message = reason, message
+    return None
+
+
+# ---- committing ------------------------------------------------------------------------------------------
+def store_accepted(
+    ctx: ServiceContext, conn: Connection, accepted: Sequence[Accepted], changes: dict[int, IndexChange]
+) -> list[Accepted]:
+    """Write the accepted images inside the caller's transaction: image row, sample with the protected
+    template, its encrypted crop where the collection keeps crops. Refused (``collection_changed``) when a
+    collection moved to another model meanwhile. Returns the ones stored (an image committed meanwhile by
+    another enrollment becomes ``duplicate_image``); records each vector on ``changes[collection id]``."""
+    keeps: dict[int, bool] = {}
+    for acc in accepted:
+        cid = acc.collection["id"]
+        if cid not in keeps:
+            keeps[cid] = bool(ctx.still_pinned(conn, acc.collection)["keep_crops"])
+    stored: list[Accepted] = []
+    for acc in accepted:
+        coll, out, key = acc.collection, acc.outcome, acc.key
+        image_id = _add_image_once(conn, ctx, coll["id"], acc.sha256, out.image or "", acc.width, acc.height)
+        if image_id is None:
+            out.reason, out.message = "duplicate_image", DUPLICATE_IMAGE_MESSAGE
+            continue
+        sample_id = ctx.store.add_sample(
+            conn,
+            collection_id=coll["id"],
+            subject_id=acc.subject_id,
+            image_id=image_id,
+            model_id=coll["model_id"],
+            box=acc.face.face.box,
+            quality=acc.face.quality.to_dict(),
+            blob=key.seal(acc.protected, ctx.template_context(coll)),
+            key_version=key.version,
+        )
+        if keeps[coll["id"]] and acc.crop is not None:
+            ctx.store.add_crop(
+                conn,
+                sample_id=sample_id,
+                collection_id=coll["id"],
+                media_type=acc.crop.media_type,
+                size=acc.crop.size,
+                box=acc.crop.box,
+                blob=crops.seal(key, acc.crop.data, coll["id"], sample_id),
+                key_version=key.version,
+            )
+        out.sample_id = sample_id
+        changes.setdefault(coll["id"], IndexChange()).add(sample_id, acc.protected)
+        stored.append(acc)
+    for sid in sorted({acc.subject_id for acc in stored}):
+        ctx.store.touch_subject(conn, sid)
+    return stored
+
+
+def _add_image_once(
+    conn: Connection,
+    ctx: ServiceContext,
+    collection_id: int,
+    sha256: str,
+    source: str,
+    width: int,
+    height: int,
+) -> int | None:
+    """The new image's row id, or None (a duplicate) when another enrollment, in this or another process,
+    committed the same image after this one first checked. Write transactions are serialised per vault
+    database (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so this re-check cannot race;
+    the savepoint is a second guard that turns the (collection, sha256) unique key's error into the same
+    answer."""
+    if ctx.store.image_by_sha(conn, collection_id, sha256) is not None:
+        return None
+    try:
+        with conn.begin_nested():
+            return ctx.store.add_image(conn, collection_id, sha256, source, width, height)
+    except sa_exc.IntegrityError:
+        return None
+
+
+# ---- Vault.enroll ------------------------------------------------------------------------------------------
+def enroll(
+    ctx: ServiceContext, collection: str, subject: str, images: Sequence[ImageInput], *, largest: bool = False
+) -> list[EnrollOutcome]:
+    """Enroll each image as one sample of ``subject``. Every image gets an outcome; a bad image never stops
+    the others, and a rejected image leaves nothing behind."""
+    with ctx.read() as conn:  # one read for everything enrollment checks against
+        coll = ctx.store.get_collection(conn, collection)
+        subj = ctx.store.find_subject(conn, coll["id"], subject)
+        require_valid_consent(ctx.store.get_consent(conn, subj["consent_id"]))
+        key = ctx.current_key(conn)
+        optout_rows = ctx.store.optouts_for(conn, None, coll["name"])
+        samples_now = ctx.store.count_samples(conn, coll["id"])
+    rules = Enrollment(ctx, coll, optout_rows=optout_rows, key=key, samples_now=samples_now)
+
+    outcomes: list[EnrollOutcome] = []
+    accepted: list[Accepted] = []
+    for item in images:
+        out = EnrollOutcome(image=source_name(item), status="rejected")
+        outcomes.append(out)
+        try:
+            decoded = ctx.decode(item)
+        except FaceVaultError as exc:
+            out.reason, out.message = exc.code, exc.message
+            continue
+        out.image_sha256 = decoded.sha256
+        faces: list[ProcessedFace] = []
+        with ctx.read() as conn:
+            known = ctx.store.image_by_sha(conn, coll["id"], decoded.sha256) is not None
+        if not known and not any(a.sha256 == decoded.sha256 for a in accepted):
+            faces = rules.pipeline.analyze(decoded.pixels, portrait=True)
+        acc = rules.judge(
+            out,
+            subject_id=subj["id"],
+            subject_name=subj["name"],
+            sha256=decoded.sha256,
+            width=decoded.width,
+            height=decoded.height,
+            faces=faces,
+            largest=largest,
+            pixels=lambda d=decoded: d.pixels,  # type: ignore[misc]
+            pending=accepted,
+            crop=(lambda f, d=decoded: crops.make_crop(d.pixels, f.face.box)) if coll["keep_crops"] else None,  # type: ignore[misc]
+        )
+        if acc is not None:
+            accepted.append(acc)
+    faults.point("enroll:checked")
+
+    def audit_entry(conn: Connection, stored: list[Accepted]) -> None:
+        if stored:
+            samples = [a.outcome.sample_id for a in stored]
+            rejected = len(outcomes) - len(stored)
+            ctx.log(
+                conn,
+                Enrolled(
+                    collection=collection, subject_id=subj["id"], samples_added=samples, rejected=rejected
+                ),
+            )
+
+    if accepted:
+        for acc in commit(ctx, accepted, audit_entry):
+            acc.outcome.status = "enrolled"
+    return outcomes
+
+
+def commit(
+    ctx: ServiceContext,
+    accepted: Sequence[Accepted],
+    also: Callable[[Connection, list[Accepted]], Any] | None = None,
+) -> list[Accepted]:
+    """Store ``accepted`` in one transaction (``also`` adds the audit entry and anything else to it), then
+    apply the index changes, as one step for other processes."""
+    with ctx.indexes.exclusive():
+        changes: dict[int, IndexChange] = {}
+        with ctx.write() as conn:
+            stored = store_accepted(ctx, conn, accepted, changes)
+            if also is not None:
+                also(conn, stored)
+            for cid, change in changes.items():
+                change.store_count = ctx.store.count_samples(conn, cid)
+        colls = {a.collection["id"]: a.collection for a in accepted}
+        for cid, change in changes.items():
+            ctx.indexes.apply(colls[cid], change)
+    return stored

@@ -1,0 +1,76 @@
+"""Template key rotation: every template, opt-out template and stored face crop re-protected under a new
+key, then the old key forgotten.
+
+Crash-safe: the new key is added to the key file first, every template and crop is re-protected in ONE
+database transaction that also switches the current key version, and the old key is removed last.
+Indexes are dropped before the switch (under the index lock) and rebuilt from the store, so no index can
+hold vectors under a key the store no longer uses. A crash anywhere leaves the old or the new state; the
+next open removes the unused key.
+"""
+
+from __future__ import annotations
+
+from .. import crops, faults
+from ..audit_events import KeysRotated
+from ..protection import TemplateKey
+from ..results import KeyRotation
+from .collections import list_collections
+from .context import ServiceContext
+from .optout import open_optout, optout_context
+
+
+def rotate_keys(ctx: ServiceContext) -> KeyRotation:
+    ring = ctx.keys
+    old = ctx.current_key()
+    new = TemplateKey.generate(max(ring.template_keys) + 1)
+    ring.template_keys[new.version] = new
+    ring.save()
+    faults.point("rotate:key_added")
+    counts = {"samples": 0, "crops": 0, "optouts": 0}
+    colls = {c["id"]: c for c in list_collections(ctx)}
+    with ctx.indexes.exclusive():
+        for c in colls.values():
+            ctx.indexes.discard(c["id"])
+        faults.point("rotate:indexes_dropped")
+        with ctx.write() as conn:
+            for rows in ctx.store.iter_sample_blobs(conn):
+                for sid, cid, blob, version in rows:
+                    coll = colls[cid]
+                    key = ctx.keys.key(version)
+                    raw = key.unprotect(ctx.open_template(coll, blob, version))
+                    sealed = new.seal(new.protect(raw), ctx.template_context(coll))
+                    ctx.store.update_sample_blob(conn, sid, sealed, new.version)
+                    counts["samples"] += 1
+            for crop_rows in ctx.store.iter_crops(conn):  # crops: decrypted and sealed again
+                for r in crop_rows:
+                    sid, cid = r["sample_id"], r["collection_id"]
+                    data = crops.open_sealed(ctx.keys.key(r["key_version"]), r["image"], cid, sid)
+                    ctx.store.update_crop_blob(conn, sid, crops.seal(new, data, cid, sid), new.version)
+                    counts["crops"] += 1
+            for r in ctx.store.all_optouts(conn):
+                sealed = new.seal(new.protect(open_optout(ctx, r)), optout_context(r))
+                ctx.store.update_optout_blob(conn, r["id"], sealed, new.version)
+                counts["optouts"] += 1
+            ctx.store.set_meta(conn, "template_key_version", str(new.version))
+            ctx.log(conn, KeysRotated(from_version=old.version, to_version=new.version, **counts))
+            faults.point("rotate:before_commit")
+        faults.point("rotate:db_committed")
+    forget_unused_keys(ctx)
+    for c in colls.values():
+        ctx.indexes.get(c)  # rebuild now rather than on the first search
+    return KeyRotation(from_version=old.version, to_version=new.version, **counts)
+
+
+def forget_unused_keys(ctx: ServiceContext) -> list[int]:
+    """Drop template keys the store no longer uses (left behind by an interrupted rotation)."""
+    ring = ctx.keys
+    if ring.from_env or len(ring.template_keys) <= 1:
+        return []
+    with ctx.read() as conn:
+        current = int(ctx.store.get_meta(conn, "template_key_version") or 1)
+    stale = [v for v in ring.template_keys if v != current]
+    if stale and current in ring.template_keys:
+        for v in stale:
+            del ring.template_keys[v]
+        ring.save()
+    return stale

@@ -1,0 +1,238 @@
+"""1:N identification: every face of a probe photo (or one precomputed embedding) against a collection.
+
+Index shortlist -> store rows for those ids -> stored templates opened and re-scored exactly -> grouped
+by subject -> threshold -> candidates -> audit entry (and review queue when a case id is given).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from .. import calibration, faults
+from ..audit_events import Searched
+from ..errors import FaceVaultError, InputError, ModelMismatchError, NoFaceError, PurposeRequiredError
+from ..pipeline import ProcessedFace
+from ..results import Candidate, FaceResult, MatchedSample, SearchResult
+from .context import Collection, ImageInput, ServiceContext
+from .review import record_candidates
+
+SAMPLES_PER_CANDIDATE = 5
+MAX_TOP_K = 1000
+
+
+def require_purpose(purpose: str | None) -> str:
+    """Every search states why it is run; the answer goes into the audit log."""
+    purpose = (purpose or "").strip()
+    if not purpose:
+        raise PurposeRequiredError("a search needs a purpose (why is this search being run?)")
+    return purpose
+
+
+def default_search_fmr(ctx: ServiceContext, collection: Collection, samples: int | None = None) -> float:
+    """The per-comparison FMR that keeps the false-positive identification rate near the setting for a
+    gallery of this size (docs/ARCHITECTURE.md), unless a fixed ``search_fmr`` is set."""
+    s = ctx.settings
+    if s.search_fmr > 0:
+        return s.search_fmr
+    if samples is None:
+        with ctx.read() as conn:
+            samples = ctx.store.count_samples(conn, collection["id"])
+    return calibration.search_fmr_for_gallery(samples, s.search_fpir, s.search_max_fmr)
+
+
+def search(
+    ctx: ServiceContext,
+    collection: str,
+    probe: ImageInput,
+    *,
+    purpose: str,
+    case_id: str | None = None,
+    top_k: int = 5,
+    fmr: float | None = None,
+    threshold: float | None = None,
+) -> SearchResult:
+    """Open-set 1:N identification of every face in ``probe``. An empty candidate list means the person is
+    not in the gallery at this threshold. Every call is written to the audit log."""
+    purpose = require_purpose(purpose)
+    if top_k < 1 or top_k > MAX_TOP_K:
+        raise InputError(f"top must be between 1 and {MAX_TOP_K}")
+    with ctx.read() as conn:
+        coll = ctx.store.get_collection(conn, collection)
+        samples = ctx.store.count_samples(conn, coll["id"])
+    thr, thr_fmr = ctx.threshold(coll["model_id"], fmr, threshold, default_search_fmr(ctx, coll, samples))
+    try:
+        decoded = ctx.decode(probe)
+    except FaceVaultError as exc:
+        audit_failure(ctx, exc, purpose=purpose, case_id=case_id, collection=collection)
+        raise
+    faces = ctx.pipeline(coll["model_id"]).analyze(decoded.pixels)
+    if not faces:
+        with ctx.write() as conn:
+            ctx.log(
+                conn,
+                Searched(
+                    purpose=purpose,
+                    case_id=case_id,
+                    collection=collection,
+                    probe_sha256=decoded.sha256,
+                    outcome="no_face",
+                    threshold=round(thr, 5),
+                ),
+            )
+        raise NoFaceError("no face was found in the probe image")
+    results = search_faces(ctx, coll, faces, top_k, thr)
+    with ctx.write() as conn:
+        seq = ctx.log(
+            conn,
+            Searched(
+                purpose=purpose,
+                case_id=case_id,
+                collection=collection,
+                probe_sha256=decoded.sha256,
+                outcome="ok",
+                threshold=round(thr, 5),
+                threshold_fmr=thr_fmr,
+                top_k=top_k,
+                faces=len(results),
+                candidates=[[[c.subject_id, round(c.similarity, 4)] for c in f.candidates] for f in results],
+            ),
+        )
+        if case_id:
+            # Candidates are leads for human review, not identifications (EU AI Act Art. 14).
+            record_candidates(ctx, conn, case_id, seq, collection, results)
+    return SearchResult(
+        collection=collection,
+        model_id=coll["model_id"],
+        probe_sha256=decoded.sha256,
+        threshold=round(thr, 5),
+        threshold_fmr=thr_fmr,
+        top_k=top_k,
+        purpose=purpose,
+        case_id=case_id,
+        audit_seq=seq,
+        faces=results,
+    )
+
+
+def search_embedding(
+    ctx: ServiceContext,
+    collection: str,
+    embedding: np.ndarray,
+    *,
+    model_id: str,
+    purpose: str,
+    case_id: str | None = None,
+    top_k: int = 5,
+    fmr: float | None = None,
+    threshold: float | None = None,
+) -> list[Candidate]:
+    """1:N search with a precomputed embedding; refused unless it comes from the collection's model."""
+    purpose = require_purpose(purpose)
+    with ctx.read() as conn:
+        coll = ctx.store.get_collection(conn, collection)
+        samples = ctx.store.count_samples(conn, coll["id"])
+    if model_id != coll["model_id"]:
+        raise ModelMismatchError(
+            f"collection {collection!r} holds {coll['model_id']} vectors; a {model_id} vector cannot be "
+            "compared with them"
+        )
+    vec = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    if vec.shape[0] != coll["dim"]:
+        raise ModelMismatchError(f"embedding has {vec.shape[0]} dimensions, collection needs {coll['dim']}")
+    vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
+    thr, thr_fmr = ctx.threshold(coll["model_id"], fmr, threshold, default_search_fmr(ctx, coll, samples))
+    candidates = find_candidates(ctx, coll, vec, top_k, thr)
+    with ctx.write() as conn:
+        ctx.log(
+            conn,
+            Searched(
+                purpose=purpose,
+                case_id=case_id,
+                collection=collection,
+                probe_sha256=hashlib.sha256(vec.astype("<f4").tobytes()).hexdigest(),
+                outcome="ok",
+                input="embedding",
+                threshold=round(thr, 5),
+                threshold_fmr=thr_fmr,
+                candidates=[[c.subject_id, round(c.similarity, 4)] for c in candidates],
+            ),
+        )
+    return candidates
+
+
+def search_faces(
+    ctx: ServiceContext, coll: Collection, faces: list[ProcessedFace], top_k: int, thr: float
+) -> list[FaceResult]:
+    out = []
+    for i, f in enumerate(faces):
+        res = FaceResult(
+            face_index=i,
+            box=f.face.box_list(),
+            quality=f.quality.to_dict(),
+            searched=True,
+            skipped_reason=None,
+        )
+        if f.quality.eye_distance < ctx.settings.search_min_eye_distance:
+            res.searched, res.skipped_reason = False, "face_too_small"
+        else:
+            res.candidates = find_candidates(ctx, coll, f.embedding, top_k, thr)
+        out.append(res)
+    return out
+
+
+def find_candidates(
+    ctx: ServiceContext, coll: Collection, raw: np.ndarray, top_k: int, thr: float
+) -> list[Candidate]:
+    """Candidates for one unit embedding: index shortlist, then exact scores on the stored templates.
+    Both sides are compared in protected form (same secret rotation), which preserves similarity."""
+    vec = ctx.current_key().protect(raw)
+    cal = calibration.for_model(coll["model_id"])
+    index = ctx.indexes.get(coll)
+    k = min(len(index), max(50, top_k * SAMPLES_PER_CANDIDATE * 4))
+    with ctx.indexes.lock:
+        _, ids = index.search(vec[None, :], k)
+    faults.point("search:shortlisted")
+    with ctx.read() as conn:
+        # A collection migrated since it was read holds the new model's templates: a clean, retryable
+        # collection_changed instead of failing to open them (wrong_key).
+        ctx.still_pinned(conn, coll)
+        hits = ctx.open_hits(coll, ctx.store.sample_hits(conn, [int(i) for i in ids[0] if i >= 0]))
+    by_subject: dict[int, list[tuple[float, Any]]] = {}
+    for hit in hits.values():
+        score = float(hit.vector @ vec)  # exact re-rank on the stored vector
+        if score >= thr:
+            by_subject.setdefault(hit.subject_id, []).append((score, hit))
+    ranked = sorted(by_subject.values(), key=lambda lst: -max(s for s, _ in lst))[:top_k]
+    out = []
+    for lst in ranked:
+        lst.sort(key=lambda p: -p[0])
+        best, first = lst[0]
+        out.append(
+            Candidate(
+                subject_id=first.subject_id,
+                name=first.subject_name,
+                external_id=first.external_id,
+                similarity=round(best, 5),
+                estimated_fmr=float(f"{cal.fmr_at(best):.3g}"),
+                samples=[
+                    MatchedSample(
+                        sample_id=h.sample_id,
+                        similarity=round(s, 5),
+                        image=h.image_source,
+                        image_sha256=h.image_sha256,
+                        box=[round(v, 1) for v in h.box],
+                    )
+                    for s, h in lst[:SAMPLES_PER_CANDIDATE]
+                ],
+            )
+        )
+    return out
+
+
+def audit_failure(ctx: ServiceContext, exc: FaceVaultError, **fields: Any) -> None:
+    """A search refused before it ran (unreadable probe...) is audited too."""
+    with ctx.write() as conn:
+        ctx.log(conn, Searched(outcome="error", error=exc.code, **fields))
