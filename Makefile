@@ -26,6 +26,7 @@ demo-cli: $(STAMP)
 test: $(STAMP)
 	bash .ci/install-browser.sh || echo "chromium unavailable: browser tests will be skipped"
 	$(PY) -m ruff check src tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 test-quick: $(STAMP)
@@ -33,6 +34,7 @@ test-quick: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m ruff format --check src tests bench
 
 eval-lfw: $(STAMP)

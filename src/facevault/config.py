@@ -280,3 +280,10 @@ def index_policy_env() -> dict[str, str]:
 def current_user() -> str:
     """The local actor name written to the audit log when none is given."""
     return os.environ.get("USER") or "local"
+
+
+def login_name() -> str:
+    """Who accepted a license on this machine: ``$USER``, else the account's login name."""
+    import getpass
+
+    return os.environ.get("USER") or getpass.getuser()

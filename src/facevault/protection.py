@@ -31,6 +31,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .config import keyring_setting
 from .errors import KeyMissingError, KeyringError, WrongKeyError
 
 NONCE_BYTES = 12
@@ -178,7 +179,7 @@ class KeyRing:
 
 
 def load_keyring(path: Path, *, create: bool = False) -> KeyRing:
-    env = os.environ.get("FACEVAULT_KEYRING")
+    env = keyring_setting()
     if env:
         try:
             return KeyRing.from_json(json.loads(env), None, from_env=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .models.base import DetectedFace
+if TYPE_CHECKING:  # quality is a ground-floor module: it reads a detected face, it imports no model
+    from .models.base import DetectedFace
 
 NOSE_DEPTH = 0.6
 FRONTAL_NOSE_DROP = 0.76

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from ..config import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
+from ..config import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, ROLES
 from ..errors import InputError
 from ..service.packs import available_models
 from .errors import ApiError
@@ -120,7 +120,7 @@ class RetentionSet(_Strict):
 
 class KeyCreate(_Strict):
     name: Name
-    role: Literal["admin", "enroller", "searcher", "reviewer", "auditor"]
+    role: Literal[ROLES]  # type: ignore[valid-type]  # one definition of the roles: facevault.config
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -19,7 +19,6 @@ model or dimension raises ModelMismatchError, as the FAISS header does.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from pathlib import Path
@@ -28,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
+from ..config import milvus_token_setting
 from ..errors import ConfigError, IntegrityError, ModelMismatchError
 from .base import VectorIndex
 
@@ -72,7 +72,7 @@ def _client(uri: str, lite: bool) -> Any:
         client = _clients.get(uri)
         if client is None:
             kwargs: dict[str, Any] = {}
-            token = os.environ.get("FACEVAULT_MILVUS_TOKEN")
+            token = milvus_token_setting()
             if token and not lite:
                 kwargs["token"] = token
             if lite:

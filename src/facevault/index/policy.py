@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import index_policy_env
 from ..errors import ConfigError
 
 KINDS = ("flat", "hnsw", "ivfpq")
@@ -90,7 +90,8 @@ class IndexPolicy:
     @classmethod
     def from_env(cls, base: IndexPolicy | None = None, env: dict[str, str] | None = None) -> IndexPolicy:
         """``base`` overridden by ``FACEVAULT_INDEX_<FIELD>`` variables."""
-        env = dict(os.environ) if env is None else env
+        if env is None:
+            env = {f"FACEVAULT_INDEX_{k.upper()}": v for k, v in index_policy_env().items()}
         base = base or cls()
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):

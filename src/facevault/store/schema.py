@@ -23,6 +23,8 @@ from sqlalchemy import (
     false,
 )
 
+from ..config import DEFAULT_RETENTION_DAYS
+
 SCHEMA_VERSION = 3  # the Alembic revision count; alembic_version holds the revision id
 
 metadata = MetaData()
@@ -46,7 +48,7 @@ collections = Table(
     # Records of processing (GDPR Art. 30) and the written retention policy (BIPA 15(a)).
     Column("purpose", Text, nullable=True),
     Column("legal_basis", Text, nullable=True),
-    Column("retention_days", Integer, nullable=False, default=1095),
+    Column("retention_days", Integer, nullable=False, default=DEFAULT_RETENTION_DAYS),
     # Keep an encrypted face crop per sample so the collection can move to another model pack
     # (``sample_crops``). Off unless asked for: privacy by default (docs/PRIVACY.md).
     Column("keep_crops", Boolean, nullable=False, default=False, server_default=false()),

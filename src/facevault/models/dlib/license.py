@@ -10,12 +10,12 @@ in ``<models dir>/dlib-resnet-v1-lm68/LICENSE-ACCEPTED.json``.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ...config import login_name
 from ...errors import ModelError
 
 LM68_PACK = "dlib-resnet-v1-lm68"
@@ -51,7 +51,7 @@ def accept(models_root: Path, accepted_by: str | None = None) -> dict[str, objec
         "license_url": LICENSE_URL,
         "license_text": LICENSE_TEXT,
         "accepted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "accepted_by": accepted_by or os.environ.get("USER") or getpass.getuser(),
+        "accepted_by": accepted_by or login_name(),
     }
     p = record_path(models_root)
     p.parent.mkdir(parents=True, exist_ok=True)

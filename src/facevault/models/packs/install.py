@@ -12,7 +12,6 @@ installed name is never re-used for a different recognizer file (install refuses
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ...config import models_dir_setting
+from ...config import login_name, models_dir_setting
 from ...errors import ConfigError, ConflictError, IntegrityError, NotFoundError
 from .catalog import CATALOG, CatalogEntry, recognise_layout
 from .manifest import MANIFEST_NAME, PackManifest, check_files, load_manifest, parse_manifest, sha256_file
@@ -226,7 +225,7 @@ def install_pack(
                 "license_text": lic.text,
                 "license_sha256": _license_digest(manifest),
                 "accepted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "accepted_by": accepted_by or os.environ.get("USER") or getpass.getuser(),
+                "accepted_by": accepted_by or login_name(),
             }
             (stage / LICENSE_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         if dest.exists():
