@@ -259,3 +259,129 @@ class MigrationReport(Record):
 class IndexRebuilt(Record):
     collection: str
     indexed: int
+
+
+@dataclass(eq=False)
+class CollectionInfo(Record):
+    """A collection: pinned model, purpose, legal basis, retention, crops; with its counts when listed."""
+
+    id: int
+    name: str
+    model_id: str
+    dim: int
+    created_at: Any  # datetime (UTC)
+    purpose: str | None
+    legal_basis: str | None
+    retention_days: int
+    keep_crops: bool
+    subjects: int | None = None  # counts: only in listings
+    samples: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CollectionInfo:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        for k in ("subjects", "samples"):
+            if d[k] is None:
+                del d[k]
+        return d
+
+
+@dataclass(eq=False)
+class ConsentInfo(Record):
+    id: int
+    purpose: str
+    granted_by: str
+    granted_at: str | None
+    expires_at: str | None
+    withdrawn_at: str | None
+    evidence_kind: str
+    evidence_name: str | None
+    evidence_sha256: str
+
+
+@dataclass(eq=False)
+class SampleInfo(Record):
+    """One enrolled sample as listed with its subject (never its template)."""
+
+    sample_id: int
+    model_id: str
+    image: str
+    image_sha256: str
+    box: list[float]
+    quality: Any
+    created_at: str | None
+
+
+@dataclass(eq=False)
+class SubjectInfo(Record):
+    """A subject with the consent record that allows it to exist (and its samples when shown)."""
+
+    id: int
+    collection: str
+    name: str
+    external_id: str | None
+    created_at: str | None
+    consent: ConsentInfo
+    samples: list[SampleInfo] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.samples is None:
+            del d["samples"]
+        return d
+
+
+@dataclass(eq=False)
+class SubjectSummary(Record):
+    id: int
+    name: str
+    external_id: str | None
+    samples: int
+
+
+@dataclass(eq=False)
+class SampleRecord(Record):
+    """One sample with its subject and source image (``Vault.get_sample``)."""
+
+    sample_id: int
+    subject_id: int
+    name: str
+    external_id: str | None
+    image: str
+    image_sha256: str
+    box: list[float]
+
+
+@dataclass(eq=False)
+class ConsentView(Record):
+    """A subject's consent record (``consent show``)."""
+
+    subject_id: int
+    name: str
+    collection: str
+    id: int
+    purpose: str
+    granted_by: str
+    granted_at: str | None
+    expires_at: str | None
+    withdrawn_at: str | None
+    evidence_kind: str
+    evidence_name: str | None
+    evidence_sha256: str
+
+
+@dataclass(eq=False)
+class ApiKeyInfo(Record):
+    """An API key as listed: its name, role and prefix, never its secret or hash."""
+
+    name: str
+    role: str
+    prefix: str
+    created_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+    active: bool

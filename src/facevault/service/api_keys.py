@@ -19,7 +19,7 @@ from ..audit_events import ApiKeyCreated, ApiKeyRevoked, SignedIn
 from ..clock import as_utc, iso, utcnow
 from ..config import ROLES
 from ..errors import ConflictError, InputError, NotFoundError
-from ..results import Principal
+from ..results import ApiKeyInfo, Principal
 from ..store.schema import api_keys
 from .context import ServiceContext
 
@@ -32,13 +32,16 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _row_dict(row: Any) -> dict[str, Any]:
-    d = dict(row)
-    out = {k: d[k] for k in ("name", "role", "prefix")}
-    for k in ("created_at", "revoked_at", "last_used_at"):
-        out[k] = iso(d[k])
-    out["active"] = d["revoked_at"] is None
-    return out
+def _row_dict(row: Any) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        name=row["name"],
+        role=row["role"],
+        prefix=row["prefix"],
+        created_at=iso(row["created_at"]),
+        revoked_at=iso(row["revoked_at"]),
+        last_used_at=iso(row["last_used_at"]),
+        active=row["revoked_at"] is None,
+    )
 
 
 def _named(row: Any) -> dict[str, str]:
@@ -61,7 +64,7 @@ def role_counts(ctx: ServiceContext) -> dict[str, int]:
     return counts
 
 
-def create_key(ctx: ServiceContext, role: str, name: str) -> tuple[str, dict[str, Any]]:
+def create_key(ctx: ServiceContext, role: str, name: str) -> tuple[str, ApiKeyInfo]:
     """Create a key; returns (the secret, shown once, and its listing record). The creation is audited
     in the same transaction, as the acting identity: the admin key over HTTP, the OS user in the CLI."""
     if role not in ROLES:
@@ -87,13 +90,13 @@ def create_key(ctx: ServiceContext, role: str, name: str) -> tuple[str, dict[str
     return secret, _row_dict(row)
 
 
-def list_keys(ctx: ServiceContext) -> list[dict[str, Any]]:
+def list_keys(ctx: ServiceContext) -> list[ApiKeyInfo]:
     with ctx.read() as conn:
         rows = conn.execute(select(api_keys).order_by(api_keys.c.id)).mappings().all()
     return [_row_dict(r) for r in rows]
 
 
-def revoke_key(ctx: ServiceContext, prefix: str) -> dict[str, Any]:
+def revoke_key(ctx: ServiceContext, prefix: str) -> ApiKeyInfo:
     """Revoke a key by its prefix (or the whole key); revoking twice is not an error (and is audited
     once)."""
     m = KEY_RE.match(prefix)

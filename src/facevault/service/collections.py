@@ -11,7 +11,7 @@ from ..audit_events import CollectionCreated, CollectionDeleted, KeepCropsSet, R
 from ..config import DEFAULT_RETENTION_DAYS, check_retention_days, models_dir_setting
 from ..errors import InputError
 from ..models.registry import get_pack, license_acceptance
-from ..results import IndexRebuilt, KeepCropsChanged, RetentionChanged
+from ..results import CollectionInfo, IndexRebuilt, KeepCropsChanged, RetentionChanged
 from .context import ServiceContext
 
 
@@ -24,7 +24,7 @@ def create_collection(
     legal_basis: str | None = None,
     retention_days: int = DEFAULT_RETENTION_DAYS,
     keep_crops: bool = False,
-) -> dict[str, Any]:
+) -> CollectionInfo:
     """A collection pinned to ``model``. ``keep_crops``: keep an encrypted face crop of every enrolled
     sample, so the collection can later move to another model pack (``migrate_collection``)."""
     name = name.strip()
@@ -52,7 +52,7 @@ def create_collection(
                 collection=name, model_id=model_id, keep_crops=bool(keep_crops), license_acceptance=accepted
             ),
         )
-    return row
+    return CollectionInfo.from_row(row)
 
 
 def accepted_license(ctx: ServiceContext, model_id: str) -> dict[str, Any] | None:
@@ -61,11 +61,13 @@ def accepted_license(ctx: ServiceContext, model_id: str) -> dict[str, Any] | Non
 
 
 def list_collections(ctx: ServiceContext) -> list[dict[str, Any]]:
+    """Store rows with their counts (the service's own view; ``Vault`` wraps them in CollectionInfo)."""
     with ctx.read() as conn:
         return ctx.store.list_collections(conn)
 
 
 def get_collection(ctx: ServiceContext, name: str) -> dict[str, Any]:
+    """The store row (the service's own view; ``Vault`` wraps it in CollectionInfo)."""
     with ctx.read() as conn:
         return ctx.store.get_collection(conn, name)
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..audit_events import ConsentWithdrawn
-from ..results import ErasureReceipt
+from ..results import ConsentView, ErasureReceipt
 from .context import ServiceContext
 from .erasure import erase_subject
 from .subjects import get_subject
 
 
-def consent_show(ctx: ServiceContext, collection: str, subject: str) -> dict[str, Any]:
+def consent_show(ctx: ServiceContext, collection: str, subject: str) -> ConsentView:
     view = get_subject(ctx, collection, subject)
-    return {"subject_id": view["id"], "name": view["name"], "collection": collection, **view["consent"]}
+    return ConsentView(subject_id=view.id, name=view.name, collection=collection, **view.consent.to_dict())
 
 
 def withdraw_consent(ctx: ServiceContext, collection: str, subject: str) -> ErasureReceipt:

@@ -15,7 +15,14 @@ from .. import imaging
 from ..audit_events import SubjectAdded
 from ..clock import iso, to_datetime, utcnow
 from ..errors import ConsentError, InputError, NotFoundError
-from ..results import SubjectDeleted
+from ..results import (
+    ConsentInfo,
+    SampleInfo,
+    SampleRecord,
+    SubjectDeleted,
+    SubjectInfo,
+    SubjectSummary,
+)
 from .context import Collection, ServiceContext
 from .erasure import erase_subject
 
@@ -45,7 +52,7 @@ def add_subject(
     consent_by: str | None = None,
     expires: date | datetime | str | None = None,
     external_id: str | None = None,
-) -> dict[str, Any]:
+) -> SubjectInfo:
     """Create a subject together with the consent record that allows it to exist."""
     name = (name or "").strip()
     if not name:
@@ -89,74 +96,75 @@ def add_subject(
 
 def subject_view(
     ctx: ServiceContext, conn: Connection, coll: Collection, subj: dict[str, Any], with_samples: bool = False
-) -> dict[str, Any]:
+) -> SubjectInfo:
     consent = ctx.store.get_consent(conn, subj["consent_id"])
-    view: dict[str, Any] = {
-        "id": subj["id"],
-        "collection": coll["name"],
-        "name": subj["name"],
-        "external_id": subj["external_id"],
-        "created_at": iso(subj["created_at"]),
-        "consent": {
-            "id": consent["id"],
-            "purpose": consent["purpose"],
-            "granted_by": consent["granted_by"],
-            "granted_at": iso(consent["granted_at"]),
-            "expires_at": iso(consent["expires_at"]),
-            "withdrawn_at": iso(consent["withdrawn_at"]),
-            "evidence_kind": consent["evidence_kind"],
-            "evidence_name": consent["evidence_name"],
-            "evidence_sha256": consent["evidence_sha256"],
-        },
-    }
+    samples = None
     if with_samples:
-        view["samples"] = [
-            {
-                "sample_id": s["id"],
-                "model_id": s["model_id"],
-                "image": s["source"],
-                "image_sha256": s["sha256"],
-                "box": [round(s[k], 1) for k in ("box_x1", "box_y1", "box_x2", "box_y2")],
-                "quality": s["quality"],
-                "created_at": iso(s["created_at"]),
-            }
+        samples = [
+            SampleInfo(
+                sample_id=s["id"],
+                model_id=s["model_id"],
+                image=s["source"],
+                image_sha256=s["sha256"],
+                box=[round(s[k], 1) for k in ("box_x1", "box_y1", "box_x2", "box_y2")],
+                quality=s["quality"],
+                created_at=iso(s["created_at"]),
+            )
             for s in ctx.store.subject_samples(conn, subj["id"])
         ]
-    return view
+    return SubjectInfo(
+        id=subj["id"],
+        collection=coll["name"],
+        name=subj["name"],
+        external_id=subj["external_id"],
+        created_at=iso(subj["created_at"]),
+        consent=ConsentInfo(
+            id=consent["id"],
+            purpose=consent["purpose"],
+            granted_by=consent["granted_by"],
+            granted_at=iso(consent["granted_at"]),
+            expires_at=iso(consent["expires_at"]),
+            withdrawn_at=iso(consent["withdrawn_at"]),
+            evidence_kind=consent["evidence_kind"],
+            evidence_name=consent["evidence_name"],
+            evidence_sha256=consent["evidence_sha256"],
+        ),
+        samples=samples,
+    )
 
 
-def list_subjects(ctx: ServiceContext, collection: str) -> list[dict[str, Any]]:
+def list_subjects(ctx: ServiceContext, collection: str) -> list[SubjectSummary]:
     with ctx.read() as conn:
         coll = ctx.store.get_collection(conn, collection)
         return [
-            {"id": s["id"], "name": s["name"], "external_id": s["external_id"], "samples": s["samples"]}
+            SubjectSummary(id=s["id"], name=s["name"], external_id=s["external_id"], samples=s["samples"])
             for s in ctx.store.list_subjects(conn, coll["id"])
         ]
 
 
-def get_subject(ctx: ServiceContext, collection: str, subject: str) -> dict[str, Any]:
+def get_subject(ctx: ServiceContext, collection: str, subject: str) -> SubjectInfo:
     with ctx.read() as conn:
         coll = ctx.store.get_collection(conn, collection)
         subj = ctx.store.find_subject(conn, coll["id"], subject)
         return subject_view(ctx, conn, coll, subj, with_samples=True)
 
 
-def get_sample(ctx: ServiceContext, collection: str, sample_id: int) -> dict[str, Any]:
+def get_sample(ctx: ServiceContext, collection: str, sample_id: int) -> SampleRecord:
     """One sample's record (no template): subject, source image, box."""
     with ctx.read() as conn:
         coll = ctx.store.get_collection(conn, collection)
         hit = ctx.store.sample_hits(conn, [sample_id]).get(sample_id)
         if hit is None or ctx.store.sample_collection(conn, sample_id) != coll["id"]:
             raise NotFoundError(f"no sample #{sample_id} in {collection!r}", code="sample_not_found")
-    return {
-        "sample_id": hit.sample_id,
-        "subject_id": hit.subject_id,
-        "name": hit.subject_name,
-        "external_id": hit.external_id,
-        "image": hit.image_source,
-        "image_sha256": hit.image_sha256,
-        "box": [round(v, 1) for v in hit.box],
-    }
+    return SampleRecord(
+        sample_id=hit.sample_id,
+        subject_id=hit.subject_id,
+        name=hit.subject_name,
+        external_id=hit.external_id,
+        image=hit.image_source,
+        image_sha256=hit.image_sha256,
+        box=[round(v, 1) for v in hit.box],
+    )
 
 
 def delete_subject(ctx: ServiceContext, collection: str, subject: str) -> SubjectDeleted:

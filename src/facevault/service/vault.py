@@ -24,7 +24,10 @@ from ..errors import IntegrityError, NotFoundError
 from ..pipeline import Pipeline
 from ..protection import KeyRing
 from ..results import (
+    ApiKeyInfo,
     Candidate,
+    CollectionInfo,
+    ConsentView,
     DoctorReport,
     EnrollOutcome,
     ErasureReceipt,
@@ -38,8 +41,11 @@ from ..results import (
     RetentionDue,
     ReviewCandidate,
     ReviewStatus,
+    SampleRecord,
     SearchResult,
     SubjectDeleted,
+    SubjectInfo,
+    SubjectSummary,
     SweepReport,
     VerifyResult,
 )
@@ -170,7 +176,7 @@ class Vault:
         legal_basis: str | None = None,
         retention_days: int = DEFAULT_RETENTION_DAYS,
         keep_crops: bool = False,
-    ) -> dict[str, Any]:
+    ) -> CollectionInfo:
         return collections.create_collection(
             self._ctx,
             name,
@@ -181,11 +187,11 @@ class Vault:
             keep_crops=keep_crops,
         )
 
-    def list_collections(self) -> list[dict[str, Any]]:
-        return collections.list_collections(self._ctx)
+    def list_collections(self) -> list[CollectionInfo]:
+        return [CollectionInfo.from_row(r) for r in collections.list_collections(self._ctx)]
 
-    def get_collection(self, name: str) -> dict[str, Any]:
-        return collections.get_collection(self._ctx, name)
+    def get_collection(self, name: str) -> CollectionInfo:
+        return CollectionInfo.from_row(collections.get_collection(self._ctx, name))
 
     def delete_collection(self, name: str) -> dict[str, int]:
         return collections.delete_collection(self._ctx, name)
@@ -228,7 +234,7 @@ class Vault:
         consent_by: str | None = None,
         expires: date | datetime | str | None = None,
         external_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> SubjectInfo:
         """Create a subject together with the consent record that allows it to exist."""
         return subjects.add_subject(
             self._ctx,
@@ -242,13 +248,13 @@ class Vault:
             external_id=external_id,
         )
 
-    def list_subjects(self, collection: str) -> list[dict[str, Any]]:
+    def list_subjects(self, collection: str) -> list[SubjectSummary]:
         return subjects.list_subjects(self._ctx, collection)
 
-    def get_subject(self, collection: str, subject: str) -> dict[str, Any]:
+    def get_subject(self, collection: str, subject: str) -> SubjectInfo:
         return subjects.get_subject(self._ctx, collection, subject)
 
-    def get_sample(self, collection: str, sample_id: int) -> dict[str, Any]:
+    def get_sample(self, collection: str, sample_id: int) -> SampleRecord:
         return subjects.get_sample(self._ctx, collection, sample_id)
 
     def delete_subject(self, collection: str, subject: str) -> SubjectDeleted:
@@ -259,7 +265,7 @@ class Vault:
     ) -> ErasureReceipt:
         return erasure.erase_subject(self._ctx, collection, subject, reason=reason)
 
-    def consent_show(self, collection: str, subject: str) -> dict[str, Any]:
+    def consent_show(self, collection: str, subject: str) -> ConsentView:
         return consent.consent_show(self._ctx, collection, subject)
 
     def withdraw_consent(self, collection: str, subject: str) -> ErasureReceipt:
@@ -389,14 +395,14 @@ class Vault:
         return health.doctor(self._ctx, repair)
 
     # ---- API keys ----------------------------------------------------------------------------------
-    def create_api_key(self, role: str, name: str) -> tuple[str, dict[str, Any]]:
+    def create_api_key(self, role: str, name: str) -> tuple[str, ApiKeyInfo]:
         """A new API key: (its secret, shown once, and its listing record); audited."""
         return api_keys.create_key(self._ctx, role, name)
 
-    def list_api_keys(self) -> list[dict[str, Any]]:
+    def list_api_keys(self) -> list[ApiKeyInfo]:
         return api_keys.list_keys(self._ctx)
 
-    def revoke_api_key(self, prefix: str) -> dict[str, Any]:
+    def revoke_api_key(self, prefix: str) -> ApiKeyInfo:
         return api_keys.revoke_key(self._ctx, prefix)
 
     def authenticate_key(self, key: str) -> Principal | None:
