@@ -1,5 +1,7 @@
 """Batch enrollment from a manifest (``facevault enroll-batch``): resumable, de-duplicating, one bad row
-never stops the batch.
+never stops the batch. This module holds the single writer (``BatchEnroller``, its ``RowOutcome`` and
+``BatchSummary``), ``report_rows`` and the entry point ``enroll_batch``; the manifest and report formats
+are service/batch_manifest.py, the workers service/batch_workers.py (both re-exported here).
 
 Work is split in two. Decoding, detection and embedding (the expensive, stateless part) run in local
 processes (``--workers``) or as Ray tasks (``--ray``). Everything that touches the vault runs in ONE
@@ -12,28 +14,14 @@ chunk. A row is therefore done exactly when its outcome is committed: a run kill
 at most the uncommitted chunk, which the next run of the same manifest redoes, and never repeats a row.
 The vector index is updated after each commit; if the process dies in between, the index is behind the
 store and the next use rebuilds it (see service.py's consistency rule).
-
-Manifest: CSV with a header, or JSON Lines (``.jsonl``/``.ndjson``), one image per row. Columns:
-
-- ``collection`` (required; the collection must exist)
-- ``subject`` (a name) and/or ``external_id``: the subject is found by external id if given, else by
-  exact name; if missing it is created, which needs consent: ``purpose`` and exactly one of
-  ``consent_text`` or ``consent_file`` (optional ``consent_by``, ``consent_expires``)
-- ``image``: a path; relative paths (and relative consent files) are relative to the manifest's folder
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,251 +29,35 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, insert, select
 
-from .. import crops, imaging
 from ..audit_events import BatchEnrolled
 from ..clock import utcnow
-from ..crops import FaceCrop
 from ..errors import ConsentError, FaceVaultError, InputError
-from ..pipeline import Pipeline, ProcessedFace, run_in_worker, worker_count, worker_pool
+from ..pipeline import worker_count
 from ..store import schema as t
+from .batch_manifest import COLUMNS, REPORT_FIELDS, ManifestRow, read_manifest, write_report
+from .batch_workers import Analysis, Job, LocalRunner, RayRunner, analyze_job
 from .collections import get_collection
 from .context import ServiceContext
 from .enroll import Accepted, Enrollment, commit, require_valid_consent
 from .subjects import add_subject
 
-COLUMNS = (
-    "collection",
-    "subject",
-    "external_id",
-    "purpose",
-    "consent_text",
-    "consent_file",
-    "consent_by",
-    "consent_expires",
-    "image",
-)
-REPORT_FIELDS = (
-    "row",
-    "status",
-    "reason",
-    "message",
-    "collection",
-    "subject",
-    "external_id",
-    "subject_id",
-    "image",
-    "image_sha256",
-    "sample_id",
-)
-
-
-# ---- the manifest ------------------------------------------------------------------------------------
-@dataclass
-class ManifestRow:
-    number: int  # 1-based data row (CSV header not counted; JSONL: line number)
-    values: dict[str, str]
-    image: str = ""  # resolved path
-    problem: str | None = None  # why the row cannot be used at all
-
-    def get(self, key: str) -> str:
-        return (self.values.get(key) or "").strip()
-
-
-def read_manifest(path: str | Path) -> tuple[str, list[ManifestRow]]:
-    """(SHA-256 of the manifest file, its rows). Unusable rows carry a ``problem`` instead of raising."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"manifest {path} is not UTF-8 text") from exc
-    rows: list[ManifestRow] = []
-    if path.suffix.lower() in {".jsonl", ".ndjson"}:
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("not an object")
-                rows.append(ManifestRow(i, {str(k): "" if v is None else str(v) for k, v in obj.items()}))
-            except ValueError as exc:
-                rows.append(ManifestRow(i, {}, problem=f"line {i} is not a JSON object ({exc})"))
-    else:
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "image" not in reader.fieldnames:
-            raise InputError(f"manifest {path}: the CSV header must name at least collection and image")
-        for i, rec in enumerate(reader, 1):
-            rows.append(ManifestRow(i, {k: v or "" for k, v in rec.items() if k is not None}))
-    base = path.resolve().parent
-    for row in rows:
-        if row.problem:
-            continue
-        missing = [k for k in ("collection", "image") if not row.get(k)]
-        if not row.get("subject") and not row.get("external_id"):
-            missing.append("subject or external_id")
-        if missing:
-            row.problem = f"missing {', '.join(missing)}"
-            continue
-        row.image = str(base / Path(row.get("image")).expanduser())
-    return sha, rows
-
-
-# ---- the expensive part (worker processes or Ray tasks) ------------------------------------------------
-@dataclass
-class Analysis:
-    row: int
-    sha256: str | None = None
-    width: int = 0
-    height: int = 0
-    faces: list[ProcessedFace] = field(default_factory=list)
-    error: tuple[str, str] | None = None  # (code, message)
-    crop: FaceCrop | None = None  # of faces[0], when the job asked for one (collections with keep_crops)
-
-
-@dataclass(frozen=True)
-class Job:
-    row: int
-    image: str
-    max_bytes: int
-    max_pixels: int
-    data: bytes | None = None  # shipped with the job when workers may not see the file (Ray)
-    crop: bool = False  # also cut the face crop the collection keeps (crops.py)
-
-
-def analyze_job(pipe: Pipeline, job: Job) -> Analysis:
-    """Decode, detect and embed one image. Never raises: failures become the row's error."""
-    try:
-        if job.data is not None:
-            decoded = imaging.decode_image(
-                job.data, max_bytes=job.max_bytes, max_pixels=job.max_pixels, name=job.image
-            )
-        else:
-            decoded = imaging.load_image(job.image, max_bytes=job.max_bytes, max_pixels=job.max_pixels)
-        faces = pipe.analyze(decoded.pixels)
-        crop = crops.make_crop(decoded.pixels, faces[0].face.box) if job.crop and faces else None
-        return Analysis(job.row, decoded.sha256, decoded.width, decoded.height, faces, crop=crop)
-    except FaceVaultError as exc:
-        return Analysis(job.row, error=(exc.code, exc.message))
-    except Exception as exc:  # one broken file must not stop the batch
-        return Analysis(job.row, error=("internal_error", f"{type(exc).__name__}: {exc}"))
-
-
-_ray_pipelines: dict[str, Pipeline] = {}
-
-
-def _ray_analyze(model_id: str, settings: Any, jobs: list[Job]) -> list[Analysis]:
-    """Body of the Ray task: a pipeline per model, cached in the (long-lived) Ray worker process."""
-    pipe = _ray_pipelines.get(model_id)
-    if pipe is None:
-        pipe = _ray_pipelines[model_id] = Pipeline.for_model(model_id, settings)
-    return [analyze_job(pipe, job) for job in jobs]
-
-
-class LocalRunner:
-    """Jobs over ``workers`` local processes (each with its own models, as ``pipeline.map_with_pipeline``),
-    with a bounded number in flight so a manifest of millions of rows is never queued at once. Results come
-    back in completion order."""
-
-    def __init__(self, workers: int, settings: Any) -> None:
-        self.workers = max(1, workers)
-        self.settings = settings
-
-    def run(self, model_id: str, jobs: Iterable[Job]) -> Iterator[Analysis]:
-        if self.workers == 1:
-            pipe = Pipeline.for_model(model_id, self.settings)
-            for job in jobs:
-                yield analyze_job(pipe, job)
-            return
-        todo = iter(jobs)
-        window = self.workers * 4
-        pool = self._pool(model_id)
-        inflight: dict[Future[Analysis], tuple[Job, ProcessPoolExecutor]] = {}
-        try:
-            while True:
-                for job in todo:
-                    inflight[pool.submit(run_in_worker, (analyze_job, job))] = (job, pool)
-                    if len(inflight) >= window:
-                        break
-                if not inflight:
-                    return
-                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job, owner = inflight.pop(fut)
-                    try:
-                        result = fut.result()
-                    except BrokenProcessPool:
-                        # A worker died (a decoder crash, out of memory): the rows its pool held fail,
-                        # the batch goes on with a new pool, and `--retry-failed` redoes them later.
-                        result = Analysis(job.row, error=("worker_failed", "the worker process died"))
-                        if owner is pool:
-                            pool.shutdown(wait=False, cancel_futures=True)
-                            pool = self._pool(model_id)
-                    yield result
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _pool(self, model_id: str) -> ProcessPoolExecutor:
-        return worker_pool(model_id, self.settings, self.workers)
-
-
-class RayRunner:
-    """The same jobs as Ray tasks on a Ray cluster (``address``: ``auto``, ``HOST:PORT`` or
-    ``ray://HOST:PORT``). Image bytes travel with the task, so workers need no shared filesystem."""
-
-    def __init__(self, address: str, settings: Any, *, rows_per_task: int = 4) -> None:
-        try:
-            import ray
-        except ImportError as exc:
-            raise InputError("--ray needs Ray: pip install 'facevault[ray]'") from exc
-        self.ray = ray
-        self.settings = settings
-        self.rows_per_task = rows_per_task
-        kwargs: dict[str, Any] = {"address": address, "log_to_driver": False}
-        host = address.removeprefix("ray://").rsplit(":", 1)[0]
-        if host in {"127.0.0.1", "localhost"}:
-            kwargs["_node_ip_address"] = "127.0.0.1"  # a loopback cluster: keep the driver on loopback too
-        self._owns = not ray.is_initialized()
-        if self._owns:
-            ray.init(**kwargs)
-        self._task = ray.remote(num_cpus=1, max_retries=2)(_ray_analyze)
-
-    def run(self, model_id: str, jobs: Iterable[Job]) -> Iterator[Analysis]:
-        ray = self.ray
-        window = max(2, int(ray.cluster_resources().get("CPU", 1)) * 2)
-        todo = iter(jobs)
-        inflight: dict[Any, list[Job]] = {}
-        while True:
-            while len(inflight) < window:
-                chunk = [self._with_bytes(j) for _, j in zip(range(self.rows_per_task), todo, strict=False)]
-                if not chunk:
-                    break
-                inflight[self._task.remote(model_id, self.settings, chunk)] = chunk
-            if not inflight:
-                return
-            done, _ = ray.wait(list(inflight), num_returns=1)
-            for ref in done:
-                chunk = inflight.pop(ref)
-                try:
-                    yield from ray.get(ref)
-                except Exception as exc:  # the task failed after its retries
-                    for job in chunk:
-                        yield Analysis(job.row, error=("worker_failed", f"Ray task failed: {exc}"))
-
-    def _with_bytes(self, job: Job) -> Job:
-        try:
-            data = imaging.read_file_bytes(job.image, max_bytes=job.max_bytes)
-        except FaceVaultError:
-            return job  # the worker reports the same error for the row
-        return Job(job.row, job.image, job.max_bytes, job.max_pixels, data, job.crop)
-
-    def close(self) -> None:
-        if self._owns:
-            self.ray.shutdown()
+__all__ = [
+    "COLUMNS",
+    "REPORT_FIELDS",
+    "Analysis",
+    "BatchEnroller",
+    "BatchSummary",
+    "Job",
+    "LocalRunner",
+    "ManifestRow",
+    "RayRunner",
+    "RowOutcome",
+    "analyze_job",
+    "enroll_batch",
+    "read_manifest",
+    "report_rows",
+    "write_report",
+]
 
 
 # ---- the single writer -------------------------------------------------------------------------------------
@@ -635,21 +407,6 @@ def report_rows(vault: Any, manifest: str | Path) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def write_report(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """CSV, or JSON Lines when the name ends in .jsonl/.ndjson/.json."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
-            for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        else:
-            writer = csv.DictWriter(fh, fieldnames=REPORT_FIELDS)
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({k: "" if r.get(k) is None else r[k] for k in REPORT_FIELDS})
 
 
 def enroll_batch(
