@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -35,13 +35,14 @@ def parse_time(value: str | None) -> datetime | None:
     """An ISO date or time from the command line (UTC unless it names its zone); None if not given."""
     if not value:
         return None
+    from ..config import as_utc
     from ..errors import InputError
 
     try:
         when = datetime.fromisoformat(value)
     except ValueError as exc:
         raise InputError(f"expiry {value!r} is not a date (use YYYY-MM-DD)") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return as_utc(when)
 
 
 @audit_app.command("export")
