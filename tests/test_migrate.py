@@ -10,7 +10,6 @@ same shapes, different recognizer weights); the default dlib pack is checked on 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -35,8 +34,8 @@ from facevault.errors import (
 )
 from facevault.models.base import box_iou as iou
 from facevault.models.packs import install_pack
-from facevault.models.registry import register_installed_packs
 from facevault.models.packs.install import LICENSE_RECORD
+from facevault.models.registry import register_installed_packs
 from facevault.reembed import embed_at
 from facevault.service.migration import open_crop
 from facevault.service.optout import optout_guard

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 import facevault
 from facevault import crops
-from facevault.service.migration import open_crop
 from facevault.errors import KeyMissingError, NotFoundError, WrongKeyError
+from facevault.service.migration import open_crop
 from facevault.store import utcnow
 from facevault.store.schema import sample_crops
 
@@ -252,11 +252,14 @@ def test_key_rotation_keeps_results_and_kills_stolen_templates(enrolled) -> None
     vault, photos = enrolled
     before = _top(vault, photos["probe"])
     coll = vault.get_collection("c")
-    stolen = vault.context.indexes.get(coll)  # what a thief copying the index file before the rotation would get
+    # what a thief copying the index file before the rotation would get
+    stolen = vault.context.indexes.get(coll)
     stolen_vecs = np.stack(
         [
             vault.context.current_key().protect(
-                vault.pipeline("dlib-resnet-v1").analyze(vault.context.decode(photos["a"]).pixels)[0].embedding
+                vault.pipeline("dlib-resnet-v1")
+                .analyze(vault.context.decode(photos["a"]).pixels)[0]
+                .embedding
             )
         ]
     )

@@ -1,7 +1,7 @@
 """``facevault models``: list, install, verify, inspect and fetch model packs (see docs/MODELS.md).
 
-Wired into the main app with ``app.add_typer(models_app, name="models")``. Like the rest of ``facevault.cli``, nothing
-heavy is imported at module level: no ONNX Runtime, no model.
+Wired into the main app with ``app.add_typer(models_app, name="models")``. Like the rest of
+``facevault.cli``, nothing heavy is imported at module level: no ONNX Runtime, no model.
 
 Where packs live: ``--models-dir``, else ``$FACEVAULT_MODELS``, else ``<vault home>/models`` (the global
 ``--home`` or ``$FACEVAULT_HOME``, default ``./facevault-data``).
