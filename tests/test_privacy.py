@@ -177,6 +177,13 @@ def test_human_review_needs_two_different_reviewers(enrolled) -> None:
     ]
     with pytest.raises(NotFoundError):
         vault.review("CASE-1", 999, "confirm", "dave")
+    # A decision without a reviewer's name is its own input error, not a missing search purpose.
+    from facevault.errors import InputError
+
+    with pytest.raises(InputError) as missing:
+        vault.review("CASE-1", subject_id, "confirm", "  ")
+    assert missing.value.code == "reviewer_required" and missing.value.exit_code == 3
+    assert len(vault.audit_entries(10, action="review")) == 3
 
 
 def _tamper(db_path: Path, *statements: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from facevault import calibration
-from facevault.errors import ImageError, NoFaceError, NotFoundError, PurposeRequiredError
+from facevault.errors import ImageError, InputError, NoFaceError, NotFoundError, PurposeRequiredError
 
 from .conftest import jpeg_bytes, lfw, write_image
 
@@ -52,6 +52,14 @@ def test_threshold_and_fmr_options(lfw_vault) -> None:
     cal = calibration.for_model("dlib-resnet-v1")
     strict = lfw_vault.search("g", lfw("Tony_Blair", 5), purpose="t", fmr=1e-3)
     assert strict.threshold == pytest.approx(cal.threshold_for(1e-3), abs=1e-4)
+    # A threshold and a false-match rate at once would silently drop one of them: an input error.
+    before = len(lfw_vault.audit_entries(1000))
+    with pytest.raises(InputError) as both:
+        lfw_vault.search("g", lfw("Tony_Blair", 5), purpose="t", fmr=1e-3, threshold=0.9)
+    assert both.value.code == "invalid_threshold" and both.value.exit_code == 3
+    with pytest.raises(InputError):
+        lfw_vault.verify(lfw("Tony_Blair", 5), lfw("Tony_Blair", 6), fmr=1e-3, threshold=0.9)
+    assert len(lfw_vault.audit_entries(1000)) == before
 
 
 def test_purpose_is_required_and_every_search_is_logged(lfw_vault, tmp_path: Path) -> None:
