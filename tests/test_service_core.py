@@ -49,7 +49,8 @@ def gallery(tmp_path: Path) -> Iterator[Vault]:
     with facevault.open(str(tmp_path / "v"), create=True, actor="tester") as vault:
         vault.create_collection("g")
         vault.add_subject("g", "Tony Blair", purpose="t", consent_text="yes")
-        assert all(o.ok for o in vault.enroll("g", "Tony Blair", [lfw("Tony_Blair", 1), lfw("Tony_Blair", 2)]))
+        photos = [lfw("Tony_Blair", 1), lfw("Tony_Blair", 2)]
+        assert all(o.ok for o in vault.enroll("g", "Tony Blair", photos))
         yield vault
 
 
