@@ -127,6 +127,9 @@ class Record(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.to_dict()!r})"
 
+    def __str__(self) -> str:  # printed as the dict it replaced (CLI text output)
+        return str(self.to_dict())
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Record) or hasattr(value, "to_dict"):
@@ -385,3 +388,49 @@ class ApiKeyInfo(Record):
     revoked_at: str | None
     last_used_at: str | None
     active: bool
+
+
+@dataclass(eq=False)
+class CollectionDeletion(Record):
+    """What deleting a collection removed (also the details of its audit entry)."""
+
+    crops: int
+    samples: int
+    images: int
+    subjects: int
+
+
+@dataclass(eq=False)
+class AuditEntry(Record):
+    """One entry of the hash-chained audit log."""
+
+    seq: int
+    at: str
+    action: str
+    actor: str
+    role: str | None
+    purpose: str | None
+    case_id: str | None
+    collection: str | None
+    probe_sha256: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AuditEntry:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(eq=False)
+class ProcessingRecord(Record):
+    """The GDPR Art. 30 record of processing activities of a deployment."""
+
+    controller: str
+    categories_of_data: list[str]
+    collections: list[dict[str, Any]]
+    counts: dict[str, int]
+    recipients: dict[str, Any]
+    transfers: str
+    retention: str
+    security_measures: list[str]

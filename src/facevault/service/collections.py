@@ -11,7 +11,7 @@ from ..audit_events import CollectionCreated, CollectionDeleted, KeepCropsSet, R
 from ..config import DEFAULT_RETENTION_DAYS, check_retention_days, models_dir_setting
 from ..errors import InputError
 from ..models.registry import get_pack, license_acceptance
-from ..results import CollectionInfo, IndexRebuilt, KeepCropsChanged, RetentionChanged
+from ..results import CollectionDeletion, CollectionInfo, IndexRebuilt, KeepCropsChanged, RetentionChanged
 from .context import ServiceContext
 
 
@@ -72,7 +72,7 @@ def get_collection(ctx: ServiceContext, name: str) -> dict[str, Any]:
         return ctx.store.get_collection(conn, name)
 
 
-def delete_collection(ctx: ServiceContext, name: str) -> dict[str, int]:
+def delete_collection(ctx: ServiceContext, name: str) -> CollectionDeletion:
     with ctx.write() as conn:
         coll = ctx.store.get_collection(conn, name)
         counts = ctx.store.delete_collection(conn, coll["id"])
@@ -80,7 +80,7 @@ def delete_collection(ctx: ServiceContext, name: str) -> dict[str, int]:
     ctx.indexes.discard(coll["id"])
     shutil.rmtree(ctx.settings.collection_photos_dir(coll["id"]), ignore_errors=True)
     ctx.store.checkpoint()
-    return counts
+    return CollectionDeletion(**counts)
 
 
 def set_retention(ctx: ServiceContext, collection: str, days: int) -> RetentionChanged:

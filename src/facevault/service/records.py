@@ -10,6 +10,7 @@ from .. import audit
 from ..audit_events import AuditExported
 from ..config import ROLES, controller_setting
 from ..errors import InputError
+from ..results import AuditEntry, ProcessingRecord
 from .api_keys import role_counts
 from .collections import list_collections
 from .context import ServiceContext
@@ -17,10 +18,10 @@ from .context import ServiceContext
 EXPORT_FORMATS = ("jsonl", "csv")
 
 
-def audit_entries(ctx: ServiceContext, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
+def audit_entries(ctx: ServiceContext, limit: int = 100, **filters: Any) -> list[AuditEntry]:
     """Newest first; filters: action, actor, case_id, collection, since, until."""
     with ctx.read() as conn:
-        return audit.entries(conn, limit, **filters)
+        return [AuditEntry.from_row(r) for r in audit.entries(conn, limit, **filters)]
 
 
 def verify_audit(ctx: ServiceContext) -> audit.ChainStatus:
@@ -48,14 +49,14 @@ def audit_export(
     return "".join(audit.export(rows, fmt))
 
 
-def processing_record(ctx: ServiceContext) -> dict[str, Any]:
+def processing_record(ctx: ServiceContext) -> ProcessingRecord:
     """The GDPR Art. 30 record of processing activities for this deployment."""
     with ctx.read() as conn:
         counts = ctx.store.counts(conn)
     colls = list_collections(ctx)
-    return {
-        "controller": controller_setting(),
-        "categories_of_data": [
+    return ProcessingRecord(
+        controller=controller_setting(),
+        categories_of_data=[
             "face templates (biometric data, GDPR Art. 9)",
             *(
                 ["face crops of enrolled photos, encrypted (collections that keep them)"]
@@ -66,7 +67,7 @@ def processing_record(ctx: ServiceContext) -> dict[str, Any]:
             "consent records",
             "audit log of searches",
         ],
-        "collections": [
+        collections=[
             {
                 "name": c["name"],
                 "purpose": c.get("purpose"),
@@ -79,11 +80,11 @@ def processing_record(ctx: ServiceContext) -> dict[str, Any]:
             }
             for c in colls
         ],
-        "counts": counts,
-        "recipients": {"roles": list(ROLES), "api_keys_per_role": role_counts(ctx)},
-        "transfers": "none: the data stays on this deployment",
-        "retention": "see `facevault retention policy`",
-        "security_measures": [
+        counts=counts,
+        recipients={"roles": list(ROLES), "api_keys_per_role": role_counts(ctx)},
+        transfers="none: the data stays on this deployment",
+        retention="see `facevault retention policy`",
+        security_measures=[
             "templates stored only in protected form: secret orthogonal transform + AES-256-GCM at rest",
             "keys kept outside the database (0600 key file or environment), renewable by rotation",
             "hash-chained, keyed audit log of every search, verification, enrollment and erasure",
@@ -91,4 +92,4 @@ def processing_record(ctx: ServiceContext) -> dict[str, Any]:
             "secure_delete and WAL truncation on erasure; indexes rebuilt without erased entries",
             "role-based API keys stored hashed; loopback-only default binding",
         ],
-    }
+    )

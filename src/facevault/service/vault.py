@@ -25,7 +25,9 @@ from ..pipeline import Pipeline
 from ..protection import KeyRing
 from ..results import (
     ApiKeyInfo,
+    AuditEntry,
     Candidate,
+    CollectionDeletion,
     CollectionInfo,
     ConsentView,
     DoctorReport,
@@ -37,6 +39,7 @@ from ..results import (
     MigrationReport,
     OptoutReport,
     Principal,
+    ProcessingRecord,
     RetentionChanged,
     RetentionDue,
     ReviewCandidate,
@@ -193,7 +196,7 @@ class Vault:
     def get_collection(self, name: str) -> CollectionInfo:
         return CollectionInfo.from_row(collections.get_collection(self._ctx, name))
 
-    def delete_collection(self, name: str) -> dict[str, int]:
+    def delete_collection(self, name: str) -> CollectionDeletion:
         return collections.delete_collection(self._ctx, name)
 
     def set_retention(self, collection: str, days: int) -> RetentionChanged:
@@ -377,7 +380,7 @@ class Vault:
         return key_rotation.forget_unused_keys(self._ctx)
 
     # ---- records and health ------------------------------------------------------------------------
-    def audit_entries(self, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
+    def audit_entries(self, limit: int = 100, **filters: Any) -> list[AuditEntry]:
         return records.audit_entries(self._ctx, limit, **filters)
 
     def verify_audit(self) -> audit.ChainStatus:
@@ -388,7 +391,7 @@ class Vault:
     ) -> str:
         return records.audit_export(self._ctx, since=since, until=until, fmt=fmt)
 
-    def processing_record(self) -> dict[str, Any]:
+    def processing_record(self) -> ProcessingRecord:
         return records.processing_record(self._ctx)
 
     def doctor(self, repair: bool = False) -> DoctorReport:
