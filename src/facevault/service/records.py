@@ -24,9 +24,17 @@ def audit_entries(ctx: ServiceContext, limit: int = 100, **filters: Any) -> list
         return [AuditEntry.from_row(r) for r in audit.entries(conn, limit, **filters)]
 
 
-def verify_audit(ctx: ServiceContext) -> audit.ChainStatus:
+def verify_audit(ctx: ServiceContext, checkpoint: Any = None) -> audit.ChainStatus:
     with ctx.read() as conn:
         return audit.verify_chain(conn, ctx.keys.audit_key)
+
+
+def audit_checkpoint(ctx: ServiceContext) -> dict[str, Any]:
+    raise NotImplementedError("issue 11: audit checkpoints")
+
+
+def acknowledge_chain_break(ctx: ServiceContext, reason: str) -> dict[str, Any]:
+    raise NotImplementedError("issue 11: chain breaks")
 
 
 def audit_export(

@@ -108,6 +108,7 @@ class Vault:
             raise IntegrityError(f"{store.display_url} is not a facevault database")
         store.check_schema()  # a vault of an older version: `facevault init` upgrades it
         vault.forget_unused_keys()  # finishes a key rotation that was interrupted
+        erasure.finish_pending_erasures(vault._ctx)  # finishes an erasure that a crash interrupted
         return vault
 
     def close(self) -> None:
@@ -383,8 +384,18 @@ class Vault:
     def audit_entries(self, limit: int = 100, **filters: Any) -> list[AuditEntry]:
         return records.audit_entries(self._ctx, limit, **filters)
 
-    def verify_audit(self) -> audit.ChainStatus:
-        return records.verify_audit(self._ctx)
+    def verify_audit(self, checkpoint: str | os.PathLike[str] | None = None) -> audit.ChainStatus:
+        """The hash chain, the chain head kept outside the database, and (given) a signed checkpoint that
+        the log must still extend."""
+        return records.verify_audit(self._ctx, checkpoint)
+
+    def audit_checkpoint(self) -> dict[str, Any]:
+        """A signed checkpoint of the log (sequence, head MAC, time) to keep somewhere else."""
+        return records.audit_checkpoint(self._ctx)
+
+    def acknowledge_chain_break(self, reason: str) -> dict[str, Any]:
+        """An admin's audited acknowledgement of a recorded chain break (verification passes again)."""
+        return records.acknowledge_chain_break(self._ctx, reason)
 
     def audit_export(
         self, *, since: datetime | None = None, until: datetime | None = None, fmt: str = "jsonl"
