@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import audit
 from ..errors import FaceVaultError
 from ..results import DoctorReport
 from .context import ServiceContext
+from .records import verify_audit
 
 
 def doctor(ctx: ServiceContext, repair: bool = False) -> DoctorReport:
@@ -16,7 +16,7 @@ def doctor(ctx: ServiceContext, repair: bool = False) -> DoctorReport:
     ok = True
     with ctx.read() as conn:
         colls = ctx.store.list_collections(conn)
-        chain = audit.verify_chain(conn, ctx.keys.audit_key)
+    chain = verify_audit(ctx)  # the same check as `audit verify` (chain, head outside the database)
     for coll in colls:
         with ctx.read() as conn:
             store_ids = ctx.store.sample_ids(conn, coll["id"])
