@@ -225,6 +225,14 @@ class SignedIn(AuditEvent):
     name: str
 
 
+@_event("sample.view")
+class SampleViewed(AuditEvent):
+    """A face thumbnail of one enrolled sample was shown (who saw which face is accounted for)."""
+
+    subject_id: int
+    sample_id: int
+
+
 @_event("test.concurrent")
 class ConcurrencyProbe(AuditEvent):
     """For tests of the log itself (concurrent writers)."""
