@@ -216,8 +216,10 @@ def test_privacy_commands_session(gallery: dict[str, Path], tmp_path: Path) -> N
     sid = res["faces"][0]["candidates"][0]["subject_id"]
     assert fvj("review", "CASE-9")["candidates"][0]["state"] == "pending"
     fvj("review", "CASE-9", "--candidate", str(sid), "--decision", "confirm", "--reviewer", "ann")
-    done = fvj("review", "CASE-9", "--candidate", str(sid), "--decision", "confirm", "--reviewer", "ben")
-    assert done["state"] == "confirmed"
+    # one operating-system account is one reviewer, whatever --reviewer says
+    again = ["review", "CASE-9", "--candidate", str(sid), "--decision", "confirm", "--reviewer", "ben"]
+    assert fvj(*again, code=5)["error"]["code"] == "already_reviewed"
+    assert fvj("review", "CASE-9")["candidates"][0]["state"] == "pending"
     assert fvj("consent", "show", "staff", "E-1")["purpose"] == "door access"
     rotated = fvj("keys", "rotate")
     assert rotated["to_version"] == 2 and rotated["samples"] == 2

@@ -164,16 +164,21 @@ def test_human_review_needs_two_different_reviewers(enrolled) -> None:
     assert [c["state"] for c in state] == ["pending"]
     assert vault.review("CASE-1", subject_id, "confirm", "alice")["state"] == "pending"
     from facevault.errors import ConflictError
+    from facevault.service.review import local_principal
 
-    with pytest.raises(ConflictError):
-        vault.review("CASE-1", subject_id, "confirm", "alice")
-    done = vault.review("CASE-1", subject_id, "confirm", "bob")
-    assert done["state"] == "confirmed" and done["confirmed_by"] == ["alice", "bob"]
-    assert vault.review("CASE-1", subject_id, "reject", "carol")["state"] == "rejected"
+    me = local_principal()  # the local operator is one reviewer, whatever name is typed
+    for name in ("alice", "bob"):
+        with pytest.raises(ConflictError):
+            vault.review("CASE-1", subject_id, "confirm", name)
+    bob = vault.acting_as("key:b0b0b0b0", role="reviewer")  # a second principal: another API key
+    done = bob.review("CASE-1", subject_id, "confirm", "bob")
+    assert done["state"] == "confirmed" and done["confirmed_by"] == [f"alice ({me})", "bob (key:b0b0b0b0)"]
+    carol = vault.acting_as("key:ca201000", role="reviewer")
+    assert carol.review("CASE-1", subject_id, "reject", "carol")["state"] == "rejected"
     assert [e["details"]["reviewer"] for e in vault.audit_entries(10, action="review")] == [
-        "carol",
-        "bob",
-        "alice",
+        "carol (key:ca201000)",
+        "bob (key:b0b0b0b0)",
+        f"alice ({me})",
     ]
     with pytest.raises(NotFoundError):
         vault.review("CASE-1", 999, "confirm", "dave")

@@ -32,6 +32,21 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/collections/{collection}/subjects/{subject}"): {"admin", "enroller", "reviewer"},
     ("DELETE", "/api/v1/collections/{collection}/subjects/{subject}"): {"admin", "enroller"},
     ("POST", "/api/v1/collections/{collection}/subjects/{subject}/samples"): {"admin", "enroller"},
+    # the same subject named by its external id only (never guessed as an internal id)
+    ("GET", "/api/v1/collections/{collection}/subjects/by-external-id/{external_id}"): {
+        "admin",
+        "enroller",
+        "reviewer",
+    },
+    ("DELETE", "/api/v1/collections/{collection}/subjects/by-external-id/{external_id}"): {"admin", "enroller"},
+    ("GET", "/api/v1/collections/{collection}/subjects/by-external-id/{external_id}/consent"): {
+        "admin",
+        "enroller",
+    },
+    ("POST", "/api/v1/collections/{collection}/subjects/by-external-id/{external_id}/consent/withdraw"): {
+        "admin",
+        "enroller",
+    },
     ("GET", "/api/v1/collections/{collection}/subjects/{subject}/samples/{sample_id}/thumbnail"): {
         "admin",
         "enroller",
@@ -66,6 +81,7 @@ PATH_VALUES = {
     "sample_id": "1",
     "prefix": "00000000",
     "case_id": "no-such-case",
+    "external_id": "no-such-id",
 }
 
 

@@ -98,3 +98,25 @@ def test_collection_delete_removes_everything(vault, astronaut: np.ndarray, tmp_
     assert counts == {"crops": 0, "samples": 2, "images": 2, "subjects": 1}
     assert not (vault.settings.index_dir / f"collection-{coll['id']}.faiss").exists()
     assert vault.list_collections() == []
+
+
+def test_doctor_reports_a_cut_audit_log_until_it_is_acknowledged(
+    vault, astronaut: np.ndarray, tmp_path: Path
+) -> None:
+    """doctor runs the same audit check as `audit verify`: a cut end stays a problem after more work
+    (the next append records it as a chain break), and only an acknowledgement clears it."""
+    import sqlite3
+
+    _enrolled(vault, astronaut, tmp_path)
+    report = vault.doctor()
+    assert report.ok and report.audit["external_head"]["behind"] == 0, report.audit
+    with sqlite3.connect(vault.settings.db_path) as db:
+        db.execute("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)")
+    assert "were removed" in vault.doctor().audit["problem"]
+    vault.search("c", write_image(tmp_path / "p.jpg", astronaut), purpose="t")
+    report = vault.doctor()
+    assert not report.ok and report.audit["problems"][0]["kind"] == "chain_break", report.audit
+    assert not vault.doctor(repair=True).ok  # repair rebuilds indexes; it never clears a break
+    vault.acknowledge_chain_break("the last entry was lost in a restore")
+    report = vault.doctor()
+    assert report.ok and [p["kind"] for p in report.audit["acknowledged"]] == ["chain_break"]

@@ -202,6 +202,32 @@ class AuditExported(AuditEvent):
     until: str | None
 
 
+@_event("audit.checkpoint")
+class AuditCheckpointed(AuditEvent):
+    """A signed checkpoint of the log was handed out; the checkpoint names this very entry."""
+
+
+@_event("chain_break")
+class ChainBreak(AuditEvent):
+    """Written by the log itself when an append finds the chain's end is not where its heads say: the
+    gap stays on the record (verification fails) until an admin acknowledges it."""
+
+    problem: str
+    found: dict[str, Any]  # the last entry that was there: {"seq", "hash"}
+    db_head: dict[str, Any] | None  # what the head record in the database said, if readable
+    external_head: dict[str, Any] | None  # what the head file outside the database said, if readable
+
+
+@_event("audit.acknowledge")
+class ChainBreakAcknowledged(AuditEvent):
+    """An admin's acknowledgement of the breaks verification found: their identities (``acknowledged``,
+    which later verification compares) and a readable copy (``problems``)."""
+
+    reason: str
+    acknowledged: list[str]
+    problems: list[dict[str, Any]]
+
+
 @_event("apikey.create")
 class ApiKeyCreated(AuditEvent):
     """Prefix, role and name name a key; never its secret or hash."""

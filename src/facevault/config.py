@@ -52,6 +52,11 @@ class Settings:
     search_fpir: float = 0.01
     search_max_fmr: float = 1e-3
     search_fmr: float = 0.0
+    # What a caller below admin may ask of a 1:N search (admin keys and the local operator may go
+    # beyond): the loosest threshold, as a false-match rate per comparison, and the most candidates per
+    # face. Without these, threshold=-1 with a long list would read out the gallery's names.
+    search_loosest_fmr: float = 1e-2
+    search_max_top: int = 20
     verify_fmr: float = 1e-3
     # The strict operating point of identity-conflict checks and opt-out matching. Opt-out also keeps the
     # expected number of wrongly erased people per opt-out below ``optout_max_false_erasures``.
@@ -64,8 +69,11 @@ class Settings:
     # Vector index backend: "faiss" (embedded, kind by size), "faiss:flat|hnsw|ivfpq", "milvus://PATH.db"
     # (Milvus Lite) or "milvus+http://HOST:19530". Chosen at init and remembered by the vault.
     index: str = ""
-    # Template-protection and audit keys live outside the database (see privacy/keys.py).
+    # Template-protection and audit keys live outside the database (see protection.py); in production,
+    # outside the vault folder too (docs/PRIVACY.md).
     key_file: str = ""
+    # The audit log's head (sequence number + MAC) kept outside the database; empty: next to the key file.
+    audit_head_file: str = ""
     # The store: an SQLAlchemy URL ("postgresql://user@host/dbname", "sqlite:///path.db"). Empty means
     # SQLite at <home>/facevault.db. Chosen at init and remembered by the vault (docs/SCALE.md).
     db: str = ""
@@ -77,6 +85,13 @@ class Settings:
     @property
     def key_path(self) -> Path:
         return Path(self.key_file).expanduser() if self.key_file else self.home / "keys" / "facevault.key"
+
+    @property
+    def audit_head_path(self) -> Path:
+        """``audit_head_file``, else ``<key file folder>/<key file stem>.audit-head.json``."""
+        if self.audit_head_file:
+            return Path(self.audit_head_file).expanduser()
+        return self.key_path.parent / f"{self.key_path.stem}.audit-head.json"
 
     @property
     def index_dir(self) -> Path:
@@ -173,6 +188,18 @@ class ApiSettings:
     # A request whose vault work takes longer than this gets a 504 (the work itself finishes in the
     # background: a half-written enrollment would be worse than a late one).
     request_timeout_s: float = 120.0
+    # Vault work runs in this many worker threads, with at most ``work_queue`` requests waiting for one;
+    # beyond that a request is answered 503 with Retry-After ``overload_retry_after_s`` at once (a
+    # timed-out request keeps its thread until its work really ends, so it still counts).
+    work_threads: int = 8
+    work_queue: int = 64
+    overload_retry_after_s: float = 1.0
+    # Failed authentications (wrong, unknown or revoked keys) per client address (IPv6: per /64): a
+    # token bucket; an address that ran out is answered 429 before any store work, each answer held
+    # back ``auth_fail_delay_s`` (at most). A key that authenticated in the last 10 minutes is exempt.
+    auth_fail_per_minute: int = 30
+    auth_fail_burst: int = 10
+    auth_fail_delay_s: float = 1.0
     # Keep a copy of photos enrolled over HTTP under <home>/photos so the UI can show thumbnails of
     # matched samples; erasing a subject through the API removes the copies.
     keep_photos: bool = True

@@ -6,11 +6,16 @@ as ``kill -9`` would) or a test registered a hook for ``name`` with ``hooked(nam
 
 The points, in the order a use case passes them:
 - ``enroll:checked``: enrollment has read the collection and judged every image, nothing stored yet
+- ``enroll:db_committed``: the enrollment's store transaction committed, the index not updated yet
+- ``photos:staged`` / ``photos:enrolled`` / ``photos:placed``: an uploaded photo's copy in the staging
+  area, its enrollment committed, the copy moved into place (service/photos.py)
 - ``erase:before_commit`` / ``erase:db_committed``: inside / after the erasure's store transaction
+- ``erase:index_updated`` / ``erase:files_removed``: the index, then the photo copies, brought in line
 - ``migrate:reembedded``: every crop re-embedded, nothing stored yet
 - ``migrate:before_commit`` / ``migrate:db_committed``
 - ``rotate:key_added`` / ``rotate:indexes_dropped`` / ``rotate:before_commit`` / ``rotate:db_committed``
 - ``search:shortlisted``: the index gave a shortlist, the stored templates are not read yet
+- ``audit:committed``: any audited write transaction committed, the audit head file not written yet
 """
 
 from __future__ import annotations

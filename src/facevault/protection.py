@@ -12,16 +12,24 @@ Keys live outside the database: a key file written with 0600 permissions (``$FAC
 default ``<home>/keys/facevault.key``) or the whole key ring in ``$FACEVAULT_KEYRING`` (JSON). The ring
 holds one or more numbered template keys (two only while a rotation is under way) and the audit-log
 key, which rotation never changes so old log entries stay verifiable.
+
+The audit log's head (last sequence number and MAC) is also kept outside the database, next to the key
+file by default (``<key file folder>/<key file stem>.audit-head.json``, or ``$FACEVAULT_AUDIT_HEAD_FILE``):
+``write_private_file`` and ``locked`` below are how it (and the key file) are written. In production both
+belong outside the vault folder, where whoever can edit the database cannot reach them (docs/PRIVACY.md).
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -43,6 +51,38 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"))
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text``, mode 0600 (temp file in the same folder, fsync, rename):
+    a crash leaves the old file or the new one, never a mix. The folder is not fsynced: after a power
+    loss the rename may be undone, which leaves the previous complete file (for the audit head: one
+    step behind, which verification accepts)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (flock on ``path``, created 0600), e.g. around a
+    read-compare-write of a file next to it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 @dataclass
@@ -164,18 +204,7 @@ class KeyRing:
         """Write atomically with 0600 permissions (temp file in the same folder, fsync, rename)."""
         if self.from_env or self.path is None:
             raise KeyringError("this key ring comes from $FACEVAULT_KEYRING; update that variable instead")
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_json(), fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private_file(self.path, json.dumps(self.to_json(), indent=1))
 
 
 def load_keyring(path: Path, *, create: bool = False) -> KeyRing:

@@ -82,9 +82,15 @@ def api_message(code: str | None, message: str | None) -> str | None:
     return fix(message) if fix else message
 
 
+# The audit log's integrity errors: the vault's state refuses the request (409), not a server fault.
+AUDIT_CONFLICTS = {"audit_chain_broken", "audit_log_missing", "audit_entry_malformed", "no_chain_break"}
+
+
 def status_for(exc: FaceVaultError) -> int:
     if isinstance(exc, ConsentError):
         return 403 if exc.code in _FORBIDDEN_CONSENT else 400
+    if exc.code in AUDIT_CONFLICTS:
+        return 409
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status

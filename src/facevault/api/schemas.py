@@ -13,20 +13,35 @@ from starlette.datastructures import UploadFile
 
 from ..config import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, ROLES
 from ..errors import InputError
+from ..service.collections import MAX_NAME_LENGTH
 from ..service.packs import available_models
 from .errors import ApiError
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# The service checks names (one rule for every edge); the length is repeated here for the OpenAPI document.
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 Purpose = Annotated[str, Field(min_length=1, max_length=500, description="Why this is done (recorded).")]
 CaseId = Annotated[
     str | None, Field(default=None, max_length=200, description="Case or ticket id (recorded).")
 ]
 Fmr = Annotated[
     float | None,
-    Field(default=None, gt=0, le=1, description="Target false-match rate per comparison."),
+    Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Target false-match rate per comparison. In a search, keys below admin may go no "
+        "looser than the vault's search_loosest_fmr (1e-2 by default): threshold_too_loose (audited).",
+    ),
 ]
 Threshold = Annotated[
-    float | None, Field(default=None, ge=-1, le=1, description="Similarity threshold (overrides fmr).")
+    float | None,
+    Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="Similarity threshold (give it or fmr, not both). In a search, keys below admin may "
+        "go no lower than the similarity at search_loosest_fmr: threshold_too_loose (audited).",
+    ),
 ]
 
 
@@ -35,7 +50,14 @@ class _Strict(BaseModel):
 
 
 class CollectionCreate(_Strict):
-    name: Name
+    # Checked by the service, the same way for every edge (invalid_name), not here.
+    name: Annotated[
+        str,
+        Field(
+            description=f"1 to {MAX_NAME_LENGTH} characters; no / or \\, not . or .., no control "
+            "characters (the name is a URL path segment)."
+        ),
+    ]
     model: Annotated[str | None, Field(default=None, max_length=100)] = None
     keep_crops: Annotated[
         bool,
@@ -66,7 +88,15 @@ class EnrollParams(_Strict):
 class SearchParams(_Strict):
     purpose: Purpose
     case_id: CaseId = None
-    top: Annotated[int, Field(ge=1, le=100)] = 5
+    top: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=2**31,
+            description="Candidates per face. Keys below admin may ask for at most the vault's "
+            "search_max_top (20 by default): more is refused as top_too_large (audited).",
+        ),
+    ] = 5
     fmr: Fmr = None
     threshold: Threshold = None
 

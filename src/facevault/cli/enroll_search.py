@@ -43,7 +43,13 @@ def search(
     probe: str,
     purpose: Annotated[str, typer.Option("--purpose", help="Why this search is run (recorded).")],
     case: Annotated[str | None, typer.Option("--case", help="Case or ticket id (recorded).")] = None,
-    top: Annotated[int, typer.Option("--top", help="Candidates per face.")] = 5,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            help="Candidates per face (at most 1000; API keys below admin: search_max_top, 20 by default).",
+        ),
+    ] = 5,
     fmr: Annotated[
         float | None,
         typer.Option(

@@ -52,14 +52,37 @@ def init(
 
     def action() -> dict[str, Any]:
         with _vault(home, create=True, index=index) as v:
+            vault_dir = v.settings.home.resolve()
+            keys = v.keys.location()
+            head = v.settings.audit_head_path.resolve()
+            inside = [
+                str(p)
+                for p in ([] if v.keys.from_env else [v.settings.key_path.resolve()]) + [head]
+                if p.is_relative_to(vault_dir)
+            ]
             return {
-                "home": str(v.settings.home.resolve()),
+                "home": str(vault_dir),
                 "database": v.store.display_url,
                 "index_dir": str(v.settings.index_dir),
                 "index": v.index_backend,
+                "key_file": keys,
+                "audit_head_file": str(head),
+                "inside_vault_folder": inside,
             }
 
-    emit(run(as_json, action), as_json, lambda info: f"vault ready at {info['home']}")
+    emit(run(as_json, action), as_json, _init_text)
+
+
+def _init_text(info: dict[str, Any]) -> Iterator[str]:
+    yield f"vault ready at {info['home']}"
+    yield f"keys: {info['key_file']}"
+    yield f"audit head (outside the database): {info['audit_head_file']}"
+    if info["inside_vault_folder"]:
+        yield (
+            "note: " + " and ".join(info["inside_vault_folder"]) + " lie inside the vault folder, so whoever "
+            "can change the database there can reach them too; in production set FACEVAULT_KEY_FILE and "
+            "FACEVAULT_AUDIT_HEAD_FILE to paths outside it (docs/PRIVACY.md)"
+        )
 
 
 def _commands() -> None:
@@ -93,7 +116,13 @@ def _health(rep: Any) -> Iterator[str]:
         for p in c["problems"]:
             yield f"  - {p}"
     a = rep.audit
-    yield "audit log: ok" if a["ok"] else f"audit log: BROKEN at entry {a['first_bad_seq']}: {a['problem']}"
+    if a["ok"]:
+        yield "audit log: ok"
+        return
+    where = f"entry {a['first_bad_seq']}" if a["first_bad_seq"] is not None else "its head"
+    yield f"audit log: BROKEN at {where}: {a['problem']}"
+    for p in a.get("problems", [])[1:]:
+        yield f"  - {p['message']}"
 
 
 def _groups() -> None:

@@ -103,13 +103,21 @@ def review(
     case: str,
     candidate: Annotated[int | None, typer.Option("--candidate", help="Candidate id or subject id.")] = None,
     decision: Annotated[str | None, typer.Option("--decision", help="confirm or reject")] = None,
-    reviewer: Annotated[str | None, typer.Option("--reviewer", help="Your name (recorded).")] = None,
+    reviewer: Annotated[
+        str | None,
+        typer.Option(
+            "--reviewer",
+            help="Your name, shown with your decision (recorded). The reviewer who counts is your "
+            "operating-system account, local:<user>, whatever this says.",
+        ),
+    ] = None,
     note: Annotated[str | None, typer.Option("--note")] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Human review of a case's search candidates. Without --decision, show the case. A match counts as
-    confirmed only after two different reviewers confirm it."""
+    confirmed only after two different people confirm it: two operating-system accounts (or API keys);
+    one account deciding twice under two --reviewer names is refused."""
 
     def act(v: Any) -> Any:
         if decision is None:

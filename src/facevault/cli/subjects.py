@@ -14,6 +14,16 @@ subject_app = typer.Typer(
     help="Add, list, show and delete subjects (each with a consent record).", no_args_is_help=True
 )
 
+# One syntax for naming a subject, in every command (docs/CLI.md "Naming a subject").
+SubjectArg = Annotated[
+    str,
+    typer.Argument(
+        help="id:12 (or '#12', quoted) for the id, ext:E-12 for the external id, name:'Ann Lee' for the "
+        "exact name; a bare value must name exactly one subject by any of the three, else it is refused "
+        "as ambiguous.",
+    ),
+]
+
 
 @subject_app.command("add")
 def subject_add(
@@ -78,7 +88,9 @@ def _table(rows: list[Any]) -> None:
 
 
 @subject_app.command("show")
-def subject_show(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+def subject_show(
+    collection: str, subject: SubjectArg, home: HomeOpt = None, as_json: JsonOpt = False
+) -> None:
     """Show a subject, its consent record and its samples."""
 
     emit(with_vault(home, as_json, lambda v: v.get_subject(collection, subject)), as_json, _shown)
@@ -99,7 +111,9 @@ def _shown(s: Any) -> Iterator[str]:
 
 
 @subject_app.command("erase")
-def subject_erase(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+def subject_erase(
+    collection: str, subject: SubjectArg, home: HomeOpt = None, as_json: JsonOpt = False
+) -> None:
     """Erase every template, sample, image record, index entry and the consent record of a subject, and
     write an erasure receipt to the audit log."""
 
@@ -114,7 +128,9 @@ def subject_erase(collection: str, subject: str, home: HomeOpt = None, as_json: 
 
 
 @subject_app.command("delete")
-def subject_delete(collection: str, subject: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+def subject_delete(
+    collection: str, subject: SubjectArg, home: HomeOpt = None, as_json: JsonOpt = False
+) -> None:
     """Delete a subject with every sample and its consent record."""
 
     emit(

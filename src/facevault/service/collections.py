@@ -4,6 +4,7 @@ whether it keeps encrypted face crops; and the administration of its vector inde
 from __future__ import annotations
 
 import shutil
+import unicodedata
 from typing import Any
 
 from .. import calibration
@@ -13,6 +14,43 @@ from ..errors import InputError
 from ..models.registry import get_pack, license_acceptance
 from ..results import CollectionDeletion, CollectionInfo, IndexRebuilt, KeepCropsChanged, RetentionChanged
 from .context import ServiceContext
+
+# One rule for every name that ends up in a URL path or a file name (collections, subjects), whichever
+# edge it came from: the HTTP API, the CLI, a batch manifest or the Python API.
+MAX_NAME_LENGTH = 200
+_FORBIDDEN_IN_NAMES = "/\\"
+_JOINERS = "\u200c\u200d"  # zero-width (non-)joiners: invisible, but part of correctly written names
+
+
+def check_name(name: str | None, what: str = "collection") -> str:
+    """``name`` without surrounding blanks, if it can be addressed everywhere: 1 to ``MAX_NAME_LENGTH``
+    characters, no ``/`` or ``\\`` (a URL path segment or a file name could not hold it), not ``.`` or
+    ``..`` (clients collapse them out of URLs), no control or invisible format characters. Letters of
+    every script, spaces and punctuation such as ``'`` or ``-`` are fine: people's names have them."""
+    clean = (name or "").strip()
+    if not clean:
+        raise InputError(f"{what} name must not be empty", code="invalid_name")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise InputError(
+            f"{what} name has {len(clean)} characters; at most {MAX_NAME_LENGTH} are allowed",
+            code="invalid_name",
+        )
+    if clean in (".", ".."):
+        raise InputError(f"{what} name {clean!r} cannot be used in a URL", code="invalid_name")
+    bad = sorted(
+        {
+            ch
+            for ch in clean
+            if ch in _FORBIDDEN_IN_NAMES or (unicodedata.category(ch)[0] == "C" and ch not in _JOINERS)
+        }
+    )
+    if bad:
+        shown = ", ".join(repr(ch) for ch in bad)
+        raise InputError(
+            f"{what} name may not contain {shown} (slashes, control or invisible characters)",
+            code="invalid_name",
+        )
+    return clean
 
 
 def create_collection(
@@ -27,9 +65,7 @@ def create_collection(
 ) -> CollectionInfo:
     """A collection pinned to ``model``. ``keep_crops``: keep an encrypted face crop of every enrolled
     sample, so the collection can later move to another model pack (``migrate_collection``)."""
-    name = name.strip()
-    if not name:
-        raise InputError("collection name must not be empty")
+    name = check_name(name, "collection")
     model_id = model or ctx.settings.default_model
     pack = get_pack(model_id)
     calibration.for_model(model_id)  # refuse models we cannot put an honest threshold on

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Connection
+
 from ..audit_events import ConsentWithdrawn
 from ..results import ConsentView, ErasureReceipt
 from .context import ServiceContext
@@ -15,13 +19,14 @@ def consent_show(ctx: ServiceContext, collection: str, subject: str) -> ConsentV
 
 
 def withdraw_consent(ctx: ServiceContext, collection: str, subject: str) -> ErasureReceipt:
-    """Withdrawal erases the subject's biometric data at once; the receipt records the withdrawal."""
-    with ctx.write() as conn:
-        coll = ctx.store.get_collection(conn, collection)
-        subj = ctx.store.find_subject(conn, coll["id"], subject)
+    """Withdrawal erases the subject's biometric data at once; the receipt records the withdrawal. Both
+    are one transaction: a crash can never leave a withdrawn consent with the face still enrolled."""
+
+    def withdraw(conn: Connection, subj: dict[str, Any]) -> None:
         ctx.store.withdraw_consent(conn, subj["consent_id"])
         ctx.log(
             conn,
             ConsentWithdrawn(collection=collection, subject_id=subj["id"], consent_id=subj["consent_id"]),
         )
-    return erase_subject(ctx, collection, f"#{subj['id']}", reason="consent_withdrawn")
+
+    return erase_subject(ctx, collection, subject, reason="consent_withdrawn", first=withdraw)

@@ -8,6 +8,7 @@ A ``Vault`` holds one context; ``acting_as`` gives a per-request copy that share
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -18,8 +19,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from .. import audit, calibration, imaging
-from ..audit_events import AuditEvent
+from .. import audit, calibration, faults, imaging
+from ..audit_events import AuditEvent, ChainBreak
 from ..config import Settings, current_user, models_dir_setting
 from ..errors import ConfigError, ConflictError, InputError
 from ..index.manager import IndexManager
@@ -29,11 +30,24 @@ from ..protection import KeyRing, TemplateKey, load_keyring
 from ..store import Store
 
 ImageInput = str | os.PathLike[str] | tuple[str, bytes]
+log = logging.getLogger("facevault.audit")
 Collection = dict[str, Any]  # a collection row as the store returns it
 
 
 def source_name(item: ImageInput) -> str:
     return item[0] if isinstance(item, tuple) else str(item)
+
+
+def chain_break_event(facts: audit.BreakFacts) -> ChainBreak:
+    def head(h: audit.Head | None) -> dict[str, Any] | None:
+        return None if h is None else h.to_dict()
+
+    return ChainBreak(
+        problem=facts.problem,
+        found=facts.found.to_dict(),
+        db_head=head(facts.db_head),
+        external_head=head(facts.external_head),
+    )
 
 
 @dataclass
@@ -52,6 +66,8 @@ class ServiceContext:
         self.request_id: str | None = None
         self.store = Store.for_settings(settings, create=create)  # SQLite, or the --db chosen at init
         self.keys: KeyRing = load_keyring(settings.key_path, create=create)
+        # The audit chain's head outside the database, next to the keys (see audit/heads.py).
+        self.audit_head = audit.ExternalHead(settings.audit_head_path, self.keys.audit_key)
         self._shared = _Shared()
         self.indexes = IndexManager(
             self.resolve_index_spec(),
@@ -70,9 +86,22 @@ class ServiceContext:
     # ---- transactions and the log ------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction (serialised with every other writer of the vault)."""
+        """A write transaction (serialised with every other writer of the vault). When it appended to the
+        audit log, the head file outside the database is advanced after the commit: a process killed in
+        between leaves the file behind the log, which verification accepts while the chain from the
+        file's entry on is intact, and the next append brings it level again."""
         with self.store.begin() as conn:
             yield conn
+            appended = audit.pending(conn)
+        if appended is not None:
+            faults.point("audit:committed")
+            self.advance_audit_head(appended.head)
+
+    def advance_audit_head(self, head: audit.Head) -> None:
+        try:
+            self.audit_head.advance(head)
+        except OSError as exc:  # the entry is committed; the file catches up at the next append
+            log.warning("could not write the audit head file %s: %s", self.audit_head.path, exc)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -86,7 +115,27 @@ class ServiceContext:
         if self.request_id:
             fields["details"] = {**fields["details"], "request_id": self.request_id}
         return audit.append(
-            conn, event.action, key=self.keys.audit_key, actor=self.actor, role=self.role, **fields
+            conn,
+            event.action,
+            key=self.keys.audit_key,
+            external=self.audit_head,
+            on_break=chain_break_event,
+            actor=self.actor,
+            role=self.role,
+            **fields,
+        )
+
+    def check_audit_tail(self, conn: Connection, problem: str | None = None) -> audit.Pending:
+        """The log's end in this write transaction, a ``chain_break`` entry recorded first if it is not
+        where the heads say (or ``problem`` is given)."""
+        return audit.check_tail(
+            conn,
+            self.keys.audit_key,
+            self.audit_head,
+            actor=self.actor,
+            role=self.role,
+            on_break=chain_break_event,
+            problem=problem,
         )
 
     # ---- keys and templates -------------------------------------------------------------------------

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy import exc as sa_exc
 
 from .. import crops, faults
-from ..audit_events import Enrolled
+from ..audit_events import Enrolled, Searched
 from ..clock import as_utc, utcnow
 from ..crops import FaceCrop
 from ..errors import ConsentError, FaceVaultError, ModelMismatchError
@@ -25,8 +25,10 @@ from ..index.manager import IndexChange
 from ..pipeline import ProcessedFace
 from ..quality import QualityGate
 from ..results import DUPLICATE_IMAGE_MESSAGE, EnrollOutcome
+from ..store import schema as t
 from .context import Collection, ImageInput, ServiceContext, source_name
 from .optout import optout_guard
+from .search import may_identify
 
 MULTIPLE_FACES = "multiple_faces"
 CONFLICT_SHORTLIST = 10
@@ -157,15 +159,43 @@ class Enrollment:
             )
         conflict = self.conflict(subject_id, protected, pending)
         if conflict is not None:
-            return _reject(
-                out,
-                "identity_conflict",
-                f"the face already matches subject #{conflict[0]} ({conflict[1]}) "
-                f"at similarity {conflict[2]:.3f}",
-            )
+            return _reject(out, "identity_conflict", self.conflict_message(subject_id, sha256, conflict))
         chip = crop(face) if callable(crop) else crop
         return Accepted(
             out, coll, subject_id, subject_name, sha256, width, height, face, protected, self.key, chip
+        )
+
+    def conflict_message(self, subject_id: int, sha256: str, conflict: tuple[int, str, float]) -> str:
+        """What the caller is told about an identity conflict. Naming the other subject identifies the
+        person in the photo, so only a caller who may search is told who it is, and that answer is
+        audited as a search under the enrollment's purpose; anyone else (an enroller key) learns only
+        that the face belongs to someone else in the collection."""
+        other, name, similarity = conflict
+        if not may_identify(self.ctx):
+            return (
+                "the face already matches another subject in this collection; the photo cannot be "
+                "enrolled for this one (who it matches is shown only to a role that may search)"
+            )
+        coll = self.collection
+        with self.ctx.write() as conn:
+            seq = self.ctx.log(
+                conn,
+                Searched(
+                    purpose=enrollment_purpose(conn, subject_id),
+                    collection=coll["name"],
+                    probe_sha256=sha256,
+                    outcome="ok",
+                    input="enrollment",
+                    threshold=round(self.conflict_threshold, 5),
+                    threshold_fmr=self.ctx.settings.conflict_fmr,
+                    top_k=1,
+                    faces=1,
+                    candidates=[[[other, round(similarity, 4)]]],
+                ),
+            )
+        return (
+            f"the face already matches subject #{other} ({name}) at similarity {similarity:.3f} "
+            f"(audit entry #{seq})"
         )
 
     def conflict(
@@ -192,6 +222,17 @@ class Enrollment:
             if score >= thr and (best is None or score > best[2]):
                 best = (acc.subject_id, acc.subject_name, score)
         return best
+
+
+def enrollment_purpose(conn: Connection, subject_id: int) -> str:
+    """The purpose an enrollment's identity-conflict check is audited under: the enrollment of this
+    subject, for the purpose of their consent."""
+    consent = conn.execute(
+        select(t.consents.c.purpose)
+        .join(t.subjects, t.subjects.c.consent_id == t.consents.c.id)
+        .where(t.subjects.c.id == subject_id)
+    ).scalar()
+    return f"enrollment of subject #{subject_id}" + (f": {consent}" if consent else "")
 
 
 def _reject(out: Any, reason: str, message: str) -> None:
@@ -352,6 +393,7 @@ def commit(
                 also(conn, stored)
             for cid, change in changes.items():
                 change.store_count = ctx.store.count_samples(conn, cid)
+        faults.point("enroll:db_committed")
         colls = {a.collection["id"]: a.collection for a in accepted}
         for cid, change in changes.items():
             ctx.indexes.apply(colls[cid], change)

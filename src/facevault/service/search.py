@@ -20,7 +20,56 @@ from .context import Collection, ImageInput, ServiceContext
 from .review import record_candidates
 
 SAMPLES_PER_CANDIDATE = 5
-MAX_TOP_K = 1000
+MAX_TOP_K = 1000  # the most anyone may ask for, the local operator and admin keys included
+UNBOUNDED_ROLES = (None, "admin")  # None: the local operator (CLI, Python API), who has every right
+IDENTIFYING_ROLES = (None, "admin", "searcher")
+
+
+def may_exceed_search_limits(ctx: ServiceContext) -> bool:
+    """Only the local operator and admin keys may search looser or longer than the settings allow."""
+    return ctx.role in UNBOUNDED_ROLES
+
+
+def may_identify(ctx: ServiceContext) -> bool:
+    """Whether the acting role may learn who a face belongs to (run 1:N searches)."""
+    return ctx.role in IDENTIFYING_ROLES
+
+
+def check_top(ctx: ServiceContext, top_k: int) -> int:
+    """``top_k`` if the acting role may ask for that many candidates per face (``top_too_large``)."""
+    if top_k < 1:
+        raise InputError(f"top must be at least 1, got {top_k}", code="invalid_input")
+    limit = MAX_TOP_K if may_exceed_search_limits(ctx) else min(ctx.settings.search_max_top, MAX_TOP_K)
+    if top_k > limit:
+        who = "anyone" if limit == MAX_TOP_K else "a key below admin"
+        raise InputError(
+            f"top {top_k} is more than {who} may ask for ({limit} candidates per face)",
+            code="top_too_large",
+            details={"top": top_k, "max_top": limit},
+        )
+    return int(top_k)
+
+
+def search_threshold(
+    ctx: ServiceContext, coll: Collection, samples: int, fmr: float | None, threshold: float | None
+) -> tuple[float, float]:
+    """(threshold, its FMR) of a search: the default for the gallery's size, or the caller's ``fmr`` or
+    ``threshold``, refused (``threshold_too_loose``) when looser than ``search_loosest_fmr`` allows and
+    the acting role is below admin. The default is whatever the vault's settings make it."""
+    thr, thr_fmr = ctx.threshold(coll["model_id"], fmr, threshold, default_search_fmr(ctx, coll, samples))
+    if (fmr is None and threshold is None) or may_exceed_search_limits(ctx):
+        return thr, thr_fmr
+    loosest = ctx.settings.search_loosest_fmr
+    floor = calibration.for_model(coll["model_id"]).threshold_for(loosest)
+    if (fmr is not None and fmr > loosest) or thr < floor - 1e-6:
+        asked = f"threshold {threshold}" if threshold is not None else f"false-match rate {fmr}"
+        raise InputError(
+            f"{asked} is looser than a key below admin may search with: the loosest is false-match rate "
+            f"{loosest:g} per comparison (similarity {floor:.4f} for {coll['model_id']})",
+            code="threshold_too_loose",
+            details={"loosest_fmr": loosest, "loosest_threshold": round(floor, 5)},
+        )
+    return thr, thr_fmr
 
 
 def require_purpose(purpose: str | None) -> str:
@@ -57,16 +106,15 @@ def search(
     """Open-set 1:N identification of every face in ``probe``. An empty candidate list means the person is
     not in the gallery at this threshold. Every call is written to the audit log."""
     purpose = require_purpose(purpose)
-    if top_k < 1 or top_k > MAX_TOP_K:
-        raise InputError(f"top must be between 1 and {MAX_TOP_K}")
     with ctx.read() as conn:
         coll = ctx.store.get_collection(conn, collection)
         samples = ctx.store.count_samples(conn, coll["id"])
-    thr, thr_fmr = ctx.threshold(coll["model_id"], fmr, threshold, default_search_fmr(ctx, coll, samples))
+    asked = {"purpose": purpose, "case_id": case_id, "collection": collection}
+    thr, thr_fmr = checked_request(ctx, coll, samples, top_k, fmr, threshold, asked)
     try:
         decoded = ctx.decode(probe)
     except FaceVaultError as exc:
-        audit_failure(ctx, exc, purpose=purpose, case_id=case_id, collection=collection)
+        audit_failure(ctx, exc, **asked)
         raise
     faces = ctx.pipeline(coll["model_id"]).analyze(decoded.pixels)
     if not faces:
@@ -134,6 +182,8 @@ def search_embedding(
     with ctx.read() as conn:
         coll = ctx.store.get_collection(conn, collection)
         samples = ctx.store.count_samples(conn, coll["id"])
+    asked = {"purpose": purpose, "case_id": case_id, "collection": collection, "input": "embedding"}
+    thr, thr_fmr = checked_request(ctx, coll, samples, top_k, fmr, threshold, asked)
     if model_id != coll["model_id"]:
         raise ModelMismatchError(
             f"collection {collection!r} holds {coll['model_id']} vectors; a {model_id} vector cannot be "
@@ -143,7 +193,6 @@ def search_embedding(
     if vec.shape[0] != coll["dim"]:
         raise ModelMismatchError(f"embedding has {vec.shape[0]} dimensions, collection needs {coll['dim']}")
     vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
-    thr, thr_fmr = ctx.threshold(coll["model_id"], fmr, threshold, default_search_fmr(ctx, coll, samples))
     candidates = find_candidates(ctx, coll, vec, top_k, thr)
     with ctx.write() as conn:
         ctx.log(
@@ -157,6 +206,7 @@ def search_embedding(
                 input="embedding",
                 threshold=round(thr, 5),
                 threshold_fmr=thr_fmr,
+                top_k=top_k,
                 candidates=[[c.subject_id, round(c.similarity, 4)] for c in candidates],
             ),
         )
@@ -230,6 +280,26 @@ def find_candidates(
             )
         )
     return out
+
+
+def checked_request(
+    ctx: ServiceContext,
+    coll: Collection,
+    samples: int,
+    top_k: int,
+    fmr: float | None,
+    threshold: float | None,
+    asked: dict[str, Any],
+) -> tuple[float, float]:
+    """The search's threshold, once ``top_k``, ``fmr`` and ``threshold`` passed the acting role's limits.
+    A refusal is audited as a refused search with what was asked (``asked``: the entry's other fields)."""
+    try:
+        check_top(ctx, top_k)
+        return search_threshold(ctx, coll, samples, fmr, threshold)
+    except FaceVaultError as exc:
+        wanted = {"top_k": top_k, "threshold": threshold, "threshold_fmr": fmr}
+        audit_failure(ctx, exc, **asked, **{k: v for k, v in wanted.items() if v is not None})
+        raise
 
 
 def audit_failure(ctx: ServiceContext, exc: FaceVaultError, **fields: Any) -> None:

@@ -1,5 +1,9 @@
 """Subjects: a person in a collection, always created together with the consent record that allows it
-to exist; their samples; deleting one erases every trace of their face."""
+to exist; their samples; deleting one erases every trace of their face.
+
+Every use case names a subject in one syntax (store/refs.py: ``#12`` or ``id:12``, ``ext:E-12``,
+``name:Ann Lee``, or a bare reference that must name exactly one subject), resolved in one place,
+``Store.find_subject``: a reference two subjects answer to is refused as ``ambiguous``, never guessed."""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ from ..results import (
     SubjectInfo,
     SubjectSummary,
 )
+from ..store.refs import check_id
+from .collections import check_name
 from .context import Collection, ServiceContext
 from .erasure import erase_subject
 
@@ -54,9 +60,7 @@ def add_subject(
     external_id: str | None = None,
 ) -> SubjectInfo:
     """Create a subject together with the consent record that allows it to exist."""
-    name = (name or "").strip()
-    if not name:
-        raise InputError("subject name must not be empty")
+    name = check_name(name or "", "subject")
     if not (purpose or "").strip():
         raise ConsentError("a consent purpose is required")
     if (consent_text is None) == (consent_file is None):
@@ -143,6 +147,8 @@ def list_subjects(ctx: ServiceContext, collection: str) -> list[SubjectSummary]:
 
 
 def get_subject(ctx: ServiceContext, collection: str, subject: str) -> SubjectInfo:
+    """One subject, named in the reference syntax of store/refs.py (``#12``, ``ext:E-12``, ``name:Ann``,
+    or a bare reference that names exactly one subject)."""
     with ctx.read() as conn:
         coll = ctx.store.get_collection(conn, collection)
         subj = ctx.store.find_subject(conn, coll["id"], subject)
@@ -151,6 +157,7 @@ def get_subject(ctx: ServiceContext, collection: str, subject: str) -> SubjectIn
 
 def get_sample(ctx: ServiceContext, collection: str, sample_id: int) -> SampleRecord:
     """One sample's record (no template): subject, source image, box."""
+    check_id(sample_id, "sample id")
     with ctx.read() as conn:
         coll = ctx.store.get_collection(conn, collection)
         hit = ctx.store.sample_hits(conn, [sample_id]).get(sample_id)

@@ -11,7 +11,8 @@ store, so an index entry whose sample is gone is never returned.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import stat
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,14 @@ class Vault:
     # ---- lifecycle ----------------------------------------------------------------------------------
     @classmethod
     def create(cls, settings: Settings, **kwargs: Any) -> Vault:
-        settings.home.mkdir(parents=True, exist_ok=True)
-        settings.index_dir.mkdir(parents=True, exist_ok=True)
+        """Create (or upgrade and open) the vault. Its folder and everything in it is made private to
+        this user: folders 0700 and files 0600 (the database and its WAL/SHM, keys, indexes, photos,
+        models), the folder first, so that nothing created inside it is ever reachable by others;
+        SQLite gives a WAL/SHM file made later the mode of the database file."""
+        home = settings.home
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(home, 0o700)
+        settings.index_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         vault = cls(settings, create_keys=True, **kwargs)
         ctx = vault._ctx
         ctx.store.create_schema()
@@ -93,6 +100,15 @@ class Vault:
         with ctx.write() as conn:
             if ctx.store.get_meta(conn, "template_key_version") is None:
                 ctx.store.set_meta(conn, "template_key_version", str(ctx.keys.newest().version))
+        for folder, dirs, files in os.walk(home):  # does not follow links: only the vault's own files
+            for name, private in [*((d, 0o700) for d in dirs), *((f, 0o600) for f in files)]:
+                path = os.path.join(folder, name)
+                try:
+                    mode = os.lstat(path).st_mode
+                    if not stat.S_ISLNK(mode) and mode & 0o077:
+                        os.chmod(path, stat.S_IMODE(mode) & private)
+                except OSError:  # gone meanwhile (a temp file), or not ours: the 0700 folder covers it
+                    pass
         return vault
 
     @classmethod
@@ -384,16 +400,18 @@ class Vault:
     def audit_entries(self, limit: int = 100, **filters: Any) -> list[AuditEntry]:
         return records.audit_entries(self._ctx, limit, **filters)
 
-    def verify_audit(self, checkpoint: str | os.PathLike[str] | None = None) -> audit.ChainStatus:
+    def verify_audit(
+        self, checkpoint: str | os.PathLike[str] | Mapping[str, Any] | None = None
+    ) -> audit.ChainStatus:
         """The hash chain, the chain head kept outside the database, and (given) a signed checkpoint that
         the log must still extend."""
         return records.verify_audit(self._ctx, checkpoint)
 
-    def audit_checkpoint(self) -> dict[str, Any]:
+    def audit_checkpoint(self) -> records.Checkpoint:
         """A signed checkpoint of the log (sequence, head MAC, time) to keep somewhere else."""
         return records.audit_checkpoint(self._ctx)
 
-    def acknowledge_chain_break(self, reason: str) -> dict[str, Any]:
+    def acknowledge_chain_break(self, reason: str) -> records.Acknowledgement:
         """An admin's audited acknowledgement of a recorded chain break (verification passes again)."""
         return records.acknowledge_chain_break(self._ctx, reason)
 

@@ -6,6 +6,7 @@ transaction, so the service decides the transaction boundary (one use case = one
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -229,6 +230,12 @@ class Store(SubjectQueries, SampleQueries):
             raise NotFoundError(f"no collection named {name!r}", code="collection_not_found")
         return dict(row)
 
+    def collection_by_id(self, conn: Connection, collection_id: int) -> dict[str, Any] | None:
+        row = (
+            conn.execute(select(t.collections).where(t.collections.c.id == collection_id)).mappings().first()
+        )
+        return None if row is None else dict(row)
+
     def list_collections(self, conn: Connection) -> list[dict[str, Any]]:
         subj = (
             select(func.count())
@@ -318,6 +325,41 @@ class Store(SubjectQueries, SampleQueries):
             "consent_id": consent["id"],
             "consent_evidence_sha256": consent["evidence_sha256"],
         }
+
+    # ---- erasures a crash may interrupt -----------------------------------------------------------
+    def add_pending_erasure(
+        self,
+        conn: Connection,
+        collection_id: int,
+        subject_id: int,
+        sample_ids: list[int],
+        image_sha256: list[str],
+    ) -> int:
+        """Record, in the erasure's own transaction, what must still go once it commits: the index
+        entries of ``sample_ids`` and the kept photo copies of ``image_sha256``."""
+        res = conn.execute(
+            insert(t.pending_erasures).values(
+                collection_id=collection_id,
+                subject_id=subject_id,
+                sample_ids=json.dumps(sorted(int(i) for i in sample_ids)),
+                image_sha256=json.dumps(sorted(image_sha256)),
+                created_at=utcnow(),
+            )
+        )
+        return int(res.inserted_primary_key[0])
+
+    def pending_erasures(self, conn: Connection) -> list[dict[str, Any]]:
+        rows = conn.execute(select(t.pending_erasures).order_by(t.pending_erasures.c.id)).mappings()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["sample_ids"] = [int(i) for i in json.loads(d["sample_ids"])]
+            d["image_sha256"] = [str(h) for h in json.loads(d["image_sha256"])]
+            out.append(d)
+        return out
+
+    def clear_pending_erasure(self, conn: Connection, pending_id: int) -> None:
+        conn.execute(delete(t.pending_erasures).where(t.pending_erasures.c.id == pending_id))
 
     def checkpoint(self) -> None:
         """After an erasure, make the deleted rows' bytes go away as far as the database allows.

@@ -43,6 +43,11 @@ class SampleQueries:
         )
         return dict(row) if row else None
 
+    def image_shas(self, conn: Connection, collection_id: int) -> set[str]:
+        """The SHA-256 of every image of a collection: the kept photo copies that have an owner."""
+        q = select(t.images.c.sha256).where(t.images.c.collection_id == collection_id)
+        return {str(r[0]) for r in conn.execute(q)}
+
     def add_image(
         self, conn: Connection, collection_id: int, sha256: str, source: str, w: int, h: int
     ) -> int:

@@ -25,7 +25,12 @@ from sqlalchemy import (
 
 from ..config import DEFAULT_RETENTION_DAYS
 
-SCHEMA_VERSION = 3  # the Alembic revision count; alembic_version holds the revision id
+SCHEMA_VERSION = 4  # the Alembic revision count; alembic_version holds the revision id
+
+# Ids the audit log, receipts or files (photos/c<id>, collection-<id>.faiss) refer to are never given out
+# twice: SQLite reuses the highest deleted rowid unless a table is AUTOINCREMENT (revision 0004);
+# PostgreSQL sequences never go back. The audit log numbers its own entries (audit/).
+NEVER_REUSED = {"sqlite_autoincrement": True}
 
 metadata = MetaData()
 
@@ -52,6 +57,7 @@ collections = Table(
     # Keep an encrypted face crop per sample so the collection can move to another model pack
     # (``sample_crops``). Off unless asked for: privacy by default (docs/PRIVACY.md).
     Column("keep_crops", Boolean, nullable=False, default=False, server_default=false()),
+    **NEVER_REUSED,
 )
 
 consents = Table(
@@ -67,6 +73,7 @@ consents = Table(
     Column("evidence_name", String(500), nullable=True),
     Column("evidence_sha256", String(64), nullable=False),
     Column("scope", Text, nullable=True),  # the collection(s) this consent covers
+    **NEVER_REUSED,
 )
 
 subjects = Table(
@@ -81,6 +88,7 @@ subjects = Table(
     # Enrollment or consent renewal; retention counts from here.
     Column("last_interaction_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("collection_id", "external_id", name="uq_subject_external_id"),
+    **NEVER_REUSED,
 )
 Index("ix_subjects_collection_name", subjects.c.collection_id, subjects.c.name)
 
@@ -95,6 +103,7 @@ images = Table(
     Column("height", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("collection_id", "sha256", name="uq_image_sha"),
+    **NEVER_REUSED,
 )
 
 samples = Table(
@@ -110,10 +119,11 @@ samples = Table(
     Column("box_x2", Float, nullable=False),
     Column("box_y2", Float, nullable=False),
     Column("quality", Text, nullable=False),  # JSON
-    # The template, protected: AES-256-GCM over the secretly rotated float32 vector (privacy/keys.py).
+    # The template, protected: AES-256-GCM over the secretly rotated float32 vector (protection.py).
     Column("vector", LargeBinary, nullable=False),
     Column("key_version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 Index("ix_samples_subject", samples.c.subject_id)
 Index("ix_samples_collection", samples.c.collection_id)
@@ -171,6 +181,7 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
+    **NEVER_REUSED,
 )
 
 # Protected templates of people who opted out by selfie: later enrollments that match are refused.
@@ -184,6 +195,7 @@ optouts = Table(
     Column("vector", LargeBinary, nullable=False),
     Column("key_version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 
 # Human review (EU AI Act Art. 14): search candidates of a case, and reviewers' decisions on them.
@@ -198,6 +210,7 @@ review_candidates = Table(
     Column("subject_name", String(300), nullable=False),
     Column("similarity", Float, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 Index("ix_review_candidates_case", review_candidates.c.case_id)
 
@@ -211,6 +224,7 @@ review_decisions = Table(
     Column("note", Text, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("candidate_id", "reviewer", name="uq_one_decision_per_reviewer"),
+    **NEVER_REUSED,
 )
 
 # Progress of `facevault enroll-batch`: one row per manifest row that reached an outcome, committed in the
@@ -231,4 +245,22 @@ batch_rows = Table(
     Column("sample_id", Integer, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("manifest_sha256", "row_number", name="uq_batch_row"),
+    **NEVER_REUSED,
+)
+
+# Erasures whose store transaction committed but whose files (kept photo copies) and index entries may
+# not be gone yet: written in the erasure's own transaction, deleted once everything is gone, finished
+# at the next open (``service.erasure.finish_pending_erasures``) or by ``doctor --repair`` after a crash.
+# Holds ids and image hashes only (as the erasure receipt does), never biometric data. No foreign key:
+# a pending erasure outlives its collection if that is deleted meanwhile.
+pending_erasures = Table(
+    "pending_erasures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("collection_id", Integer, nullable=False),
+    Column("subject_id", Integer, nullable=False),
+    Column("sample_ids", Text, nullable=False),  # JSON list
+    Column("image_sha256", Text, nullable=False),  # JSON list: the kept photo copies to delete
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )

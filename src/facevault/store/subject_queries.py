@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from ..clock import utcnow
-from ..errors import ConflictError, IntegrityError, NotFoundError
+from ..errors import ConflictError, InputError, IntegrityError, NotFoundError
 from . import schema as t
+from .refs import MAX_ID, parse_subject_ref, shown
 
 
 class SubjectQueries:
@@ -86,27 +87,44 @@ class SubjectQueries:
         ).mappings()
         return [dict(r) for r in rows]
 
-    def find_subject(self, conn: Connection, collection_id: int, ref: str) -> dict[str, Any]:
-        """A subject by id (``#12`` or ``12``), external id, or exact name (which must be unique)."""
+    def find_subject(self, conn: Connection, collection_id: int, ref: str | int) -> dict[str, Any]:
+        """The one subject ``ref`` names in this collection, in the syntax of ``parse_subject_ref``:
+        ``#12`` / ``id:12`` (the id), ``ext:E-12`` (the external id), ``name:Ann Lee`` (the exact name),
+        or a bare reference, which must name exactly one subject by any of the three: a reference that
+        two subjects answer to (``25`` when #25 exists and another subject's external id is ``25``) is
+        refused (``ambiguous``), never guessed. Every use case that names a subject comes here."""
+        parsed = parse_subject_ref(ref)
         c = t.subjects.c
         base = select(t.subjects).where(c.collection_id == collection_id)
-        key = ref[1:] if ref.startswith("#") else ref
-        if key.isdigit():
-            row = conn.execute(base.where(c.id == int(key))).mappings().first()
-            if row is not None:
-                return dict(row)
-        row = conn.execute(base.where(c.external_id == ref)).mappings().first()
-        if row is not None:
-            return dict(row)
-        rows = conn.execute(base.where(c.name == ref)).mappings().all()
-        if len(rows) == 1:
-            return dict(rows[0])
-        if len(rows) > 1:
-            ids = ", ".join(f"#{r['id']}" for r in rows)
+        matches: dict[int, tuple[dict[str, Any], list[str]]] = {}
+
+        def add(rows: Any, reading: str) -> None:
+            for row in rows:
+                matches.setdefault(int(row["id"]), (dict(row), []))[1].append(reading)
+
+        if parsed.subject_id is not None and parsed.kind in ("id", "any"):
+            add(conn.execute(base.where(c.id == parsed.subject_id)).mappings(), "id")
+        if parsed.kind in ("external_id", "any"):
+            add(conn.execute(base.where(c.external_id == parsed.value)).mappings(), "external id")
+        if parsed.kind in ("name", "any"):
+            add(conn.execute(base.where(c.name == parsed.value)).mappings(), "name")
+        if len(matches) == 1:
+            return next(iter(matches.values()))[0]
+        if matches:
+            ids = sorted(matches)
+            which = ", ".join(f"#{i} (by {' and '.join(matches[i][1])})" for i in ids)
             raise ConflictError(
-                f"{len(rows)} subjects are named {ref!r} ({ids}); use the id", code="ambiguous"
+                f"{len(ids)} subjects answer to {shown(ref)}: {which}; say which with "
+                "id:<id>, ext:<external id> or name:<name>",
+                code="ambiguous",
+                details={"subject_ids": ids},
             )
-        raise NotFoundError(f"no subject {ref!r} in this collection", code="subject_not_found")
+        if parsed.numeric_but_not_an_id:
+            raise InputError(
+                f"{shown(ref)} is not a subject id (ids are 0 to {MAX_ID}) and names no subject",
+                code="invalid_subject_ref",
+            )
+        raise NotFoundError(f"no subject {shown(ref)} in this collection", code="subject_not_found")
 
     def list_subjects(self, conn: Connection, collection_id: int) -> list[dict[str, Any]]:
         count = (

@@ -6,12 +6,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from ...config import as_utc, utcnow
 from ...errors import InputError
 from ...service import Vault
 from ..deps import vault_for
+from ..errors import error_body, request_id_of
 from ..runner import run_sync
 from ..serialize import to_json
 
@@ -70,9 +72,60 @@ def _request_ids(entry: dict[str, Any]) -> set[str]:
     return {str(details.get("request_id") or "")} - {""}
 
 
-@router.get("/verify", summary="Check the hash chain: verified, or the first broken entry")
-async def verify_audit(request: Request, vault: Vault = vault_for("auditor")) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.verify_audit))
+def _verified(request: Request, status: Any) -> Any:
+    """The status when the log verifies; else 409 ``audit_chain_broken`` with the status in the error."""
+    body = to_json(status)
+    if body["ok"]:
+        return body
+    where = f"entry {body['first_bad_seq']}" if body["first_bad_seq"] is not None else "its head"
+    message = f"the audit log is broken at {where}: {body['problem']}"
+    return JSONResponse(
+        error_body("audit_chain_broken", message, request_id_of(request), status=body), status_code=409
+    )
+
+
+@router.get(
+    "/verify",
+    summary="Check the hash chain and its heads: the status, or 409 audit_chain_broken naming the problems",
+)
+async def verify_audit(request: Request, vault: Vault = vault_for("auditor")) -> Any:
+    return _verified(request, await run_sync(request, vault.verify_audit))
+
+
+class CheckpointBody(BaseModel):
+    checkpoint: dict[str, Any] = Field(description="A checkpoint as POST /audit/checkpoint returned it.")
+
+
+@router.post(
+    "/verify",
+    summary="The same, and prove the log still extends a checkpoint taken earlier",
+)
+async def verify_audit_checkpoint(
+    request: Request, body: CheckpointBody, vault: Vault = vault_for("auditor")
+) -> Any:
+    return _verified(request, await run_sync(request, vault.verify_audit, body.checkpoint))
+
+
+@router.post(
+    "/checkpoint",
+    summary="A signed checkpoint (sequence, head MAC, time) to keep elsewhere; audited",
+)
+async def audit_checkpoint(request: Request, vault: Vault = vault_for("auditor")) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.audit_checkpoint))
+
+
+class AcknowledgeBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="Why the break is acknowledged.")
+
+
+@router.post(
+    "/acknowledge",
+    summary="Acknowledge every problem verification finds now (admin; audited)",
+)
+async def acknowledge_break(
+    request: Request, body: AcknowledgeBody, vault: Vault = vault_for("admin")
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.acknowledge_chain_break, body.reason))
 
 
 @router.get(

@@ -22,6 +22,29 @@ SUBJECT = "/collections/{collection}/subjects/{subject}"
 
 
 # ---- consent -------------------------------------------------------------------------------------
+# {subject} is a subject reference (see routers/subjects.py); the by-external-id routes take an external
+# id as it is. Declared first, so that they win over {subject}.
+BY_EXTERNAL_ID = "/collections/{collection}/subjects/by-external-id/{external_id}"
+
+
+@router.get(f"{BY_EXTERNAL_ID}/consent", summary="The consent record of the subject with this external id")
+async def consent_show_by_external_id(
+    request: Request, collection: str, external_id: str, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.consent_show, collection, f"ext:{external_id}"))
+
+
+@router.post(
+    f"{BY_EXTERNAL_ID}/consent/withdraw",
+    summary="Withdraw the consent of the subject with this external id (and nobody else): erased at once",
+)
+async def consent_withdraw_by_external_id(
+    request: Request, collection: str, external_id: str, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    result = to_json(await run_sync(request, vault.withdraw_consent, collection, f"ext:{external_id}"))
+    return {**result, "samples_removed": result["samples_erased"], "request_id": request_id(request)}
+
+
 @router.get(f"{SUBJECT}/consent", summary="A subject's consent record")
 async def consent_show(
     request: Request, collection: str, subject: str, vault: Vault = vault_for("enroller")

@@ -1,9 +1,10 @@
 """Human review (EU AI Act Art. 14): a case's search candidates and reviewers' decisions on them.
 
-The reviewer is the calling key, never a name in the request: ``<key name> (key:<prefix>)``. So one key
-cannot confirm a candidate twice under two names, and a match reaches "confirmed" only after two
-different keys confirmed it. Give each reviewer their own key. A key without a name (only possible for
-keys written to the store by hand) cannot review: the service answers ``reviewer_required``."""
+The reviewer is the calling key (the service records the principal ``key:<prefix>``), never a name in
+the request; the key's name is shown with it: ``<key name> (key:<prefix>)``. So one key cannot confirm a
+candidate twice under two names, and a match reaches "confirmed" only after two different keys confirmed
+it. Give each reviewer their own key. A key without a name (only possible for keys written to the store
+by hand) cannot review: the service answers ``reviewer_required``."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ async def review_decide(
     principal: Principal = Depends(require("reviewer")),
     vault: Vault = vault_for("reviewer"),
 ) -> dict[str, Any]:
-    result = await run_sync(
-        request, vault.review, case_id, body.candidate, body.decision, reviewer_of(principal), body.note
-    )
+    # The principal that counts is the acting vault's (the key); the key's name is only shown with it.
+    name = (principal.name or "").strip()
+    result = await run_sync(request, vault.review, case_id, body.candidate, body.decision, name, body.note)
     return {**to_json(result), "case_id": case_id, "request_id": request_id(request)}

@@ -77,6 +77,33 @@ async def create_subject(
     return to_json(await run_sync(request, _add_subject, vault, collection, body, evidence))
 
 
+# ---- one subject -------------------------------------------------------------------------------------
+# ``{subject}`` is a subject reference (docs/API.md): an integer is the subject's id, ``ext:E-12`` an
+# external id, ``name:Ann Lee`` an exact name, and any other text must name exactly one subject by id,
+# external id or name (else 409 ``ambiguous``: nothing is guessed). The ``by-external-id`` routes take
+# an external id as it is, whatever it looks like. Declared first: they win over ``{subject}``.
+BY_EXTERNAL_ID = "/by-external-id/{external_id}"
+
+
+def external_ref(external_id: str) -> str:
+    """The subject reference of an external id, whatever it looks like (``25``, ``#3``, ``ext:x``)."""
+    return f"ext:{external_id}"
+
+
+@router.get(BY_EXTERNAL_ID, summary="A subject by its external id: consent record and samples")
+async def get_subject_by_external_id(
+    request: Request, collection: str, external_id: str, vault: Vault = vault_for("enroller", "reviewer")
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.get_subject, collection, external_ref(external_id)))
+
+
+@router.delete(BY_EXTERNAL_ID, summary="Erase the subject with this external id (and nobody else)")
+async def delete_subject_by_external_id(
+    request: Request, collection: str, external_id: str, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return await _erase(request, vault, collection, external_ref(external_id))
+
+
 @router.get("/{subject}", summary="A subject: consent record and samples")
 async def get_subject(
     request: Request, collection: str, subject: str, vault: Vault = vault_for("enroller", "reviewer")
@@ -88,9 +115,13 @@ async def get_subject(
 async def delete_subject(
     request: Request, collection: str, subject: str, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
+    return await _erase(request, vault, collection, subject)
+
+
+async def _erase(request: Request, vault: Vault, collection: str, ref: str) -> dict[str, Any]:
     # templates, samples, image records, review records, consent record, index entries and kept photo
     # copies go, with an erasure receipt in the audit log
-    result = to_json(await run_sync(request, vault.erase_subject, collection, subject))
+    result = to_json(await run_sync(request, vault.erase_subject, collection, ref))
     return {**result, "samples_removed": result["samples_erased"], "request_id": request_id(request)}
 
 
@@ -163,7 +194,8 @@ def _merge(uploads: list[Upload], enrolled: list[EnrollOutcome]) -> list[EnrollO
 
 @router.get(
     "/{subject}/samples/{sample_id}/thumbnail",
-    summary="A face thumbnail of one sample (404 once its photo is gone)",
+    summary="A face thumbnail of one sample; each one shown is audited (sample.view), and every refusal "
+    "is the same 404 thumbnail_unavailable",
     responses={200: {"content": {"image/jpeg": {}}}},
     response_class=Response,
 )
@@ -172,7 +204,20 @@ async def sample_thumbnail(
     collection: str,
     subject: str,
     sample_id: int,
+    purpose: str | None = Query(
+        default=None, max_length=500, description="Why the face is looked at (audited with the read)."
+    ),
+    case_id: str | None = Query(default=None, max_length=200, description="The case it belongs to."),
     vault: Vault = vault_for("enroller", "searcher", "reviewer"),
 ) -> Response:
-    data = await run_sync(request, photos.sample_thumbnail, vault, collection, subject, sample_id)
-    return Response(data, media_type="image/jpeg")
+    data = await run_sync(
+        request,
+        photos.sample_thumbnail,
+        vault,
+        collection,
+        subject,
+        sample_id,
+        purpose=purpose,
+        case_id=case_id,
+    )
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -87,7 +87,7 @@ const fmtSim = (x) => Number(x).toFixed(3);
 // A thumbnail needs the key, so it is fetched and shown from a blob: URL.
 function thumb(collection, subjectId, sampleId, alt) {
   const box = h("span", { class: "nothumb", text: "loading…" });
-  api(`/api/v1/collections/${enc(collection)}/subjects/${subjectId}/samples/${sampleId}/thumbnail`)
+  api(`/api/v1/collections/${enc(collection)}/subjects/id:${subjectId}/samples/${sampleId}/thumbnail`)
     .then((blob) => box.replaceWith(h("img", { src: URL.createObjectURL(blob), alt })))
     .catch(() => { box.textContent = "photo not kept"; box.setAttribute("title", alt); });
   return box;
@@ -407,7 +407,7 @@ function newSubjectForm(openSubject, reload) {
 
 async function showSubject(detail, id, reload) {
   const collection = session.collection;
-  const base = `/api/v1/collections/${enc(collection)}/subjects/${id}`;
+  const base = `/api/v1/collections/${enc(collection)}/subjects/id:${id}`;
   let s;
   try { s = await api(base); } catch (err) { detail.replaceChildren(errorBox(err)); return; }
   const c = s.consent;
