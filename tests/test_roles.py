@@ -58,6 +58,9 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/audit"): {"admin", "auditor"},
     ("GET", "/api/v1/audit/verify"): {"admin", "auditor"},
     ("GET", "/api/v1/audit/export"): {"admin", "auditor"},
+    ("POST", "/api/v1/audit/verify"): {"admin", "auditor"},  # against a signed checkpoint
+    ("POST", "/api/v1/audit/checkpoint"): {"admin", "auditor"},
+    ("POST", "/api/v1/audit/acknowledge"): {"admin"},  # an admin's audited statement about a break
     # privacy: consent and opt-out belong with the people who handle subjects (and may erase them)
     ("GET", "/api/v1/collections/{collection}/subjects/{subject}/consent"): {"admin", "enroller"},
     ("POST", "/api/v1/collections/{collection}/subjects/{subject}/consent/withdraw"): {"admin", "enroller"},
