@@ -132,3 +132,63 @@ def test_downscale_keeps_aspect() -> None:
     assert small.shape == (500, 1500, 3) and scale == pytest.approx(0.5)
     same, one = imaging.downscale(px, 4000)
     assert same is px and one == 1.0
+
+
+# ---- only regular files, at most the byte limit (issue 11, finding 12) --------------------------------
+def _read_in_thread(path: Path, **kw: object) -> BaseException | bytes | None:
+    """``read_file_bytes`` in a daemon thread, so that a read that blocks (the old behaviour on a named
+    pipe) fails this test instead of hanging the run."""
+    import threading
+
+    result: list[BaseException | bytes] = []
+
+    def read() -> None:
+        try:
+            result.append(imaging.read_file_bytes(path, **kw))  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the test
+            result.append(exc)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(timeout=20)
+    return result[0] if result else None
+
+
+def test_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    got = _read_in_thread(fifo)
+    assert got is not None, "reading a named pipe blocked"
+    assert isinstance(got, InputError) and got.code == "not_a_file" and "named pipe" in got.message
+
+
+def test_devices_and_sockets_are_refused_by_kind(tmp_path: Path) -> None:
+    import socket
+
+    with pytest.raises(InputError) as e:
+        imaging.read_file_bytes("/dev/null")  # empty, harmless: still not a file
+    assert e.value.code == "not_a_file" and "character device" in e.value.message
+    sock = tmp_path / "s.jpg"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock))
+        with pytest.raises(InputError) as e:
+            imaging.read_file_bytes(sock)
+    assert e.value.code == "not_a_file" and "socket" in e.value.message
+
+
+def test_byte_limit_is_exact_and_links_to_files_are_followed(tmp_path: Path) -> None:
+    p = tmp_path / "blob.bin"
+    p.write_bytes(b"x" * 1000)
+    assert imaging.read_file_bytes(p, max_bytes=1000) == b"x" * 1000
+    with pytest.raises(ImageTooLargeError):
+        imaging.read_file_bytes(p, max_bytes=999)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(p)
+    assert len(imaging.read_file_bytes(link, max_bytes=1000)) == 1000
+    to_device = tmp_path / "zero.jpg"
+    to_device.symlink_to("/dev/null")
+    with pytest.raises(InputError) as e:
+        imaging.read_file_bytes(to_device)
+    assert e.value.code == "not_a_file"

@@ -38,7 +38,10 @@ POLICY: dict[tuple[str, str], set[str]] = {
         "enroller",
         "reviewer",
     },
-    ("DELETE", "/api/v1/collections/{collection}/subjects/by-external-id/{external_id}"): {"admin", "enroller"},
+    ("DELETE", "/api/v1/collections/{collection}/subjects/by-external-id/{external_id}"): {
+        "admin",
+        "enroller",
+    },
     ("GET", "/api/v1/collections/{collection}/subjects/by-external-id/{external_id}/consent"): {
         "admin",
         "enroller",

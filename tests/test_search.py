@@ -59,7 +59,12 @@ def test_threshold_and_fmr_options(lfw_vault) -> None:
     assert both.value.code == "invalid_threshold" and both.value.exit_code == 3
     with pytest.raises(InputError):
         lfw_vault.verify(lfw("Tony_Blair", 5), lfw("Tony_Blair", 6), fmr=1e-3, threshold=0.9)
-    assert len(lfw_vault.audit_entries(1000)) == before
+    refused = lfw_vault.audit_entries(1000)[: len(lfw_vault.audit_entries(1000)) - before]
+    assert [e["action"] for e in refused] == ["search"]  # the refused search is accounted for; it ran nothing
+    assert (
+        refused[0]["details"].get("error") == "invalid_threshold"
+        and "candidates" not in refused[0]["details"]
+    )
 
 
 def test_purpose_is_required_and_every_search_is_logged(lfw_vault, tmp_path: Path) -> None:

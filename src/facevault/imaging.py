@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,19 +45,69 @@ class DecodedImage:
         return int(self.pixels.shape[1])
 
 
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(p: Path, mode: int) -> InputError:
+    if stat.S_ISDIR(mode):
+        return InputError(f"{p}: is a directory, not an image file", code="not_a_file")
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return InputError(f"{p}: is {kind}, not a regular file; only regular files are read", code="not_a_file")
+
+
 def read_file_bytes(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``.
+
+    Pipes, devices and sockets are refused before anything is read (a FIFO would block forever and
+    ``/dev/zero`` would fill the memory). The file is opened without blocking and checked again on the
+    open descriptor (it may have been swapped since the first look), and at most ``max_bytes + 1`` bytes
+    are read, so a file that grows while it is read cannot go past the limit either."""
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file", code="file_not_found")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, not an image file", code="not_a_file")
     try:
-        size = p.stat().st_size
-        if size > max_bytes:
-            raise ImageTooLargeError(f"{p}: {size} bytes is over the limit of {max_bytes} bytes")
-        return p.read_bytes()
+        info = p.stat()
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: no such file", code="file_not_found") from exc
     except PermissionError as exc:
         raise InputError(f"{p}: permission denied", code="permission_denied") from exc
+    except (OSError, ValueError) as exc:  # a name too long, a loop of links, a NUL byte in the name
+        raise InputError(
+            f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})", code="not_a_file"
+        ) from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(p, info.st_mode)
+    if info.st_size > max_bytes:
+        raise ImageTooLargeError(f"{p}: {info.st_size} bytes is over the limit of {max_bytes} bytes")
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except PermissionError as exc:
+        raise InputError(f"{p}: permission denied", code="permission_denied") from exc
+    except OSError as exc:
+        raise InputError(f"{p}: cannot be opened ({exc.strerror or exc})", code="not_a_file") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(p, mode)
+        chunks: list[bytes] = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot be read ({exc.strerror or exc})", code="not_a_file") from exc
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{p}: more than {max_bytes} bytes, the limit")
+    return data
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

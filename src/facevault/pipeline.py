@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .models import ModelPack, get_pack, l2_normalize
 from .models.base import DetectedFace
 from .models.registry import ensure_registered
-from .quality import FaceQuality, assess
+from .quality import FaceQuality, assess, turned_over, upside_down
 
 TTA_MODES = ("none", "flip", "flip+views")
 
@@ -100,11 +100,18 @@ class Pipeline:
             out.append(ProcessedFace(face=original, quality=assess(original, vs[0]), embedding=vec))
         return out
 
-    def analyze(self, pixels: np.ndarray, portrait: bool = False) -> list[ProcessedFace]:
-        """Every face in the image, largest first (with ``portrait``, see ``detect``)."""
+    def analyze(
+        self, pixels: np.ndarray, portrait: bool = False, *, upright: bool = False
+    ) -> list[ProcessedFace]:
+        """Every face in the image, largest first (with ``portrait``, see ``detect``). ``upright``
+        (enrollment): the first face, the one an enrollment judges, is also checked for being upside
+        down (``quality.turned_over``); if it is, its roll is turned by 180 degrees."""
         with self._lock:
             work, scale, faces = self.detect(pixels, portrait)
-            return self.embed_faces(work, scale, faces)
+            out = self.embed_faces(work, scale, faces)
+            if upright and out and turned_over(work, faces[0], self.pack.detector):
+                out[0] = replace(out[0], quality=upside_down(out[0].quality))
+            return out
 
 
 T = TypeVar("T")

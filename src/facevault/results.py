@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -107,28 +107,17 @@ class DoctorReport:
         return asdict(self)
 
 
-class Record(Mapping[str, Any]):
-    """Base of typed use-case results: a dataclass whose ``to_dict()`` is the documented JSON, and which
-    also reads like that dict (``r["key"]``, ``dict(r)``, ``r == {...}``), so callers written against the
-    earlier dict results keep working."""
+class Record(dict):  # type: ignore[type-arg]
+    """Base of typed use-case results: a dataclass whose ``to_dict()`` is the documented JSON. It is also
+    that dict (filled when the record is made), so callers written against the earlier dict results keep
+    working: ``r["key"]``, ``dict(r)``, ``r == {...}``, ``json.dumps(r)``. Records are not changed after
+    they are returned."""
+
+    def __post_init__(self) -> None:
+        dict.update(self, self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.to_dict()!r})"
-
-    def __str__(self) -> str:  # printed as the dict it replaced (CLI text output)
-        return str(self.to_dict())
 
 
 def _plain(value: Any) -> Any:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -16,10 +17,11 @@ from ..config import ApiSettings, load_api_settings
 from ..service import Vault, open_vault
 from .auth import Require
 from .errors import install_handlers
-from .middleware import RequestContextMiddleware
-from .ratelimit import RateLimiter
+from .middleware import RequestContextMiddleware, mask_access_log
+from .ratelimit import AuthFailureLimiter, RateLimiter
 from .retention import RetentionSweeper
 from .routers import audit, collections, keys, privacy, review, search, subjects, system
+from .runner import WorkPool
 
 log = logging.getLogger("facevault.api")
 
@@ -77,6 +79,9 @@ def create_app(
     own_vault = vault is None
     the_vault = vault if vault is not None else open_vault(home, create=create)
     sweeper = RetentionSweeper(the_vault, api_settings.retention_sweep_interval_s, sweep_clock)
+    pool = WorkPool(
+        api_settings.work_threads, api_settings.work_queue, retry_after_s=api_settings.overload_retry_after_s
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +90,8 @@ def create_app(
             yield
         finally:
             await sweeper.stop()
+            if not await anyio.to_thread.run_sync(pool.close):
+                log.warning("stopping with vault work still running after 30 s")
             if own_vault:
                 the_vault.close()
 
@@ -100,6 +107,10 @@ def create_app(
     app.state.vault = the_vault
     app.state.api_settings = api_settings
     app.state.rate_limiter = RateLimiter(api_settings.rate_per_minute, api_settings.rate_burst)
+    app.state.auth_failures = AuthFailureLimiter(
+        api_settings.auth_fail_per_minute, api_settings.auth_fail_burst
+    )
+    app.state.work_pool = pool
     app.state.retention = sweeper
     install_handlers(app)
     for module in (system, collections, subjects, search, review, privacy, audit, keys):
@@ -109,7 +120,14 @@ def create_app(
     from ..web import mount_web
 
     mount_web(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=api_settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=api_settings.max_request_bytes,
+        auth_failures=app.state.auth_failures,
+        fail_delay_s=api_settings.auth_fail_delay_s,
+        work_pool=pool,
+    )
+    mask_access_log()  # the server's access log shows route templates, never names or external ids
     return app
 
 

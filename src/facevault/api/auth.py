@@ -1,7 +1,7 @@
-"""Authentication (API key in ``Authorization: Bearer`` or ``X-API-Key``), role checks and the per-key
-rate limit. Every endpoint under /api/v1 declares its roles with ``Depends(require(...))`` or
-``deps.vault_for(...)``; the role matrix test and the OpenAPI document (``x-roles``) read them back from
-the routes."""
+"""Authentication (API key in ``Authorization: Bearer`` or ``X-API-Key``), role checks, the per-key
+rate limit and the count of failed authentications per client address (``ratelimit``). Every endpoint
+under /api/v1 declares its roles with ``Depends(require(...))`` or ``deps.vault_for(...)``; the role
+matrix test and the OpenAPI document (``x-roles``) read them back from the routes."""
 
 from __future__ import annotations
 
@@ -43,9 +43,16 @@ class Require:
                 {"WWW-Authenticate": 'Bearer realm="facevault"'},
             )
         state = request.app.state
+        # The middleware has refused (429) a key from an address with too many failures, and charged
+        # this one a token of its address's bucket (``charged``) unless it is known to be good.
+        host = request.client.host if request.client else None
+        charged = bool(getattr(request.state, "auth_charged", False))
+        request.state.auth_charged = False  # settled below, once
         principal = await run_sync(request, state.vault.authenticate_key, key.strip())
         if principal is None:
+            state.auth_failures.failed(host, key, charged=charged)
             raise ApiError(401, "unauthorized", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+        state.auth_failures.succeeded(host, key, charged=charged)
         request.state.principal = principal
         wait = state.rate_limiter.take(principal.prefix)
         if wait > 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -84,8 +85,9 @@ class IndexManager:
                 finally:
                     self._flock_depth -= 1
                 return
-            self.index_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.index_dir / ".lock", "a+") as fh:
+            self.index_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            with open(fd, "a+") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 self._flock_depth = 1
                 try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import imaging
 from ..errors import InputError
 
 COLUMNS = (
@@ -60,11 +61,15 @@ class ManifestRow:
         return (self.values.get(key) or "").strip()
 
 
+MAX_MANIFEST_BYTES = 2 * 1024**3
+
+
 def read_manifest(path: str | Path) -> tuple[str, list[ManifestRow]]:
     """(SHA-256 of the manifest file, its rows). Unusable rows carry a ``problem`` instead of raising."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        # Only a regular file, and at most MAX_MANIFEST_BYTES: a FIFO or a device never blocks the batch.
+        data = imaging.read_file_bytes(path, max_bytes=MAX_MANIFEST_BYTES)
     except OSError as exc:
         raise InputError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
     sha = hashlib.sha256(data).hexdigest()

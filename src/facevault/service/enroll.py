@@ -343,7 +343,7 @@ def enroll(
         with ctx.read() as conn:
             known = ctx.store.image_by_sha(conn, coll["id"], decoded.sha256) is not None
         if not known and not any(a.sha256 == decoded.sha256 for a in accepted):
-            faces = rules.pipeline.analyze(decoded.pixels, portrait=True)
+            faces = rules.pipeline.analyze(decoded.pixels, portrait=True, upright=True)
         acc = rules.judge(
             out,
             subject_id=subj["id"],
