@@ -358,3 +358,41 @@ def test_ray_tasks_with_one_writer(batch_vault: Path, tmp_path: Path, ray_head: 
     # nothing Ray started listens on anything but loopback
     new = set(_listening()) - before
     assert new and all(a.startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")) for a in new), new
+
+
+def test_erasure_leaves_no_name_in_the_batch_records(batch_vault: Path, tmp_path: Path) -> None:
+    """enroll-batch keeps one record per row (so a re-run skips it): after the person is erased it keeps
+    the outcome, but not the image path (LFW names its files after the person), hash or message; and a
+    conflict row never names the other person in the table."""
+    from PIL import Image
+
+    mirrored = tmp_path / "decoy.jpg"  # Tony Blair's face under another name: an identity conflict
+    Image.open(lfw("Tony_Blair", 1)).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored, quality=95)
+    decoy = {
+        "collection": "people",
+        "subject": "Decoy",
+        "external_id": "DC",
+        "purpose": "batch test",
+        "consent_text": "decoy agreed (test)",
+        "image": str(mirrored),
+    }
+    manifest = _manifest(tmp_path, n_per_person=3, extra=[decoy])
+    from facevault.service.batch import enroll_batch
+
+    with facevault.open(str(batch_vault)) as v:
+        summary = enroll_batch(v, manifest, workers=1)
+        assert summary.enrolled == 6 and summary.rejected == 1
+        v.erase_subject("people", "ext:TB")
+    with _db(batch_vault).connect() as conn:
+        rows = conn.execute(select(t.batch_rows)).mappings().all()
+    assert len(rows) == 7  # every row is still done: a re-run repeats nothing
+    stored = json.dumps([dict(r) for r in rows], default=str)
+    assert "Tony_Blair" not in stored and "Tony Blair" not in stored
+    assert "Colin_Powell" in stored  # the other person's records are untouched
+    conflict = [r for r in rows if r["reason"] == "identity_conflict"]
+    assert (
+        len(conflict) == 1 and conflict[0]["message"] == "the face already matches another enrolled subject"
+    )
+    with facevault.open(str(batch_vault)) as v:
+        again = enroll_batch(v, manifest, workers=1)
+    assert again.already_done == 7 and again.processed == 0

@@ -351,7 +351,7 @@ class BatchEnroller:
                         "row_number": o.row,
                         "status": o.status,
                         "reason": o.reason,
-                        "message": o.message,
+                        "message": stored_message(o),
                         "collection": o.collection,
                         "subject_id": o.subject_id,
                         "image": o.image,
@@ -423,6 +423,15 @@ def enroll_batch(
         write_report(report_rows(vault, manifest), report)
         summary.report = str(report)
     return summary
+
+
+def stored_message(out: RowOutcome) -> str | None:
+    """The message kept in ``batch_rows``: an identity conflict names another person, whose name must not
+    outlive their erasure in this table, so only the reason is kept there (the run's own output and the
+    audit entry of the conflict carry the rest)."""
+    if out.reason == "identity_conflict":
+        return "the face already matches another enrolled subject"
+    return out.message
 
 
 def _context(vault: Any) -> ServiceContext:

@@ -316,6 +316,13 @@ class Store(SubjectQueries, SampleQueries):
                     r[0] for r in conn.execute(select(t.images.c.sha256).where(t.images.c.id.in_(orphan)))
                 ]
                 conn.execute(delete(t.images).where(t.images.c.id.in_(orphan)))
+        # enroll-batch's per-row records keep the row's outcome (a re-run still skips it) but nothing that
+        # names the person: the image path (often the person's name), its hash, the message.
+        conn.execute(
+            update(t.batch_rows)
+            .where(t.batch_rows.c.subject_id == sid)
+            .values(image=None, image_sha256=None, message=None, subject_id=None, sample_id=None)
+        )
         conn.execute(delete(t.subjects).where(t.subjects.c.id == sid))
         conn.execute(delete(t.consents).where(t.consents.c.id == subject["consent_id"]))
         return {
