@@ -117,31 +117,24 @@ def search(
         audit_failure(ctx, exc, **asked)
         raise
     faces = ctx.pipeline(coll["model_id"]).analyze(decoded.pixels)
+    entry: dict[str, Any] = {
+        "purpose": purpose,
+        "case_id": case_id,
+        "collection": collection,
+        "probe_sha256": decoded.sha256,
+        "threshold": round(thr, 5),
+    }
     if not faces:
         with ctx.write() as conn:
-            ctx.log(
-                conn,
-                Searched(
-                    purpose=purpose,
-                    case_id=case_id,
-                    collection=collection,
-                    probe_sha256=decoded.sha256,
-                    outcome="no_face",
-                    threshold=round(thr, 5),
-                ),
-            )
+            ctx.log(conn, Searched(outcome="no_face", **entry))
         raise NoFaceError("no face was found in the probe image")
     results = search_faces(ctx, coll, faces, top_k, thr)
     with ctx.write() as conn:
         seq = ctx.log(
             conn,
             Searched(
-                purpose=purpose,
-                case_id=case_id,
-                collection=collection,
-                probe_sha256=decoded.sha256,
+                **entry,
                 outcome="ok",
-                threshold=round(thr, 5),
                 threshold_fmr=thr_fmr,
                 top_k=top_k,
                 faces=len(results),
