@@ -58,6 +58,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
     },
     ("POST", "/api/v1/collections/{collection}/search"): {"admin", "searcher"},
     ("POST", "/api/v1/verify"): {"admin", "searcher"},
+    # where the faces are, no identity: enrollers check photos, searchers check probes
+    ("POST", "/api/v1/detect"): {"admin", "enroller", "searcher"},
     ("GET", "/api/v1/audit"): {"admin", "auditor"},
     ("GET", "/api/v1/audit/verify"): {"admin", "auditor"},
     ("GET", "/api/v1/audit/export"): {"admin", "auditor"},

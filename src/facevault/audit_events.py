@@ -265,3 +265,16 @@ class ConcurrencyProbe(AuditEvent):
 
     SPREAD = "data"
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@_event("detect")
+class Detected(AuditEvent):
+    """Faces located on a photo, with no identity: nothing was embedded, compared or stored. Locating
+    a face and its landmarks is processing of biometric data all the same (docs/PRIVACY.md), so who
+    looked at which photo (its hash), with which detector and how many faces it found is recorded."""
+
+    OMIT_NONE = frozenset({"model_id", "faces", "error"})
+    outcome: str  # ok | error
+    model_id: str | None = None
+    faces: int | None = None
+    error: str | None = None

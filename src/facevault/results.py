@@ -423,3 +423,38 @@ class ProcessingRecord(Record):
     transfers: str
     retention: str
     security_measures: list[str]
+
+
+@dataclass
+class DetectedFaceInfo:
+    """One face found by ``detect``: where it is and how good it is, never who it is."""
+
+    face_index: int
+    box: list[float]  # x1, y1, x2, y2 in the upright photo's pixels
+    landmarks: list[list[float]]  # the detector's own points (5 for the built-in packs)
+    left_eye: list[float]  # eye centre with the smaller x in the image
+    right_eye: list[float]
+    nose: list[float]
+    detector_score: float
+    quality: dict[str, float]
+    enrollable: bool  # the enrollment quality gate would accept this face
+    reasons: list[str]  # every named reason the gate would refuse it for (face_too_small, ...)
+    searchable: bool  # a search would look this face up (eyes far enough apart)
+
+
+@dataclass
+class DetectResult:
+    model_id: str
+    detector: str
+    probe_sha256: str
+    width: int
+    height: int
+    audit_seq: int
+    faces: list[DetectedFaceInfo]
+    drawn_jpeg: bytes | None = field(default=None, repr=False)  # the photo with the boxes, when asked
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["drawn_jpeg"]
+        d["face_count"] = len(self.faces)
+        return d

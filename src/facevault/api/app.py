@@ -20,7 +20,7 @@ from .errors import install_handlers
 from .middleware import RequestContextMiddleware, mask_access_log
 from .ratelimit import AuthFailureLimiter, RateLimiter
 from .retention import RetentionSweeper
-from .routers import audit, collections, keys, privacy, review, search, subjects, system
+from .routers import audit, collections, detect, keys, privacy, review, search, subjects, system
 from .runner import WorkPool
 
 log = logging.getLogger("facevault.api")
@@ -113,7 +113,7 @@ def create_app(
     app.state.work_pool = pool
     app.state.retention = sweeper
     install_handlers(app)
-    for module in (system, collections, subjects, search, review, privacy, audit, keys):
+    for module in (system, collections, subjects, search, detect, review, privacy, audit, keys):
         app.include_router(module.router)
     _document_roles(app)
 

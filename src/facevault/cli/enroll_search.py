@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import click
 import typer
 
-from .output import HomeOpt, JsonOpt, emit, exclusive, with_vault
+from .output import HomeOpt, JsonOpt, emit, exclusive, jsonable, open_vault, run, with_vault
 
 # Enrollment finished, but some images were rejected (the others are enrolled).
 EXIT_PARTIAL = 10
@@ -40,8 +43,19 @@ def _outcome(o: Any) -> str:
 
 def search(
     collection: str,
-    probe: str,
     purpose: Annotated[str, typer.Option("--purpose", help="Why this search is run (recorded).")],
+    probes: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PROBE", help="Probe photo(s); several are searched one by one in this process."
+        ),
+    ] = None,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest", help="Text file of probe paths, one per line (relative to the file's folder)."
+        ),
+    ] = None,
     case: Annotated[str | None, typer.Option("--case", help="Case or ticket id (recorded).")] = None,
     top: Annotated[
         int,
@@ -61,16 +75,68 @@ def search(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Open-set 1:N search of every face in PROBE. No candidates means: not in this gallery."""
+    """Open-set 1:N search of every face in PROBE. No candidates means: not in this gallery.
+
+    Several probes (or --manifest): one search (and audit entry) per probe, with --json one JSON line
+    per probe; exit code 10 if any probe failed (the others are still searched)."""
     exclusive(as_json, {"--fmr": fmr, "--threshold": threshold})
-    res = with_vault(
-        home,
-        as_json,
-        lambda v: v.search(
-            collection, probe, purpose=purpose, case_id=case, top_k=top, fmr=fmr, threshold=threshold
-        ),
-    )
-    emit(res, as_json, _found)
+    probes = probes or []
+    if bool(probes) == (manifest is not None):
+        raise typer.BadParameter("give PROBE... or --manifest FILE (one of them)")
+    options: dict[str, Any] = {"case_id": case, "top_k": top, "fmr": fmr, "threshold": threshold}
+    if manifest is None and len(probes) == 1:
+        res = with_vault(home, as_json, lambda v: v.search(collection, probes[0], purpose=purpose, **options))
+        emit(res, as_json, _found)
+        return
+    failed = run(as_json, lambda: _search_many(collection, probes, manifest, purpose, options, home, as_json))
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _search_many(
+    collection: str,
+    probes: list[str],
+    manifest: str | None,
+    purpose: str,
+    options: dict[str, Any],
+    home: str | None,
+    as_json: bool,
+) -> int:
+    """Search every probe, printing each result as it comes; returns how many probes failed."""
+    from ..errors import FaceVaultError
+    from ..service.search_many import read_manifest
+
+    paths = read_manifest(manifest) if manifest is not None else probes
+    failed = 0
+    with (
+        open_vault(home) as vault,
+        click.progressbar(
+            length=len(paths), label="searching", file=sys.stderr, hidden=not sys.stderr.isatty()
+        ) as bar,
+    ):
+        for probe, res in vault.search_many(collection, paths, purpose=purpose, **options):
+            failed += isinstance(res, FaceVaultError)
+            bar.update(1)
+            _print_probe(str(probe), res, as_json, isinstance(res, FaceVaultError))
+    searched = len(paths) - failed
+    typer.echo(f"searched {searched} of {len(paths)} probes; {failed} failed", err=True)
+    return failed
+
+
+def _print_probe(probe: str, res: Any, as_json: bool, error: bool) -> None:
+    """One probe's outcome: a JSON line, or a block of text (a search result or its ``error``)."""
+    found = not error
+    if as_json:
+        line = {"probe": probe, **(res.to_dict() if found else {"error": res.to_dict()})}
+        typer.echo(json.dumps(jsonable(line), default=str, ensure_ascii=False))
+        return
+    typer.echo(f"== {probe}")
+    if found:
+        for text in _found(res):
+            typer.echo(text)
+    else:
+        typer.echo(f"error [{res.code}]: {res.message}")
+    typer.echo("")
 
 
 def _found(res: Any) -> Iterator[str]:

@@ -9,7 +9,19 @@ from typing import Annotated, Any
 
 import typer
 
-from . import audit, batch, collections, enroll_search, eval, index, models, privacy, server, subjects
+from . import (
+    audit,
+    batch,
+    collections,
+    detect,
+    enroll_search,
+    eval,
+    index,
+    models,
+    privacy,
+    server,
+    subjects,
+)
 from .output import HomeOpt, JsonOpt, emit, run, state, with_vault
 from .output import open_vault as _vault
 
@@ -89,6 +101,7 @@ def _commands() -> None:
     app.command()(enroll_search.enroll)
     app.command()(enroll_search.search)
     app.command()(enroll_search.verify)
+    app.command()(detect.detect)
     app.command()(doctor)
     app.command()(privacy.optout)
     app.command()(privacy.review)

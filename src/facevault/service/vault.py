@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import audit
 from ..config import DEFAULT_RETENTION_DAYS, Settings, load_settings
-from ..errors import IntegrityError, NotFoundError
+from ..errors import FaceVaultError, IntegrityError, NotFoundError
 from ..pipeline import Pipeline
 from ..protection import KeyRing
 from ..results import (
@@ -31,6 +31,7 @@ from ..results import (
     CollectionDeletion,
     CollectionInfo,
     ConsentView,
+    DetectResult,
     DoctorReport,
     EnrollOutcome,
     ErasureReceipt,
@@ -58,6 +59,7 @@ from . import (
     api_keys,
     collections,
     consent,
+    detect,
     enroll,
     erasure,
     health,
@@ -68,6 +70,7 @@ from . import (
     retention,
     review,
     search,
+    search_many,
     subjects,
     verify,
 )
@@ -368,6 +371,18 @@ class Vault:
             fmr=fmr,
             threshold=threshold,
         )
+
+    def detect(
+        self, image: ImageInput, *, model: str | None = None, purpose: str | None = None, draw: bool = False
+    ) -> DetectResult:
+        """Every face in ``image`` with box, landmarks and quality; no identity, nothing stored (audited)."""
+        return detect.detect(self._ctx, image, model=model, purpose=purpose, draw=draw)
+
+    def search_many(
+        self, collection: str, probes: Sequence[ImageInput], *, purpose: str, **options: Any
+    ) -> Iterator[tuple[ImageInput, SearchResult | FaceVaultError]]:
+        """``search`` of each probe in turn (one audit entry each), yielding its result or its error."""
+        return search_many.search_many(self._ctx, collection, probes, purpose=purpose, **options)
 
     # ---- privacy ------------------------------------------------------------------------------------------
     def optout(self, photo: ImageInput, *, collection: str | None = None) -> OptoutReport:
