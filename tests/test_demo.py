@@ -23,7 +23,9 @@ def test_demo_runs_twice_on_a_fresh_home(tmp_path: Path) -> None:
             timeout=300,
         )
         assert out.returncode == 0, out.stdout + out.stderr
-    assert "1. #1 Eileen Collins" in out.stdout
+    # The re-run's subject is #2: ids are never given out twice, even after the first run's were erased.
+    assert "1. #2 Eileen Collins" in out.stdout
+    assert "CollectionDeletion(" not in out.stdout  # results print as the records they are, in plain text
     assert "blurry" in out.stdout and "duplicate_image" in out.stdout
     assert "audit chain intact" in out.stdout
     assert "demo: ok (4 samples, 4 indexed)" in out.stdout

@@ -116,6 +116,9 @@ class Record(dict):  # type: ignore[type-arg]
     def __post_init__(self) -> None:
         dict.update(self, self.to_dict())
 
+    def __str__(self) -> str:  # printed as the dict it replaced (CLI text output)
+        return dict.__repr__(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
