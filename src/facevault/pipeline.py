@@ -54,7 +54,7 @@ class Pipeline:
             raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
         self.pack = pack
         # dlib's detector objects are not documented as thread-safe: one image at a time per pipeline.
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # detectors are not documented as thread-safe: one model call at a time
         self.max_detect_side = max_detect_side
         self.tta = tta
 
@@ -106,7 +106,7 @@ class Pipeline:
         """Every face in the image, largest first (with ``portrait``, see ``detect``). ``upright``
         (enrollment): the first face, the one an enrollment judges, is also checked for being upside
         down (``quality.turned_over``); if it is, its roll is turned by 180 degrees."""
-        with self._lock:
+        with self.lock:
             work, scale, faces = self.detect(pixels, portrait)
             out = self.embed_faces(work, scale, faces)
             if upright and out and turned_over(work, faces[0], self.pack.detector):

@@ -42,7 +42,7 @@ def embed_crop_job(pipe: Pipeline, job: CropJob) -> CropResult:
 def embed_at(pipe: Pipeline, pixels: np.ndarray, box: tuple[float, float, float, float]) -> Reembedded:
     """The face at ``box`` (pixel coordinates of ``pixels``), embedded by ``pipe``'s pack. Raises
     ``ValueError`` when the result is not a usable embedding."""
-    with pipe._lock:  # the pipeline's own lock: detectors are not documented as thread-safe
+    with pipe.lock:  # the pipeline's own lock: detectors are not documented as thread-safe
         work, scale, faces = pipe.detect(pixels, portrait=True)
         x1, y1, x2, y2 = (float(v) * scale for v in box)
         target = (x1, y1, x2, y2)

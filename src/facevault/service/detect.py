@@ -48,7 +48,7 @@ def detect(
             ctx.log(conn, Detected(purpose=purpose, outcome="error", model_id=model_id, error=exc.code))
         raise
     gate = quality_gate(ctx)
-    with pipe._lock:  # the pipeline's own lock: detectors are not documented as thread-safe
+    with pipe.lock:  # the pipeline's own lock: detectors are not documented as thread-safe
         work, scale, found = pipe.detect(decoded.pixels)
         faces = [_describe(ctx, pipe, i, work, scale, f, gate) for i, f in enumerate(found)]
     with ctx.write() as conn:
