@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 DUPLICATE_IMAGE_MESSAGE = "this exact image is already enrolled in the collection"
 
@@ -119,8 +119,15 @@ class Record(dict):  # type: ignore[type-arg]
     def __str__(self) -> str:  # printed as the dict it replaced (CLI text output)
         return dict.__repr__(self)
 
+    # Fields left out of the dict when they are None (optional parts, e.g. counts only in listings).
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset()
+
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        return {
+            f.name: _plain(value)
+            for f in fields(self)  # type: ignore[arg-type]
+            if (value := getattr(self, f.name)) is not None or f.name not in self.OMIT_NONE
+        }
 
 
 def _plain(value: Any) -> Any:
@@ -272,17 +279,12 @@ class CollectionInfo(Record):
     subjects: int | None = None  # counts: only in listings
     samples: int | None = None
 
+    OMIT_NONE = frozenset({"subjects", "samples"})
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> CollectionInfo:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in row.items() if k in names})
-
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        for k in ("subjects", "samples"):
-            if d[k] is None:
-                del d[k]
-        return d
 
 
 @dataclass(eq=False)
@@ -323,11 +325,7 @@ class SubjectInfo(Record):
     consent: ConsentInfo
     samples: list[SampleInfo] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        if self.samples is None:
-            del d["samples"]
-        return d
+    OMIT_NONE = frozenset({"samples"})
 
 
 @dataclass(eq=False)
@@ -353,20 +351,21 @@ class SampleRecord(Record):
 
 @dataclass(eq=False)
 class ConsentView(Record):
-    """A subject's consent record (``consent show``)."""
+    """A subject's consent record (``consent show``): who it belongs to, then the record's own fields,
+    in one flat dict."""
 
     subject_id: int
     name: str
     collection: str
-    id: int
-    purpose: str
-    granted_by: str
-    granted_at: str | None
-    expires_at: str | None
-    withdrawn_at: str | None
-    evidence_kind: str
-    evidence_name: str | None
-    evidence_sha256: str
+    consent: ConsentInfo
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject_id": self.subject_id,
+            "name": self.name,
+            "collection": self.collection,
+            **self.consent.to_dict(),
+        }
 
 
 @dataclass(eq=False)

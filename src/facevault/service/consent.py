@@ -15,7 +15,7 @@ from .subjects import get_subject
 
 def consent_show(ctx: ServiceContext, collection: str, subject: str) -> ConsentView:
     view = get_subject(ctx, collection, subject)
-    return ConsentView(subject_id=view.id, name=view.name, collection=collection, **view.consent.to_dict())
+    return ConsentView(subject_id=view.id, name=view.name, collection=collection, consent=view.consent)
 
 
 def withdraw_consent(ctx: ServiceContext, collection: str, subject: str) -> ErasureReceipt:

@@ -126,15 +126,15 @@ class Enrollment:
         pixels: Callable[[], np.ndarray],
         pending: Sequence[Accepted] = (),
         crop: FaceCrop | Callable[[ProcessedFace], FaceCrop | None] | None = None,
+        duplicate_checked: bool = False,
     ) -> Accepted | None:
         """Accept or reject one analysed image of ``subject_id``: the reason and message of a rejection
         go on ``out``. ``pending``: images accepted but not committed yet (their duplicates and
         conflicts count too). ``pixels``: the decoded image, needed only when an opt-out made by another
-        model pack must be checked."""
+        model pack must be checked. ``duplicate_checked``: the caller asked ``is_duplicate`` already
+        (before analysing the image); the commit re-checks in any case."""
         coll = self.collection
-        with self.ctx.read() as conn:
-            dup = self.ctx.store.image_by_sha(conn, coll["id"], sha256)
-        if dup is not None or any(p.sha256 == sha256 and p.collection["id"] == coll["id"] for p in pending):
+        if not duplicate_checked and self.is_duplicate(sha256, pending):
             return _reject(out, "duplicate_image", DUPLICATE_IMAGE_MESSAGE)
         if not faces:
             return _reject(out, "no_face", "no face was found in the image")
@@ -164,6 +164,14 @@ class Enrollment:
         return Accepted(
             out, coll, subject_id, subject_name, sha256, width, height, face, protected, self.key, chip
         )
+
+    def is_duplicate(self, sha256: str, pending: Sequence[Accepted] = ()) -> bool:
+        """Whether this exact image is stored in the collection, or accepted and waiting for its commit."""
+        coll = self.collection
+        if any(p.sha256 == sha256 and p.collection["id"] == coll["id"] for p in pending):
+            return True
+        with self.ctx.read() as conn:
+            return self.ctx.store.image_by_sha(conn, coll["id"], sha256) is not None
 
     def conflict_message(self, subject_id: int, sha256: str, conflict: tuple[int, str, float]) -> str:
         """What the caller is told about an identity conflict. Naming the other subject identifies the
@@ -339,11 +347,10 @@ def enroll(
             out.reason, out.message = exc.code, exc.message
             continue
         out.image_sha256 = decoded.sha256
-        faces: list[ProcessedFace] = []
-        with ctx.read() as conn:
-            known = ctx.store.image_by_sha(conn, coll["id"], decoded.sha256) is not None
-        if not known and not any(a.sha256 == decoded.sha256 for a in accepted):
-            faces = rules.pipeline.analyze(decoded.pixels, portrait=True, upright=True)
+        if rules.is_duplicate(decoded.sha256, accepted):  # before the costly analysis
+            out.reason, out.message = "duplicate_image", DUPLICATE_IMAGE_MESSAGE
+            continue
+        faces = rules.pipeline.analyze(decoded.pixels, portrait=True, upright=True)
         acc = rules.judge(
             out,
             subject_id=subj["id"],
@@ -356,6 +363,7 @@ def enroll(
             pixels=lambda d=decoded: d.pixels,  # type: ignore[misc]
             pending=accepted,
             crop=(lambda f, d=decoded: crops.make_crop(d.pixels, f.face.box)) if coll["keep_crops"] else None,  # type: ignore[misc]
+            duplicate_checked=True,
         )
         if acc is not None:
             accepted.append(acc)
