@@ -19,7 +19,6 @@ import hashlib
 import io
 import os
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Sequence
@@ -53,11 +52,6 @@ THUMBNAIL_REFUSED = "no thumbnail for this subject and sample"
 
 
 # ---- kept copies ------------------------------------------------------------------------------------
-def photos_root(vault: Vault) -> Path:
-    """Where every kept copy lives (``<home>/photos``), as an absolute path."""
-    return Path(vault.settings.photos_dir).resolve()
-
-
 def staging_dir(settings: Settings) -> Path:
     return Path(settings.photos_dir).resolve() / STAGING
 
@@ -66,10 +60,6 @@ def final_path(settings: Settings, collection_id: int, sha256: str) -> Path:
     """The kept copy of a photo (an absolute path: it is recorded as the sample's source, which must
     not depend on the server's working directory)."""
     return Path(settings.photo_path(int(collection_id), sha256)).resolve()
-
-
-def copy_path(vault: Vault, collection_id: int, data: bytes) -> Path:
-    return final_path(vault.settings, collection_id, hashlib.sha256(data).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -200,10 +190,6 @@ def remove_copies(settings: Settings, collection_id: int, shas: Sequence[str]) -
     return removed
 
 
-def discard_collection_copies(vault: Vault, collection_id: int) -> None:
-    shutil.rmtree(vault.settings.collection_photos_dir(int(collection_id)), ignore_errors=True)
-
-
 # ---- use cases --------------------------------------------------------------------------------------
 def enroll_photos(
     vault: Vault,
@@ -253,14 +239,6 @@ def _enroll_from_copies(
         for st in staged:  # the copies of photos that were not enrolled (or all, on an error)
             st.path.unlink(missing_ok=True)
     return outcomes
-
-
-def delete_collection(vault: Vault, collection: str) -> dict[str, Any]:
-    """Delete a collection with every subject and sample in it, and the photo copies kept for it."""
-    coll = vault.get_collection(collection)
-    counts = vault.delete_collection(collection)
-    discard_collection_copies(vault, coll["id"])
-    return counts
 
 
 def sample_thumbnail(

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ...config import iso
-from ...service import Vault, photos
+from ...service import Vault
 from ..auth import ANY_ROLE
 from ..deps import vault_for
 from ..runner import run_sync
@@ -68,5 +68,5 @@ async def set_keep_crops(
 async def delete_collection(
     request: Request, collection: str, vault: Vault = vault_for("admin")
 ) -> dict[str, Any]:
-    counts = await run_sync(request, photos.delete_collection, vault, collection)
+    counts = await run_sync(request, vault.delete_collection, collection)  # its photo copies too
     return {"collection": collection, **to_json(counts)}
