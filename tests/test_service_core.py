@@ -127,3 +127,16 @@ def test_the_edges_call_no_private_member_of_the_vault() -> None:
         if private.search(line)
     ]
     assert found == []
+
+
+@pytest.mark.data
+def test_the_next_index_save_removes_what_a_killed_save_left(gallery: Vault) -> None:
+    """A save killed half-way leaves a temporary file of protected templates that no row owns; every save
+    runs under the index lock, so the next one removes it."""
+    coll = gallery.get_collection("g")
+    leftover = Path(gallery.settings.index_dir) / f"collection-{coll['id']}.faiss.k1ll.tmp"
+    leftover.write_bytes(b"protected templates of a killed save")
+    gallery.add_subject("g", "Colin Powell", purpose="t", consent_text="yes")
+    assert gallery.enroll("g", "Colin Powell", [lfw("Colin_Powell", 1)])[0].ok  # commits, saves the index
+    assert not leftover.exists()
+    assert gallery.doctor().ok

@@ -96,6 +96,15 @@ class IndexManager:
                     self._flock_depth = 0
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def _save(self, idx: VectorIndex) -> None:
+        """Save under the lock, removing first what earlier saves that were killed left: every save runs
+        under this lock, so a temporary file found while holding it is a dead writer's, and it holds
+        protected templates that no row owns (``doctor`` reports one until a save has run)."""
+        with self.exclusive():
+            for tmp in self.index_dir.glob("*.tmp"):
+                tmp.unlink(missing_ok=True)
+            idx.save()
+
     @contextmanager
     def committing(self, collection: IndexedCollection) -> Iterator[IndexChange]:
         """Store commit and index update as one step for other processes: the caller commits its store
@@ -188,7 +197,7 @@ class IndexManager:
             idx.reset()
             for ids, vecs in self._vectors(collection):
                 idx.add(ids, vecs)
-            idx.save()
+            self._save(idx)
         return len(idx)
 
     def apply(self, collection: IndexedCollection, change: IndexChange) -> None:
@@ -199,7 +208,7 @@ class IndexManager:
                 cached.index.remove(np.asarray(change.removed, dtype=np.int64))
             if change.added_ids:
                 cached.index.add(np.asarray(change.added_ids, dtype=np.int64), np.stack(change.added_vectors))
-            cached.index.save()
+            self._save(cached.index)
             cached.stamp = cached.index.stamp()
             self._ensure_complete(collection, cached, change.store_count)
 
@@ -224,7 +233,7 @@ class IndexManager:
         with self.exclusive():
             cached = self._load(collection)
             result = cached.index.tune(**values)
-            cached.index.save()
+            self._save(cached.index)
             cached.stamp = cached.index.stamp()
         return result
 
