@@ -1,20 +1,28 @@
-"""Detection quality of the default pack's detector (dlib HOG + 5 landmarks) on shared real data.
+"""Face detectors on the shared FDDB folds, LFW and dlib_faces/testing.xml (issue 12, item 1).
 
-Two figures (issue 3, section 3):
+Per detector (names below), on FDDB folds 1-5 (1,408 images, 2,532 faces, each face's ellipse taken as
+its axis-aligned box):
 
-1. LFW: the share of the shared deep-funneled LFW images (6,922) in which the detector finds at least one
-   face. Target >= 98%.
-2. dlib_faces/testing.xml (PASCAL VOC photos, 25 labelled boxes): the share of labelled boxes matched by a
-   detection at IoU >= 0.5 (greedy one-to-one matching, highest IoU first) and the number of detections
-   that match no labelled box ("false detections"). Targets >= 90% and <= 2. ``dogs.jpg`` (no human face)
-   is reported separately as a negative image.
+- recall at IoU 0.5 and 0.3 and false detections, at the detector's operating threshold; matching is
+  one-to-one, greedy by IoU (``bench/detection_match.py`` states the rule); a detection is false when it
+  is matched to no face at IoU 0.3 (a second detection of a matched face is false too);
+- the discrete ROC: detections of all images pooled and ranked by score, the true-positive rate at 50,
+  100, 500 and 1000 false detections (IoU 0.3, and 0.5 in the JSON);
+- recall of faces under 40 px (box width) at the operating threshold;
+- ms per image (``detect`` only, decode excluded) on one thread and on two (ONNX detectors: two
+  onnxruntime intra-op threads in one process; dlib: two worker processes), with the CPU share other
+  processes took meanwhile (figures under load are provisional);
+- LFW deep-funneled: share of images with a face; testing.xml: boxes found at IoU 0.5, false detections.
 
-Images are decoded with ``facevault.imaging.load_image`` exactly as enrollment does. Settings other than
-the default can be measured with ``--upsample-below`` / ``--adjust-threshold`` / ``--upsample`` (the
-latter forces a fixed number of pyramid upsamplings, which ``DlibHogDetector`` itself does not offer),
-and ``--sweep`` measures a small grid of settings on testing.xml (seconds) before the LFW run.
+Detectors: hog (the search path today: DlibHogDetector defaults, one upsample below 1000 px), hog-up0,
+hog-up2, yunet (2023mar, fixed 640), yunet-dyn, scrfd-500m, scrfd-2.5g (model files from
+FACEVAULT_TEST_MODELS, default ../shared/models), mmod (facevault.models.dlib.mmod, when present) and
+default (the registry's default pack's detector). A missing one is skipped with its reason.
 
-    .venv/bin/python -m bench.detection [--data ../shared/data] [--workers 2] [--sweep] [--limit N]
+    nice -n 10 .venv/bin/python -m bench.detection --detectors hog,yunet [--score-threshold T] [--limit N]
+
+Results are merged into bench/results/detection-fddb.json (one entry per detector and threshold) and the
+Markdown table of every entry is printed. The HOG-settings bench of issue 3 is ``bench.detection_hog``.
 """
 
 from __future__ import annotations
@@ -23,282 +31,124 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from bench.detection_detectors import KINDS, Choice, Unavailable, threshold_of, with_threshold
+from bench.detection_fddb import (
+    fddb_figures,
+    lfw_figures,
+    lfw_paths,
+    read_fddb,
+    testing_xml_figures,
+    testing_xml_paths,
+)
+from bench.detection_hog import UpsampleOnMissHog
+from bench.detection_report import table, targets
+from bench.detection_runs import detect_all, timed
 
-from facevault import imaging
-from facevault.models.base import DetectedFace, box_iou
-from facevault.models.dlib.models import DlibHogDetector
+__all__ = ["UpsampleOnMissHog", "main"]  # bench.ingest imports UpsampleOnMissHog from here
 
-Box = tuple[float, float, float, float]
-
-
-class FixedUpsampleHog(DlibHogDetector):
-    """DlibHogDetector with a fixed number of pyramid upsamplings (bench only)."""
-
-    def __init__(self, upsample: int, adjust_threshold: float = 0.0) -> None:
-        super().__init__(adjust_threshold=adjust_threshold)
-        self.upsample = upsample
-
-    def _upsample_count(self, pixels: np.ndarray) -> int:
-        return self.upsample
+RULE = (
+    "greedy one-to-one matching by IoU (highest pair first) of detections to ellipse boxes; a face is found "
+    "when matched; a detection is false when matched to no face at IoU 0.3; ROC: detections pooled over "
+    "images, ranked by score, the matching redone at every threshold, TPR at N false = best recall with "
+    "at most N false detections"
+)
 
 
-class UpsampleOnMissHog(DlibHogDetector):
-    """Scan the image at its own scale first and upsample once only when that finds no face (and the
-    image is no larger than ``upsample_below``): about 4x less HOG work on images whose faces are
-    >= 80 px, at the cost of faces under 80 px in an image that also holds a larger one.
-
-    With ``portrait_fraction`` > 0, the upsampled scan is also run when the largest face found is
-    smaller than that fraction of the image's longer side (a group or street photo, where small faces
-    are likely), and skipped only for portrait-like images. A proposed change to
-    ``DlibHogDetector.detect`` (see docs/BENCH-MODELS.md)."""
-
-    _force: int | None = None
-
-    def __init__(self, *args: Any, portrait_fraction: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.portrait_fraction = portrait_fraction
-
-    def _upsample_count(self, pixels: np.ndarray) -> int:
-        return self._force if self._force is not None else super()._upsample_count(pixels)
-
-    def detect(self, pixels: np.ndarray) -> list[DetectedFace]:
-        self._force = 0
+def _resolve(name: str, override: float | None) -> tuple[float | None, float | None]:
+    """(operating threshold, ROC collection floor) of a detector; raises Unavailable."""
+    kind = KINDS.get(name)
+    if kind is None:
+        raise Unavailable(f"unknown detector; known: {', '.join(KINDS)}")
+    base = kind.make()
+    own = threshold_of(base)
+    if override is not None:
         try:
-            faces = super().detect(pixels)
-        finally:
-            self._force = None
-        if self._upsample_count(pixels) == 0:
-            return faces
-        if faces and max(f.height for f in faces) >= self.portrait_fraction * max(pixels.shape[:2]):
-            return faces
-        return super().detect(pixels)
+            with_threshold(base, override)
+        except ValueError as exc:
+            raise Unavailable(f"--score-threshold not supported: {exc}") from exc
+    operating = override if override is not None else own
+    if operating is None or kind.floor is None:
+        return operating, None
+    return operating, min(kind.floor, operating)
 
 
-@dataclass(frozen=True)
-class DetectorSetting:
-    upsample_below: int = 1000
-    adjust_threshold: float = 0.0
-    upsample: int | None = None  # None: DlibHogDetector's own rule (1 if the image is small enough)
-    on_miss: bool = False  # upsample only when the image's own scale finds nothing
-    portrait_fraction: float = 0.0  # with on_miss: also upsample unless a face is this large
-
-    def build(self) -> DlibHogDetector:
-        if self.upsample is not None:
-            return FixedUpsampleHog(self.upsample, self.adjust_threshold)
-        if self.on_miss:
-            return UpsampleOnMissHog(
-                upsample_below=self.upsample_below,
-                adjust_threshold=self.adjust_threshold,
-                portrait_fraction=self.portrait_fraction,
-            )
-        return DlibHogDetector(upsample_below=self.upsample_below, adjust_threshold=self.adjust_threshold)
-
-    def label(self) -> str:
-        if self.upsample is not None:
-            up = f"upsample={self.upsample}"
-        else:
-            up = f"upsample_below={self.upsample_below}"
-            if self.on_miss:
-                up += " on miss only"
-                if self.portrait_fraction:
-                    up += f" or when faces < {self.portrait_fraction:g} x image side"
-        return f"{up}, adjust_threshold={self.adjust_threshold:g}"
-
-
-def match(truth: Sequence[Box], found: Sequence[Box], min_iou: float = 0.5) -> tuple[int, int, list[float]]:
-    """(matched truth boxes, unmatched detections, IoUs of the matches): greedy, highest IoU first."""
-    pairs = sorted(
-        ((box_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True
-    )
-    used_t: set[int] = set()
-    used_f: set[int] = set()
-    ious = []
-    for v, i, j in pairs:
-        if v < min_iou:
-            break
-        if i in used_t or j in used_f:
-            continue
-        used_t.add(i)
-        used_f.add(j)
-        ious.append(v)
-    return len(used_t), len(found) - len(used_f), ious
-
-
-def read_imglab(path: Path) -> dict[str, list[Box]]:
-    """dlib imglab XML -> {file: [(x1, y1, x2, y2)]}; boxes marked ignore='1' are dropped."""
-    out: dict[str, list[Box]] = {}
-    for image in ET.parse(path).getroot().iter("image"):
-        boxes = []
-        for b in image.iter("box"):
-            if b.get("ignore") == "1":
-                continue
-            x, y = float(b.get("left", 0)), float(b.get("top", 0))
-            w, h = float(b.get("width", 0)), float(b.get("height", 0))
-            boxes.append((x, y, x + w, y + h))
-        out[image.get("file", "")] = boxes
-    return out
-
-
-_worker: dict[str, Any] = {}
-
-
-def _init(setting: DetectorSetting) -> None:
-    _worker["det"] = setting.build()
-
-
-def _count_faces(path: str) -> tuple[str, int, float]:
-    det: DlibHogDetector = _worker["det"]
-    pixels = imaging.load_image(path).pixels
-    t = time.perf_counter()
-    n = len(det.detect(pixels))
-    return path, n, time.perf_counter() - t
-
-
-def lfw_yield(paths: list[str], setting: DetectorSetting, workers: int) -> dict[str, Any]:
+def run_one(name: str, args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    operating, floor = _resolve(name, args.score_threshold)
+    op_choice = Choice(name, args.score_threshold)
+    items = read_fddb(data / "fddb", args.limit)
+    paths, truth = [p for p, _ in items], [t for _, t in items]
     t0 = time.perf_counter()
-    if workers <= 1:
-        _init(setting)
-        results = [_count_faces(p) for p in paths]
-    else:
-        with ProcessPoolExecutor(workers, initializer=_init, initargs=(setting,)) as pool:
-            results = list(pool.map(_count_faces, paths, chunksize=16))
-    wall = time.perf_counter() - t0
-    counts = np.array([n for _, n, _ in results])
-    secs = np.array([s for _, _, s in results])
-    missed = [os.path.relpath(p, Path(paths[0]).parent.parent) for p, n, _ in results if n == 0]
-    return {
-        "setting": setting.label(),
-        "images": len(paths),
-        "with_face": int((counts > 0).sum()),
-        "share_with_face": float((counts > 0).mean()),
-        "with_several_faces": int((counts > 1).sum()),
-        "detect_ms_mean": float(secs.mean() * 1000),
-        "wall_s": round(wall, 1),
-        "missed": missed,
+    dets = detect_all(Choice(name, floor if floor is not None else args.score_threshold), paths, args.workers)
+    low = float("-inf") if operating is None else operating
+    result: dict[str, Any] = {
+        "detector": name,
+        "description": KINDS[name].description,
+        "licence": KINDS[name].licence,
+        "operating_threshold": operating,
+        "roc_floor": floor,
+        "fddb": fddb_figures(truth, dets, low),
+        "fddb_pass_wall_s": round(time.perf_counter() - t0, 1),
     }
+    print(f"  {name}: FDDB detections collected ({result['fddb_pass_wall_s']} s)", file=sys.stderr)
+    timing_paths = paths[: args.timing_limit] if args.timing_limit else paths
+    result["timing"] = {str(n): timed(op_choice, timing_paths, n) for n in (1, 2)}
+    print(f"  {name}: timed", file=sys.stderr)
+    if not args.skip_lfw:
+        lfw = lfw_paths(data, args.limit, args.lfw_every)
+        result["lfw"] = {
+            **lfw_figures(lfw, detect_all(op_choice, lfw, args.workers), low),
+            "every": args.lfw_every,
+        }
+        print(f"  {name}: LFW done", file=sys.stderr)
+    xml_paths, xml_truth = testing_xml_paths(data / "dlib_faces")
+    result["testing_xml"] = testing_xml_figures(
+        xml_paths, xml_truth, detect_all(op_choice, xml_paths, 1), low
+    )
+    return result
 
 
-def voc_boxes(folder: Path, setting: DetectorSetting, min_iou: float = 0.5) -> dict[str, Any]:
-    truth = read_imglab(folder / "testing.xml")
-    det = setting.build()
-    per_image = []
-    total = found = false = 0
-    all_ious: list[float] = []
-    for name, boxes in truth.items():
-        pixels = imaging.load_image(folder / name).pixels
-        faces = det.detect(pixels)
-        m, f, ious = match(boxes, [fc.box for fc in faces], min_iou)
-        total, found, false = total + len(boxes), found + m, false + f
-        all_ious += ious
-        per_image.append(
-            {"image": name, "boxes": len(boxes), "found": m, "false": f, "detections": len(faces)}
-        )
-    negatives = {}
-    dogs = folder / "dogs.jpg"
-    if dogs.exists():
-        negatives["dogs.jpg"] = len(det.detect(imaging.load_image(dogs).pixels))
-    return {
-        "setting": setting.label(),
-        "boxes": total,
-        "found": found,
-        "recall": found / total if total else 0.0,
-        "false_detections": false,
-        "mean_iou_of_matches": float(np.mean(all_ious)) if all_ious else 0.0,
-        "per_image": per_image,
-        "negative_images": negatives,
-    }
-
-
-def lfw_paths(data: Path, limit: int | None) -> list[str]:
-    root = data / "lfw" / "lfw-deepfunneled"
-    paths = sorted(str(p) for p in root.glob("*/*.jpg"))
-    return paths[:limit] if limit else paths
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detectors", default="hog", help=f"comma-separated: {','.join(KINDS)}")
     ap.add_argument("--data", default=os.environ.get("FACEVAULT_TEST_DATA", "../shared/data"))
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--limit", type=int, default=None, help="only the first N LFW images (smoke runs)")
-    ap.add_argument("--upsample-below", type=int, default=1000)
-    ap.add_argument("--adjust-threshold", type=float, default=0.0)
-    ap.add_argument("--upsample", type=int, default=None, help="force this many upsamplings")
-    ap.add_argument("--upsample-on-miss", action="store_true", help="upsample only when nothing is found")
-    ap.add_argument(
-        "--portrait-fraction",
-        type=float,
-        default=0.0,
-        help="with --upsample-on-miss: also upsample unless a face found is this fraction of the image side",
-    )
-    ap.add_argument("--sweep", action="store_true", help="also try a grid of settings on testing.xml")
+    ap.add_argument("--score-threshold", type=float, default=None, help="operating threshold override")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N FDDB (and LFW) images")
+    ap.add_argument("--timing-limit", type=int, default=None, help="time on the first N FDDB images only")
+    ap.add_argument("--lfw-every", type=int, default=1, help="every K-th LFW image only")
     ap.add_argument("--skip-lfw", action="store_true")
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
+    ap.add_argument("--workers", type=int, default=2, help="processes for the untimed passes")
+    ap.add_argument("--out", default="bench/results/detection-fddb.json")
+    args = ap.parse_args(argv)
     data = Path(args.data)
-    setting = DetectorSetting(
-        args.upsample_below,
-        args.adjust_threshold,
-        args.upsample,
-        args.upsample_on_miss,
-        args.portrait_fraction,
+    out = Path(args.out)
+    doc: dict[str, Any] = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    doc.setdefault("results", {})
+    doc.update(
+        bench="detection-fddb",
+        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        matching=RULE,
     )
-
-    voc = voc_boxes(data / "dlib_faces", setting)
-    sweep = []
-    if args.sweep:
-        for up in (1, 2):
-            for adj in (-0.5, -0.25, 0.0, 0.25):
-                sweep.append(
-                    voc_boxes(data / "dlib_faces", DetectorSetting(adjust_threshold=adj, upsample=up))
-                )
-    lfw = None if args.skip_lfw else lfw_yield(lfw_paths(data, args.limit), setting, args.workers)
-
-    print(f"detector: dlib HOG frontal + 5-point landmarks ({setting.label()})")
-    print(f"{'set':<34}{'figure':>22}{'target':>12}")
-    if lfw:
-        print(
-            f"{'LFW deep-funneled images':<34}"
-            f"{lfw['with_face']:>6}/{lfw['images']} = {100 * lfw['share_with_face']:6.2f}%{'>= 98%':>12}"
-        )
-    print(
-        f"{'testing.xml boxes at IoU>=0.5':<34}"
-        f"{voc['found']:>8}/{voc['boxes']} = {100 * voc['recall']:6.2f}%{'>= 90%':>12}"
-    )
-    print(f"{'testing.xml false detections':<34}{voc['false_detections']:>22}{'<= 2':>12}")
-    print(f"{'dogs.jpg detections (negative)':<34}{voc['negative_images'].get('dogs.jpg', '-')!s:>22}")
-    if lfw:
-        print(
-            f"LFW: {lfw['detect_ms_mean']:.1f} ms/image detect, "
-            f"{lfw['wall_s']} s wall on {args.workers} workers"
-        )
-    if sweep:
-        print("\ntesting.xml sweep")
-        print(f"{'setting':<40}{'found':>10}{'false':>8}{'dogs':>6}")
-        for s in sweep:
-            print(
-                f"{s['setting']:<40}{s['found']:>5}/{s['boxes']:<4}{s['false_detections']:>8}"
-                f"{s['negative_images'].get('dogs.jpg', '-')!s:>6}"
-            )
-    result = {
-        "bench": "detection",
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "setting": setting.label(),
-        "lfw": lfw,
-        "testing_xml": voc,
-        "sweep": sweep,
-    }
-    out = Path(args.out or "bench/results/detection.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    for name in [n.strip() for n in args.detectors.split(",") if n.strip()]:
+        key = name if args.score_threshold is None else f"{name}@{args.score_threshold:g}"
+        print(f"{key} ...", file=sys.stderr)
+        try:
+            result = run_one(name, args, data)
+        except Unavailable as exc:
+            print(f"  skipped {name}: {exc}", file=sys.stderr)
+            continue
+        result["limit"] = args.limit
+        result["measured"] = time.strftime("%Y-%m-%d %H:%M")
+        doc["results"][key] = result
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(table(doc["results"]))
+    print()
+    print(targets(doc["results"]))
     print(f"\nwrote {out}")
 
 
