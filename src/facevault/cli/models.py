@@ -9,6 +9,10 @@ Where packs live: ``--models-dir``, else ``$FACEVAULT_MODELS``, else ``<vault ho
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -195,12 +199,15 @@ def info(
             typer.echo(f"  file        {f}  sha256 {digest}")
         return
     typer.echo(f"  folder      {res['folder']}")
-    det, rec = res["detector"], res["recognizer"]
+    det, rec = res["detector"], res.get("recognizer")
     typer.echo(f"  detector    {det['kind']} {det['file']} input {det['input_size']} {det['color']}")
-    typer.echo(
-        f"  recognizer  {rec['kind']} {rec['file']} input {rec['input_size']} {rec['color']} "
-        f"mean {rec['mean']} std {rec['std']} -> {rec['embedding_dim']}-d"
-    )
+    if rec is None:
+        typer.echo("  recognizer  none (a detector-only pack: it gives faces to another pack's recognizer)")
+    else:
+        typer.echo(
+            f"  recognizer  {rec['kind']} {rec['file']} input {rec['input_size']} {rec['color']} "
+            f"mean {rec['mean']} std {rec['std']} -> {rec['embedding_dim']}-d"
+        )
     typer.echo(f"  license     {res['license']['id']} {res['license'].get('url', '')}")
     if res["license_record"]:
         rec_l = res["license_record"]
@@ -221,11 +228,17 @@ def fetch(
             help="Expected digest: HEX for a single-file pack, or FILE=HEX (repeat) for each download.",
         ),
     ] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Download from this mirror instead.")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Download a single-download pack from this URL instead.")
+    ] = None,
     models_dir: DirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Download a pack, verify its SHA-256 and install it."""
+    """Download a pack, verify its SHA-256 and install it.
+
+    An interrupted download resumes where it stopped when the command is run again. Air-gapped
+    sites: set FACEVAULT_MODELS_MIRROR to a base URL (http:, https: or file:) that holds every
+    download under its file name; the pinned digests still apply."""
 
     def action() -> dict[str, Any]:
         digests: dict[str, str] = {}
@@ -236,8 +249,37 @@ def fetch(
             name, _root(models_dir), accept_license=accept_license, sha256=digests, url=url
         )
 
-    res = _run(as_json, action)
+    with _progress_on_stderr(enabled=not as_json and sys.stderr.isatty()):
+        res = _run(as_json, action)
     if as_json:
         _print_json(res)
     else:
         typer.echo(f"fetched and installed {res['name']} {res['version']} in {res['folder']}")
+
+
+class _ProgressLine(logging.Handler):
+    """Renders the download progress records (logger ``facevault.models.fetch``) as one line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        done, total = getattr(record, "done", None), getattr(record, "total", None)
+        end = "\n" if total is not None and done is not None and done >= total else ""
+        sys.stderr.write(f"\r{record.getMessage()}\x1b[K{end}")
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _progress_on_stderr(*, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    log = logging.getLogger("facevault.models.fetch")
+    handler, level, propagate = _ProgressLine(), log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate

@@ -5,6 +5,10 @@ Importing this package loads no model and no ONNX Runtime. It knows nothing of t
 registry reads the manifests (``installed_packs``) and registers one lazy factory per pack
 (``load_pack``), plus the pack's score calibration (``pack_calibration``); the factory re-checks every
 file's SHA-256 and the license acceptance before the networks are loaded.
+
+Detectors for other packs' recognizers: ``installed_detectors(root)`` lists every installed detector
+(detector-only packs such as ``yunet`` from ``models fetch yunet``, and the detectors of full packs) and
+``load_detector(name, root)`` gives one as a ``Detector`` (see ``detectors``).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from pathlib import Path
 
 from ...errors import ConfigError, IntegrityError, ModelError
 from ..base import ModelPack
+from .detectors import InstalledDetector, build_detector, installed_detectors, load_detector
+from .fetch import fetch_pack
 from .install import (
     InstalledPack,
-    fetch_pack,
     get_installed,
     install_pack,
     installed_packs,
@@ -27,13 +32,17 @@ from .manifest import MANIFEST_NAME, PackManifest, load_manifest, parse_manifest
 
 __all__ = [
     "MANIFEST_NAME",
+    "InstalledDetector",
     "InstalledPack",
     "PackManifest",
+    "build_detector",
     "build_pack",
     "fetch_pack",
     "get_installed",
     "install_pack",
+    "installed_detectors",
     "installed_packs",
+    "load_detector",
     "load_manifest",
     "load_pack",
     "models_dir",
@@ -46,19 +55,15 @@ __all__ = [
 
 def build_pack(manifest: PackManifest, folder: Path, threads: int | None = None) -> ModelPack:
     """The ModelPack a manifest describes (networks load lazily, on first use)."""
-    from ..base import Detector
     from .arcface import ArcFaceEmbedder
-    from .scrfd import ScrfdDetector
-    from .yunet import YunetDetector
 
     det_spec, rec_spec = manifest.detector, manifest.recognizer
-    detector: Detector
-    if det_spec.kind == "scrfd":
-        detector = ScrfdDetector(folder / det_spec.file, det_spec, threads)
-    elif det_spec.kind == "yunet":
-        detector = YunetDetector(folder / det_spec.file, det_spec, threads)
-    else:  # pragma: no cover - the manifest parser refuses other kinds
-        raise ModelError(f"unknown detector kind {det_spec.kind!r}")
+    if manifest.detector_only:
+        raise ModelError(
+            f"{manifest.name!r} is a detector-only pack: it makes no vectors (use it as the detector of "
+            "another pack)"
+        )
+    detector = build_detector(det_spec, folder, threads)
     embedder = ArcFaceEmbedder(manifest.model_id, folder / rec_spec.file, rec_spec, threads)
     return ModelPack(
         model_id=manifest.model_id,

@@ -5,9 +5,14 @@ Zoo ONNX files) without a ``facevault-pack.json``: the manifest is written from 
 SHA-256 of the files actually installed. ``facevault models fetch NAME`` downloads the files from the
 URLs below and refuses them unless their SHA-256 matches a pinned digest or one given with ``--sha256``.
 
-Digests are not pinned here because they could not be checked from the machine this was written on
-(no access to the download hosts); pass the digest you obtained from a source you trust. When a digest
-has been checked, put it in ``Download.sha256``.
+Pinned digests are those of files checked byte for byte against their publishers' (the YuNet 2023mar
+digest is also the Git LFS object id OpenCV Zoo publishes for it; the SCRFD detector digests are the
+ones InsightFace's buffalo_s/buffalo_sc and buffalo_m zips hold). A zip download whose own digest is not
+pinned may still pin the files inside it (``Download.members``): those files are checked, and only
+they are installed. Where nothing is pinned, pass the digest you obtained from a source you trust.
+
+Detector-only entries (``recognizer`` None: ``yunet``, ``scrfd-500m``, ``scrfd-2.5g``) give boxes and
+landmarks to another pack's recognizer (``packs.detectors``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,17 @@ OPENCV_ZOO_LICENSE = {
     ),
 }
 
+YUNET_LICENSE = {
+    "id": "MIT",
+    "commercial_use": True,
+    "url": "https://github.com/opencv/opencv_zoo/blob/main/models/face_detection_yunet/LICENSE",
+    "text": "YuNet (face_detection_yunet, OpenCV Zoo, Shiqi Yu) is distributed under the MIT License.",
+}
+
+YUNET_2023MAR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+SCRFD_500M_SHA256 = "5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a"
+SCRFD_2_5G_SHA256 = "041f73f47371333d1d17a6fee6c8ab4e6aecabefe398ff32cca4e2d5eaee0af9"
+
 _RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
 _ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
 
@@ -45,7 +61,9 @@ _ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
 class Download:
     url: str
     filename: str  # what the download is saved as
-    sha256: str | None = None  # pinned digest; None = the user must give one
+    sha256: str | None = None  # pinned digest; None = the user must give one (unless members pins)
+    # Pinned digests of files inside a zip download; with no download digest, only these are installed.
+    members: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,7 @@ class CatalogEntry:
     version: str
     description: str
     detector: dict[str, Any]
-    recognizer: dict[str, Any]
+    recognizer: dict[str, Any] | None  # None: a detector-only pack
     license: dict[str, Any]
     downloads: tuple[Download, ...]
     # Files of the original distribution that facevault does not install (never used: e.g. InsightFace's
@@ -62,21 +80,37 @@ class CatalogEntry:
     ignored: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def detector_only(self) -> bool:
+        return self.recognizer is None
+
+    @property
+    def required_files(self) -> set[str]:
+        """The files the pack installs."""
+        return {self.detector["file"]} | ({self.recognizer["file"]} if self.recognizer else set())
+
+    @property
     def source_url(self) -> str:
         return self.downloads[0].url if len(self.downloads) == 1 else ", ".join(d.url for d in self.downloads)
 
     def manifest_data(self, files: dict[str, str]) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format": 1,
             "name": self.name,
             "version": self.version,
             "description": self.description,
             "detector": dict(self.detector),
-            "recognizer": dict(self.recognizer),
             "license": dict(self.license),
             "source_url": self.source_url,
             "files": files,
         }
+        if self.recognizer is not None:
+            data["recognizer"] = dict(self.recognizer)
+        return data
+
+
+_SCRFD = {"kind": "scrfd", "input_size": [640, 640], "mean": 127.5, "std": 128.0}
+_YUNET = {"kind": "yunet", "input_size": [640, 640], "score_threshold": 0.6, "nms_threshold": 0.3}
+_PINNED_DETECTORS = {"det_500m.onnx": SCRFD_500M_SHA256, "det_2.5g.onnx": SCRFD_2_5G_SHA256}
 
 
 def _insightface(name: str, det: str, rec: str, desc: str, ignored: tuple[str, ...]) -> CatalogEntry:
@@ -84,7 +118,7 @@ def _insightface(name: str, det: str, rec: str, desc: str, ignored: tuple[str, .
         name=name,
         version="0.7",
         description=desc,
-        detector={"kind": "scrfd", "file": det, "input_size": [640, 640], "mean": 127.5, "std": 128.0},
+        detector={**_SCRFD, "file": det},
         recognizer={
             "kind": "arcface",
             "file": rec,
@@ -94,8 +128,29 @@ def _insightface(name: str, det: str, rec: str, desc: str, ignored: tuple[str, .
             "std": [127.5, 127.5, 127.5],
         },
         license=INSIGHTFACE_LICENSE,
-        downloads=(Download(f"{_RELEASE}/{name}.zip", f"{name}.zip"),),
+        downloads=(
+            Download(
+                f"{_RELEASE}/{name}.zip",
+                f"{name}.zip",
+                members={det: _PINNED_DETECTORS[det]} if det in _PINNED_DETECTORS else {},
+            ),
+        ),
         ignored=ignored,
+    )
+
+
+def _scrfd_only(name: str, det: str, release: str, desc: str) -> CatalogEntry:
+    """An SCRFD detector from an InsightFace release zip: only the (pinned) detector is installed."""
+    return CatalogEntry(
+        name=name,
+        version="0.7",
+        description=desc,
+        detector={**_SCRFD, "file": det},
+        recognizer=None,
+        license=INSIGHTFACE_LICENSE,
+        downloads=(
+            Download(f"{_RELEASE}/{release}.zip", f"{release}.zip", members={det: _PINNED_DETECTORS[det]}),
+        ),
     )
 
 
@@ -134,13 +189,7 @@ CATALOG: dict[str, CatalogEntry] = {
             name="opencv-sface",
             version="2021dec+2023mar",
             description="OpenCV Zoo: YuNet detector (2023mar), SFace recognizer (2021dec), 128-d",
-            detector={
-                "kind": "yunet",
-                "file": "face_detection_yunet_2023mar.onnx",
-                "input_size": [640, 640],
-                "score_threshold": 0.6,
-                "nms_threshold": 0.3,
-            },
+            detector={**_YUNET, "file": "face_detection_yunet_2023mar.onnx"},
             recognizer={
                 "kind": "sface",
                 "file": "face_recognition_sface_2021dec.onnx",
@@ -154,6 +203,7 @@ CATALOG: dict[str, CatalogEntry] = {
                 Download(
                     f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx",
                     "face_detection_yunet_2023mar.onnx",
+                    sha256=YUNET_2023MAR_SHA256,
                 ),
                 Download(
                     f"{_ZOO}/face_recognition_sface/face_recognition_sface_2021dec.onnx",
@@ -161,12 +211,45 @@ CATALOG: dict[str, CatalogEntry] = {
                 ),
             ),
         ),
+        CatalogEntry(
+            name="yunet",
+            version="2023mar",
+            description="OpenCV Zoo YuNet 2023mar face detector (5 landmarks), detector only, 232 KB",
+            detector={**_YUNET, "file": "face_detection_yunet_2023mar.onnx"},
+            recognizer=None,
+            license=YUNET_LICENSE,
+            downloads=(
+                Download(
+                    f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+                    "face_detection_yunet_2023mar.onnx",
+                    sha256=YUNET_2023MAR_SHA256,
+                ),
+            ),
+        ),
+        _scrfd_only(
+            "scrfd-500m",
+            "det_500m.onnx",
+            "buffalo_sc",
+            "InsightFace SCRFD-500MF face detector (5 landmarks, from buffalo_sc), detector only",
+        ),
+        _scrfd_only(
+            "scrfd-2.5g",
+            "det_2.5g.onnx",
+            "buffalo_m",
+            "InsightFace SCRFD-2.5GF face detector (5 landmarks, from buffalo_m), detector only",
+        ),
     )
 }
 
 
+def layout_rank(entry: CatalogEntry, filenames: set[str]) -> tuple[int, int]:
+    """How well a folder's files fit an entry (higher is better): the files it installs, then its
+    ignored files that are present too."""
+    return len(entry.required_files), len(set(entry.ignored) & filenames)
+
+
 def recognise_layout(filenames: set[str]) -> list[CatalogEntry]:
-    """Catalog entries whose detector and recognizer files are both present (most specific first:
-    an entry whose ignored files are present too ranks higher)."""
-    hits = [e for e in CATALOG.values() if {e.detector["file"], e.recognizer["file"]} <= filenames]
-    return sorted(hits, key=lambda e: -len(set(e.ignored) & filenames))
+    """Catalog entries whose files are all present, most specific first (a full pack before a
+    detector-only one; an entry whose ignored files are present too before one whose are not)."""
+    hits = [e for e in CATALOG.values() if e.required_files <= filenames]
+    return sorted(hits, key=lambda e: tuple(-v for v in layout_rank(e, filenames)))

@@ -1,4 +1,4 @@
-"""Install, verify and fetch model packs.
+"""Install and verify model packs (``fetch`` downloads them, then installs them here).
 
 Installed packs live in ``models_dir()``: ``$FACEVAULT_MODELS`` if set, else ``$FACEVAULT_HOME/models``
 (``./facevault-data/models`` by default), one folder per pack named after it, holding the manifest and
@@ -8,6 +8,8 @@ and a pack without it is refused at load.
 
 A pack name is a promise about its weights: collections store the name with every vector, so an
 installed name is never re-used for a different recognizer file (install refuses; use a new name).
+Detector-only packs (no recognizer) live in the same folder and namespace; ``installed_packs`` leaves
+them out (they are no model), ``packs.detectors`` lists and loads them.
 """
 
 from __future__ import annotations
@@ -17,16 +19,15 @@ import json
 import os
 import shutil
 import tempfile
-import urllib.request
 import zipfile
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ...config import login_name, models_dir_setting
 from ...errors import ConfigError, ConflictError, IntegrityError, NotFoundError
-from .catalog import CATALOG, CatalogEntry, recognise_layout
+from .catalog import CATALOG, CatalogEntry, layout_rank, recognise_layout
 from .manifest import MANIFEST_NAME, PackManifest, check_files, load_manifest, parse_manifest, sha256_file
 
 LICENSE_RECORD = "LICENSE-ACCEPTED.json"
@@ -52,7 +53,9 @@ class InstalledPack:
         return json.loads(p.read_text(encoding="utf-8"))
 
 
-def installed_packs(root: Path | None = None) -> list[InstalledPack]:
+def installed_packs(root: Path | None = None, *, detector_only: bool = False) -> list[InstalledPack]:
+    """The intact-looking packs of ``root`` (manifest readable, named after its folder): the full packs
+    (models), or with ``detector_only`` the detector-only ones."""
     root = root or models_dir()
     if not root.is_dir():
         return []
@@ -64,7 +67,7 @@ def installed_packs(root: Path | None = None) -> list[InstalledPack]:
             manifest = load_manifest(folder)
         except ConfigError:
             continue  # reported by verify
-        if manifest.name == folder.name:
+        if manifest.name == folder.name and manifest.detector_only == detector_only:
             out.append(InstalledPack(manifest.name, folder, manifest))
     return out
 
@@ -158,7 +161,7 @@ def _manifest_for(root: Path, name: str | None) -> PackManifest:
     entries: list[CatalogEntry]
     if name:
         entry = CATALOG.get(name)
-        entries = [entry] if entry and {entry.detector["file"], entry.recognizer["file"]} <= present else []
+        entries = [entry] if entry and entry.required_files <= present else []
     else:
         entries = recognise_layout(present)
     if not entries:
@@ -166,10 +169,10 @@ def _manifest_for(root: Path, name: str | None) -> PackManifest:
             f"{root}: no {MANIFEST_NAME} and not a known pack layout "
             f"(known: {', '.join(sorted(CATALOG))}); see docs/MODELS.md for the manifest format"
         )
-    if len(entries) > 1 and len(set(entries[0].ignored) & present) == len(set(entries[1].ignored) & present):
+    if len(entries) > 1 and layout_rank(entries[0], present) == layout_rank(entries[1], present):
         raise ConfigError(f"{root}: could be {' or '.join(e.name for e in entries)}; pass the name")
     entry = entries[0]
-    files = {f: sha256_file(root / f) for f in (entry.detector["file"], entry.recognizer["file"])}
+    files = {f: sha256_file(root / f) for f in sorted(entry.required_files)}
     return parse_manifest(entry.manifest_data(files))
 
 
@@ -240,6 +243,14 @@ def _check_replacement(dest: Path, new: PackManifest) -> None:
         old = load_manifest(dest)
     except ConfigError:
         return  # a broken install may be replaced
+    if old.detector_only and new.detector_only:
+        return  # no vector was made with a detector: new weights may replace the old
+    if old.detector_only or new.detector_only:
+        raise ConflictError(
+            f"a {'detector-only ' if old.detector_only else ''}pack named {new.name!r} is already installed; "
+            "give the new pack another name",
+            code="pack_name_taken",
+        )
     old_rec = old.files.get(old.recognizer.file)
     new_rec = new.files.get(new.recognizer.file)
     if old_rec != new_rec or old.recognizer.embedding_dim != new.recognizer.embedding_dim:
@@ -248,79 +259,3 @@ def _check_replacement(dest: Path, new: PackManifest) -> None:
             "vectors of the two could never be compared, so give the new pack another name",
             code="pack_name_taken",
         )
-
-
-# ---- fetch -------------------------------------------------------------------------------------------
-def _download(url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None) -> str:
-    """Stream ``url`` to ``dest``; returns the SHA-256 of what was written."""
-    h = hashlib.sha256()
-    req = urllib.request.Request(url, headers={"User-Agent": "facevault-models-fetch"})
-    with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as fh:
-        total_raw = resp.headers.get("Content-Length")
-        total = int(total_raw) if total_raw and total_raw.isdigit() else None
-        done = 0
-        while block := resp.read(1 << 20):
-            fh.write(block)
-            h.update(block)
-            done += len(block)
-            if progress:
-                progress(done, total)
-    return h.hexdigest()
-
-
-def fetch_pack(
-    name: str,
-    *,
-    accept_license: bool = False,
-    sha256: dict[str, str] | None = None,
-    url: str | None = None,
-    root: Path | None = None,
-    progress: Callable[[int, int | None], None] | None = None,
-) -> InstalledPack:
-    """Download a catalog pack, check every download's SHA-256, then install it.
-
-    ``sha256`` maps download file names to digests (for entries whose digest is not pinned); ``url``
-    replaces the URL of a single-download entry (a mirror). Nothing is downloaded before the license is
-    accepted and every digest is known."""
-    entry = CATALOG.get(name)
-    if entry is None:
-        raise NotFoundError(f"no pack {name!r} in the catalog (known: {', '.join(sorted(CATALOG))})")
-    lic = entry.license
-    if not lic.get("commercial_use", False) and not accept_license:
-        raise ConfigError(
-            f"pack {name!r} is under the license {lic['id']!r} ({lic.get('url', '')}), which does not allow "
-            "commercial use. Read it, then fetch again with --accept-license.",
-            code="license_not_accepted",
-        )
-    given = {k: v.lower() for k, v in (sha256 or {}).items()}
-    if url and len(entry.downloads) != 1:
-        raise ConfigError(f"pack {name!r} has {len(entry.downloads)} downloads; --url replaces a single one")
-    plan = []
-    for d in entry.downloads:
-        want = d.sha256 or given.get(d.filename) or (given.get("") if len(entry.downloads) == 1 else None)
-        if not want:
-            raise ConfigError(
-                f"no SHA-256 is pinned for {d.filename}; give the digest you trust with "
-                f"--sha256 {d.filename}=HEX (downloads are never installed unchecked)",
-                code="checksum_required",
-            )
-        plan.append((url or d.url, d.filename, want))
-    root = root or models_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as tmp:
-        tmp_path = Path(tmp)
-        files = tmp_path / "files"
-        files.mkdir()
-        for src_url, filename, want in plan:
-            target = files / filename
-            try:
-                got = _download(src_url, target, progress)
-            except OSError as exc:
-                raise ConfigError(f"cannot download {src_url}: {exc}", code="download_failed") from exc
-            if got != want:
-                raise IntegrityError(
-                    f"{filename} from {src_url} has SHA-256 {got}, expected {want}; nothing was installed",
-                    code="checksum_mismatch",
-                )
-        source = files / plan[0][1] if len(plan) == 1 and plan[0][1].endswith(".zip") else files
-        return install_pack(source, accept_license=accept_license, name=name, root=root)

@@ -3,6 +3,14 @@
 A manifest names every file of the pack with its SHA-256, says which detector and recognizer kinds read
 them and how (input size, mean/std, colour order, embedding dimension, alignment template), and carries
 the license and the source. See docs/MODELS.md for the format.
+
+A manifest without ``recognizer`` describes a detector-only pack (``PackManifest.detector_only``): it
+gives faces and landmarks to another pack's recognizer (``packs.detectors``) and is never a model of its
+own, since no vector is made with it. Its ``recognizer`` is ``NO_RECOGNIZER`` (kind "none", 0-d), so
+code that summarises packs needs no special case.
+
+A recognizer's mean and std are per channel (one number or three), in pixel units: MobileFaceNet's x/255
+then ImageNet normalisation is mean (123.675, 116.28, 103.53), std (58.395, 57.12, 57.375).
 """
 
 from __future__ import annotations
@@ -70,6 +78,10 @@ class RecognizerSpec:
     batch_size: int = 32
 
 
+# The recognizer of a detector-only pack (a null object: kind "none", no file, no dimension).
+NO_RECOGNIZER = RecognizerSpec(kind="none", file="", embedding_dim=0)
+
+
 @dataclass(frozen=True)
 class LicenseInfo:
     id: str  # an SPDX id where one exists, else a short name such as "insightface-non-commercial"
@@ -87,7 +99,7 @@ class PackManifest:
     name: str
     version: str
     detector: DetectorSpec
-    recognizer: RecognizerSpec
+    recognizer: RecognizerSpec  # NO_RECOGNIZER for a detector-only pack
     license: LicenseInfo
     files: dict[str, str]  # relative path -> sha256
     source_url: str = ""
@@ -97,6 +109,10 @@ class PackManifest:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def detector_only(self) -> bool:
+        return self.recognizer == NO_RECOGNIZER
+
+    @property
     def model_id(self) -> str:
         """The id stored with every vector of this pack: the pack name."""
         return self.name
@@ -104,10 +120,13 @@ class PackManifest:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["detector"]["input_size"] = list(self.detector.input_size)
-        rec = data["recognizer"]
-        rec["input_size"] = list(self.recognizer.input_size)
-        rec["mean"], rec["std"] = list(self.recognizer.mean), list(self.recognizer.std)
-        rec["template"] = [list(p) for p in self.recognizer.template]
+        if self.detector_only:
+            data.pop("recognizer")
+        else:
+            rec = data["recognizer"]
+            rec["input_size"] = list(self.recognizer.input_size)
+            rec["mean"], rec["std"] = list(self.recognizer.mean), list(self.recognizer.std)
+            rec["template"] = [list(p) for p in self.recognizer.template]
         if not data["calibration"]:
             data.pop("calibration")
         if not data["extra"]:
@@ -147,6 +166,36 @@ def _color(value: Any, where: str) -> str:
     if c not in ("RGB", "BGR"):
         raise ConfigError(f"pack manifest: {where} must be RGB or BGR")
     return c
+
+
+def _recognizer(r: Any) -> RecognizerSpec:
+    if not isinstance(r, dict):
+        raise ConfigError("pack manifest: 'recognizer' must be an object (absent for a detector-only pack)")
+    rec_kind = str(_req(r, "kind", "recognizer"))
+    if rec_kind not in RECOGNIZER_KINDS:
+        raise ConfigError(
+            f"pack manifest: recognizer kind {rec_kind!r} is not one of {', '.join(RECOGNIZER_KINDS)}"
+        )
+    # SFace (OpenCV) feeds raw 0-255 RGB; ArcFace (InsightFace) feeds (x - 127.5) / 127.5.
+    rec_defaults: dict[str, Any] = {"sface": {"mean": 0.0, "std": 1.0}}
+    rd = {**rec_defaults.get(rec_kind, {}), **r}
+    template = tuple(tuple(float(v) for v in p) for p in rd.get("template", ARCFACE_TEMPLATE_112))
+    if len(template) != 5 or any(len(p) != 2 for p in template):
+        raise ConfigError("pack manifest: recognizer.template must be 5 [x, y] points")
+    dim = int(_req(r, "embedding_dim", "recognizer"))
+    if dim <= 0:
+        raise ConfigError("pack manifest: recognizer.embedding_dim must be positive")
+    return RecognizerSpec(
+        kind=rec_kind,
+        file=str(_req(r, "file", "recognizer")),
+        embedding_dim=dim,
+        input_size=_size(rd.get("input_size", (112, 112)), "recognizer.input_size"),
+        mean=_triple(rd.get("mean", 127.5), "recognizer.mean"),
+        std=_triple(rd.get("std", 127.5), "recognizer.std"),
+        color=_color(rd.get("color", "RGB"), "recognizer.color"),
+        template=template,  # type: ignore[arg-type]
+        batch_size=max(1, int(rd.get("batch_size", 32))),
+    )
 
 
 def parse_manifest(data: dict[str, Any]) -> PackManifest:
@@ -195,33 +244,12 @@ def parse_manifest(data: dict[str, Any]) -> PackManifest:
         max_faces=int(dd.get("max_faces", 0)),
     )
 
-    r = _req(data, "recognizer", "the pack")
-    rec_kind = str(_req(r, "kind", "recognizer"))
-    if rec_kind not in RECOGNIZER_KINDS:
-        raise ConfigError(
-            f"pack manifest: recognizer kind {rec_kind!r} is not one of {', '.join(RECOGNIZER_KINDS)}"
-        )
-    # SFace (OpenCV) feeds raw 0-255 RGB; ArcFace (InsightFace) feeds (x - 127.5) / 127.5.
-    rec_defaults: dict[str, Any] = {"sface": {"mean": 0.0, "std": 1.0}}
-    rd = {**rec_defaults.get(rec_kind, {}), **r}
-    template = tuple(tuple(float(v) for v in p) for p in rd.get("template", ARCFACE_TEMPLATE_112))
-    if len(template) != 5 or any(len(p) != 2 for p in template):
-        raise ConfigError("pack manifest: recognizer.template must be 5 [x, y] points")
-    dim = int(_req(r, "embedding_dim", "recognizer"))
-    if dim <= 0:
-        raise ConfigError("pack manifest: recognizer.embedding_dim must be positive")
-    recognizer = RecognizerSpec(
-        kind=rec_kind,
-        file=str(_req(r, "file", "recognizer")),
-        embedding_dim=dim,
-        input_size=_size(rd.get("input_size", (112, 112)), "recognizer.input_size"),
-        mean=_triple(rd.get("mean", 127.5), "recognizer.mean"),
-        std=_triple(rd.get("std", 127.5), "recognizer.std"),
-        color=_color(rd.get("color", "RGB"), "recognizer.color"),
-        template=template,  # type: ignore[arg-type]
-        batch_size=max(1, int(rd.get("batch_size", 32))),
-    )
-    for role, f in (("detector", detector.file), ("recognizer", recognizer.file)):
+    r = data.get("recognizer")
+    recognizer = NO_RECOGNIZER if r is None else _recognizer(r)
+    roles = [("detector", detector.file)]
+    if r is not None:
+        roles.append(("recognizer", recognizer.file))
+    for role, f in roles:
         if f not in clean_files:
             raise ConfigError(f"pack manifest: the {role} file {f!r} is not listed in 'files'")
 
@@ -239,6 +267,8 @@ def parse_manifest(data: dict[str, Any]) -> PackManifest:
     cal = data.get("calibration")
     if cal is not None and not isinstance(cal, dict):
         raise ConfigError("pack manifest: 'calibration' must be an object")
+    if cal is not None and r is None:
+        raise ConfigError("pack manifest: a detector-only pack has no scores to calibrate")
     return PackManifest(
         name=name,
         version=str(_req(data, "version", "the pack")),

@@ -90,6 +90,12 @@ class ScrfdDetector(OnnxFaceDetector):
     name = "scrfd"
 
     def decode(
-        self, outputs: list[np.ndarray], names: list[str], width: int, height: int
+        self,
+        outputs: list[np.ndarray],
+        names: list[str],
+        width: int,
+        height: int,
+        score_threshold: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return decode_scrfd(outputs, width, height, self.spec.score_threshold)
+        threshold = self.spec.score_threshold if score_threshold is None else score_threshold
+        return decode_scrfd(outputs, width, height, threshold)

@@ -81,21 +81,24 @@ def decode_yunet(
 class YunetDetector(OnnxFaceDetector):
     name = "yunet"
 
-    def canvas_size(self, pixels: np.ndarray) -> tuple[int, int]:
+    def canvas_size(self, pixels: np.ndarray, fill: float = 1.0) -> tuple[int, int]:
         """A fixed-size export gets its own size; a dynamic one gets the image fitted into the manifest's
-        input size and rounded up to multiples of 32 (so small images are not blown up)."""
-        shape = self._input.shape
-        if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
-            return int(shape[3]), int(shape[2])
+        input size (never enlarged), over ``fill`` of a canvas rounded up to multiples of 32."""
+        fixed = self.fixed_input()
+        if fixed:
+            return fixed
         h, w = pixels.shape[:2]
         mw, mh = self.spec.input_size
-        scale = min(1.0, mw / w, mh / h)
-        return (
-            int(np.ceil(w * scale / 32.0)) * 32,
-            int(np.ceil(h * scale / 32.0)) * 32,
-        )
+        scale = min(1.0, mw / w, mh / h) / fill
+        return int(np.ceil(w * scale / 32.0)) * 32, int(np.ceil(h * scale / 32.0)) * 32
 
     def decode(
-        self, outputs: list[np.ndarray], names: list[str], width: int, height: int
+        self,
+        outputs: list[np.ndarray],
+        names: list[str],
+        width: int,
+        height: int,
+        score_threshold: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return decode_yunet(outputs, names, width, height, self.spec.score_threshold)
+        threshold = self.spec.score_threshold if score_threshold is None else score_threshold
+        return decode_yunet(outputs, names, width, height, threshold)
