@@ -278,3 +278,58 @@ class Detected(AuditEvent):
     model_id: str | None = None
     faces: int | None = None
     error: str | None = None
+
+
+# ---- the compatibility surface (api/compreface/) -------------------------------------------------------
+@_event("apikey.compat")
+class CompatKeyBound(AuditEvent):
+    """A compatibility key's binding, made in the transaction that created the key: the collection,
+    service type, roles and fixed purpose (the entry's purpose and case columns) it acts under."""
+
+    prefix: str
+    protocol: str
+    service: str
+    roles: list[str]
+
+
+@_event("subject.rename")
+class SubjectRenamed(AuditEvent):
+    """A subject's name changed (CompreFace's rename); names stay out of the log, ids name the person."""
+
+    subject_id: int
+
+
+@_event("samples.erase")
+class SamplesErased(AuditEvent):
+    """Samples erased while their subject and consent record stay (CompreFace's "delete faces"): the
+    receipt holds ids, counts and image hashes, never biometric data."""
+
+    SPREAD = "receipt"
+    receipt: dict[str, Any] = field(default_factory=dict)
+
+
+@_event("embed")
+class Embedded(AuditEvent):
+    """Faces of a photo located and embedded for a caller that asked for the embeddings (CompreFace's
+    calculator plugin): nothing was compared or stored."""
+
+    OMIT_NONE = frozenset({"model_id", "faces", "error"})
+    outcome: str  # ok | error
+    model_id: str | None = None
+    faces: int | None = None
+    error: str | None = None
+
+
+@_event("verify")
+class FacesVerified(AuditEvent):
+    """A 1:1 comparison of one face against each of several (faces of a photo, given embeddings, or
+    an enrolled sample): every similarity returned, at which threshold."""
+
+    OMIT_NONE = frozenset({"input", "sample_id", "other_sha256", "similarities", "threshold", "error"})
+    outcome: str  # ok | no_face | error
+    input: str | None = None  # image | embedding
+    sample_id: int | None = None  # the enrolled sample compared against
+    other_sha256: str | None = None
+    similarities: list[float] | None = None
+    threshold: float | None = None
+    error: str | None = None

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from .. import __version__
 from ..config import ApiSettings, load_api_settings
 from ..service import Vault, open_vault
+from . import compreface
 from .auth import Require
 from .errors import install_handlers
 from .middleware import RequestContextMiddleware, mask_access_log
@@ -115,6 +116,7 @@ def create_app(
     install_handlers(app)
     for module in (system, collections, subjects, search, detect, review, privacy, audit, keys):
         app.include_router(module.router)
+    app.include_router(compreface.router)  # CompreFace's protocol for its existing clients (docs/API.md)
     _document_roles(app)
 
     from ..web import mount_web

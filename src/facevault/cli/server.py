@@ -19,19 +19,68 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option("--role", help=f"{', '.join(ROLES[:-1])} or {ROLES[-1]}.")],
     name: Annotated[str, typer.Option("--name", help="Who or what uses this key.")],
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help=f"{', '.join(ROLES[:-1])} or {ROLES[-1]}. With --compat: the roles the key acts in, "
+            "comma-separated (admin, enroller, searcher; default: enroller,searcher for recognition, "
+            "searcher otherwise; admin may also wipe the collection).",
+        ),
+    ] = None,
+    compat: Annotated[
+        str | None,
+        typer.Option("--compat", help="A key for another server's protocol: compreface (docs/API.md)."),
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="With --compat: recognition, detection or verification.")
+    ] = None,
+    collection: Annotated[
+        str | None,
+        typer.Option("--collection", help="With --compat: the one collection the key works on."),
+    ] = None,
+    purpose: Annotated[
+        str | None,
+        typer.Option(
+            "--purpose", help="With --compat: why its searches run (every one is audited under it)."
+        ),
+    ] = None,
+    case: Annotated[
+        str | None, typer.Option("--case", help="With --compat: the case id its searches belong to.")
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key. The key is printed once; only its hash is stored."""
-    secret, record = with_vault(home, as_json, lambda v: v.create_api_key(role, name))
+    from ..errors import InputError
+
+    if compat is None:
+        if role is None or any(v is not None for v in (service, collection, purpose, case)):
+            raise fail(
+                InputError("give --role (and --service, --collection, --purpose, --case only with --compat)"),
+                as_json,
+            )
+        secret, record = with_vault(home, as_json, lambda v: v.create_api_key(role, name))
+    else:
+        binding = {
+            "name": name,
+            "protocol": compat,
+            "service": service or "recognition",
+            "collection": collection,
+            "purpose": purpose or "",
+            "case_id": case,
+            "roles": role,
+        }
+        secret, record = with_vault(home, as_json, lambda v: v.create_compat_key(**binding))
     emit({**record, "key": secret}, as_json, lambda _: _show_secret(secret, record))
 
 
 def _show_secret(secret: str, record: Any) -> None:
     typer.echo(secret)
-    typer.echo(f"created {record['role']} key {record['prefix']} ({record['name']}); store it now", err=True)
+    compat = record.get("compat")
+    what = f"{compat['protocol']} {compat['service']} key" if compat else f"{record['role']} key"
+    typer.echo(f"created {what} {record['prefix']} ({record['name']}); store it now", err=True)
 
 
 @keys_app.command("list")

@@ -13,13 +13,14 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from ..audit_events import ApiKeyCreated, ApiKeyRevoked, SignedIn
 from ..clock import as_utc, iso, utcnow
 from ..config import ROLES
 from ..errors import ConflictError, InputError, NotFoundError
 from ..results import ApiKeyInfo, Principal
+from ..store import compat_queries
 from ..store.schema import api_keys
 from .context import ServiceContext
 
@@ -42,6 +43,11 @@ def _row_dict(row: Any) -> ApiKeyInfo:
         last_used_at=iso(row["last_used_at"]),
         active=row["revoked_at"] is None,
     )
+
+
+def key_info(row: Any) -> ApiKeyInfo:
+    """A key row as listed (never its secret or hash)."""
+    return _row_dict(row)
 
 
 def _named(row: Any) -> dict[str, str]:
@@ -69,25 +75,31 @@ def create_key(ctx: ServiceContext, role: str, name: str) -> tuple[str, ApiKeyIn
     in the same transaction, as the acting identity: the admin key over HTTP, the OS user in the CLI."""
     if role not in ROLES:
         raise InputError(f"unknown role {role!r}; roles: {', '.join(ROLES)}", code="invalid_role")
+    with ctx.write() as conn:
+        secret, row = insert_key(ctx, conn, role, name)
+    return secret, _row_dict(row)
+
+
+def insert_key(ctx: ServiceContext, conn: Connection, role: str, name: str) -> tuple[str, Any]:
+    """A new key row (and its audit entry) in the caller's write transaction: (secret, row)."""
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise InputError("a key needs a name of 1 to 200 characters")
-    with ctx.write() as conn:
-        for _ in range(5):
-            prefix = secrets.token_hex(4)
-            if conn.execute(select(api_keys.c.id).where(api_keys.c.prefix == prefix)).first() is None:
-                break
-        else:  # pragma: no cover - 5 collisions in a 32-bit space
-            raise ConflictError("could not allocate a key prefix; try again")
-        secret = f"fvk_{prefix}_{secrets.token_urlsafe(32)}"
-        conn.execute(
-            insert(api_keys).values(
-                name=name, role=role, prefix=prefix, key_sha256=_hash(secret), created_at=utcnow()
-            )
+    for _ in range(5):
+        prefix = secrets.token_hex(4)
+        if conn.execute(select(api_keys.c.id).where(api_keys.c.prefix == prefix)).first() is None:
+            break
+    else:  # pragma: no cover - 5 collisions in a 32-bit space
+        raise ConflictError("could not allocate a key prefix; try again")
+    secret = f"fvk_{prefix}_{secrets.token_urlsafe(32)}"
+    conn.execute(
+        insert(api_keys).values(
+            name=name, role=role, prefix=prefix, key_sha256=_hash(secret), created_at=utcnow()
         )
-        row = conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).mappings().one()
-        ctx.log(conn, ApiKeyCreated(**_named(row)))
-    return secret, _row_dict(row)
+    )
+    row = conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).mappings().one()
+    ctx.log(conn, ApiKeyCreated(**_named(row)))
+    return secret, row
 
 
 def list_keys(ctx: ServiceContext) -> list[ApiKeyInfo]:
@@ -115,12 +127,23 @@ def revoke_key(ctx: ServiceContext, prefix: str) -> ApiKeyInfo:
 
 def authenticate(ctx: ServiceContext, key: str) -> Principal | None:
     """The active key matching ``key``, or None. Lookup is by hash, so timing reveals nothing about the
-    secret. Reads only, except for a ``last_used_at`` touch at most once a minute per key."""
+    secret. Reads only, except for a ``last_used_at`` touch at most once a minute per key. A
+    compatibility key (service/compat_keys.py) is not a key of facevault's own API: None."""
+    found = active_key(ctx, key)
+    if found is None or found[1]:
+        return None
+    row = found[0]
+    return Principal(key_id=row["id"], name=row["name"], role=row["role"], prefix=row["prefix"])
+
+
+def active_key(ctx: ServiceContext, key: str) -> tuple[Any, dict[str, Any] | None] | None:
+    """(the active key row matching ``key``, its compatibility binding or None), or None."""
     if not KEY_RE.match(key):
         return None
     digest = _hash(key)
     with ctx.read() as conn:
         row = conn.execute(select(api_keys).where(api_keys.c.key_sha256 == digest)).mappings().first()
+        binding = None if row is None else compat_queries.binding_for(conn, row["id"])
     if row is None or row["revoked_at"] is not None:
         return None
     now = utcnow()
@@ -128,4 +151,4 @@ def authenticate(ctx: ServiceContext, key: str) -> Principal | None:
     if last is None or now - last > _TOUCH_EVERY:
         with ctx.write() as conn:
             conn.execute(update(api_keys).where(api_keys.c.id == row["id"]).values(last_used_at=now))
-    return Principal(key_id=row["id"], name=row["name"], role=row["role"], prefix=row["prefix"])
+    return row, binding

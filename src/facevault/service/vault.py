@@ -58,6 +58,9 @@ from ..store import Store
 from . import (
     api_keys,
     collections,
+    compat_faces,
+    compat_keys,
+    compat_match,
     consent,
     detect,
     enroll,
@@ -75,6 +78,7 @@ from . import (
     verify,
 )
 from .context import ImageInput, ServiceContext
+from .prefetch import ProbeAnalysis
 
 __all__ = ["ImageInput", "Vault", "open_vault"]
 
@@ -311,8 +315,10 @@ class Vault:
         top_k: int = 5,
         fmr: float | None = None,
         threshold: float | None = None,
+        analysis: ProbeAnalysis | None = None,
     ) -> SearchResult:
-        """Open-set 1:N identification of every face in ``probe`` (audited)."""
+        """Open-set 1:N identification of every face in ``probe`` (audited). ``analysis``: see
+        ``service.prefetch``."""
         return search.search(
             self._ctx,
             collection,
@@ -322,6 +328,7 @@ class Vault:
             top_k=top_k,
             fmr=fmr,
             threshold=threshold,
+            analysis=analysis,
         )
 
     def search_embedding(
@@ -460,6 +467,60 @@ class Vault:
 
     def api_key_role_counts(self) -> dict[str, int]:
         return api_keys.role_counts(self._ctx)
+
+    # ---- the compatibility surface (CompreFace's protocol: api/compreface/) ------------------------
+    def create_compat_key(self, **binding: Any) -> tuple[str, compat_keys.CompatKeyInfo]:
+        """A key bound to one collection, service type, roles and fixed purpose (service/compat_keys.py)."""
+        return compat_keys.create_compat_key(self._ctx, **binding)
+
+    def authenticate_compat_key(self, key: str) -> compat_keys.CompatPrincipal | None:
+        return compat_keys.authenticate_compat(self._ctx, key)
+
+    def compat_recognize(
+        self, collection: str, probe: ImageInput, **options: Any
+    ) -> compat_match.CompatResult:
+        return compat_match.recognize(self._ctx, collection, probe, **options)
+
+    def compat_detect(self, image: ImageInput, **options: Any) -> compat_match.CompatResult:
+        return compat_match.detect_faces(self._ctx, image, **options)
+
+    def compat_verify(
+        self, source: ImageInput, target: ImageInput, **options: Any
+    ) -> compat_match.CompatResult:
+        return compat_match.verify_images(self._ctx, source, target, **options)
+
+    def compat_verify_sample(
+        self, collection: str, sample_id: int, **options: Any
+    ) -> compat_match.CompatResult:
+        return compat_match.verify_sample(self._ctx, collection, sample_id, **options)
+
+    def compat_verify_embeddings(
+        self, source: Any, targets: Any, **options: Any
+    ) -> compat_match.CompatResult:
+        return compat_match.verify_embeddings(self._ctx, source, targets, **options)
+
+    def compat_recognize_embeddings(
+        self, collection: str, embeddings: Any, **options: Any
+    ) -> compat_match.CompatResult:
+        return compat_match.recognize_embeddings(self._ctx, collection, embeddings, **options)
+
+    def compat_model(self, collection: str | None) -> str:
+        return compat_match.model_of(self._ctx, collection)
+
+    def list_faces(
+        self, collection: str, subject: str | None = None, *, page: int = 0, size: int = 20
+    ) -> compat_faces.FacesPage:
+        return compat_faces.list_faces(self._ctx, collection, subject, page, size)
+
+    def erase_samples(self, collection: str, **which: Any) -> list[compat_faces.SamplesReceipt]:
+        """Erase samples while their subjects and consent records stay (receipts in the audit log)."""
+        return compat_faces.erase_samples(self._ctx, collection, **which)
+
+    def rename_subject(self, collection: str, subject: str, new_name: str) -> bool:
+        return compat_faces.rename_subject(self._ctx, collection, subject, new_name)
+
+    def erase_all_subjects(self, collection: str) -> list[ErasureReceipt]:
+        return compat_faces.erase_all_subjects(self._ctx, collection)
 
 
 def open_vault(

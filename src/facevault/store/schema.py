@@ -25,7 +25,7 @@ from sqlalchemy import (
 
 from ..config import DEFAULT_RETENTION_DAYS
 
-SCHEMA_VERSION = 4  # the Alembic revision count; alembic_version holds the revision id
+SCHEMA_VERSION = 5  # the Alembic revision count; alembic_version holds the revision id
 
 # Ids the audit log, receipts or files (photos/c<id>, collection-<id>.faiss) refer to are never given out
 # twice: SQLite reuses the highest deleted rowid unless a table is AUTOINCREMENT (revision 0004);
@@ -263,4 +263,22 @@ pending_erasures = Table(
     Column("image_sha256", Text, nullable=False),  # JSON list: the kept photo copies to delete
     Column("created_at", DateTime(timezone=True), nullable=False),
     **NEVER_REUSED,
+)
+
+# API keys that speak another server's protocol (``facevault keys create --compat compreface``): each is
+# bound to one collection (by id: ids are never reused, so a binding never moves to a later collection of
+# the same name), one service type, the roles it may act in on that surface and a fixed purpose (and
+# case) that every search and verification made with it is audited under (revision 0005). A compat key
+# is refused by facevault's own API: its powers are only what the binding says.
+compat_keys = Table(
+    "compat_keys",
+    metadata,
+    Column("api_key_id", Integer, ForeignKey("api_keys.id"), primary_key=True),
+    Column("protocol", String(20), nullable=False),  # "compreface"
+    Column("service", String(20), nullable=False),  # recognition | detection | verification
+    Column("collection_id", Integer, nullable=True),  # no foreign key: a deleted collection is refused
+    Column("roles", String(100), nullable=False),  # comma-separated, from config.ROLES
+    Column("purpose", Text, nullable=False),
+    Column("case_id", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
