@@ -1,5 +1,8 @@
 """Backend conformance: one suite, run against every kind of the embedded FAISS index (thresholds forced
-small so each kind is live on a few thousand vectors) and against Milvus Lite.
+small so each kind is live on a few thousand vectors), against Milvus Lite, and against a real Milvus
+standalone server with the index types a cluster uses (HNSW, IVF_SQ8, IVF_PQ) when
+FACEVAULT_TEST_MILVUS_URI names one (tests/milvus_server/run.sh starts one in a loopback-only network
+namespace and runs these tests there with ``-k milvus_server``).
 
 Plus backend-specific checks: automatic kind switching, HNSW compaction, erasure of on-disk rows,
 atomic saves, and Milvus Lite listening on loopback only."""
@@ -7,6 +10,7 @@ atomic saves, and Milvus Lite listening on loopback only."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +32,16 @@ FAISS_KINDS = {
     "auto": {"hnsw_at": 500, "ivfpq_at": 2000, **FAST_IVF},
 }
 _names = itertools.count()
+SERVER_URI = os.environ.get("FACEVAULT_TEST_MILVUS_URI")
+# Build options small enough for N vectors (IVF needs several training points per list).
+SERVER_KINDS = {
+    "milvus_server_hnsw": "index=HNSW&M=16&ef_construction=100&ef=64",
+    "milvus_server_ivf_sq8": "index=IVF_SQ8&nlist=32&nprobe=16",
+    "milvus_server_ivf_pq": "index=IVF_PQ&nlist=32&nprobe=16&pq_m=8",
+}
+_no_server = pytest.mark.skipif(
+    not SERVER_URI, reason="no Milvus server: FACEVAULT_TEST_MILVUS_URI is set by tests/milvus_server/run.sh"
+)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -53,16 +67,22 @@ def milvus_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("milvus") / "vault.db"
 
 
-@pytest.fixture(params=[*FAISS_KINDS, "milvus-lite"])
+@pytest.fixture(
+    params=[*FAISS_KINDS, "milvus-lite", *(pytest.param(k, marks=_no_server) for k in SERVER_KINDS)]
+)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Factory]:
     """(name, factory(dim=DIM, model_id=MODEL) -> a fresh handle on the same stored index)."""
     name = request.param
-    path = tmp_path / f"collection-{next(_names)}.faiss"
-    if name == "milvus-lite":
-        db = request.getfixturevalue("milvus_db")
+    path = tmp_path / f"collection-{os.getpid()}_{next(_names)}.faiss"
+    if name == "milvus-lite" or name in SERVER_KINDS:
+        if name in SERVER_KINDS:
+            pytest.importorskip("pymilvus")
+            spec = f"{SERVER_URI}?{SERVER_KINDS[name]}"
+        else:
+            spec = f"milvus://{request.getfixturevalue('milvus_db')}"
 
         def make(dim: int = DIM, model_id: str = MODEL) -> VectorIndex:
-            return open_index(f"milvus://{db}", path, dim, model_id)
+            return open_index(spec, path, dim, model_id)
 
         yield name, make
         make().destroy()
@@ -120,6 +140,8 @@ def test_recall_against_exact(backend: tuple[str, Factory], data) -> None:
     ids, vecs, queries = data
     idx = filled(make, data)
     idx.save()
+    if hasattr(idx, "wait_built"):  # a Milvus server builds its index in the background after a flush
+        assert idx.wait_built(timeout=120)["index_type"] == idx.info()["index_type"]
     _, found = idx.search(queries, 10)
     truth = exact_top(vecs, ids, queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), truth.tolist(), strict=True)])

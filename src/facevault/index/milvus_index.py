@@ -6,12 +6,18 @@
 - ``milvus+http://HOST:19530`` (or ``milvus+https://``): a Milvus standalone or distributed server.
   The token, if any, comes from ``FACEVAULT_MILVUS_TOKEN`` (never from the URL, which is logged).
 
-Query options pick the index: ``?index=HNSW&M=16&ef_construction=200&ef=96`` or
-``?index=IVF_FLAT&nlist=1024&nprobe=32``. Milvus Lite accepts IVF_PQ, DISKANN and SCANN and then fails to
-build them in the background while ``describe_index`` still says "Finished" (it serves brute force
+Query options pick the index: ``?index=HNSW&M=16&ef_construction=200&ef=96``,
+``?index=IVF_FLAT&nlist=1024&nprobe=32``, ``?index=IVF_SQ8&nlist=1024&nprobe=32`` or
+``?index=IVF_PQ&nlist=1024&nprobe=32&pq_m=64``. Milvus Lite accepts IVF_PQ, DISKANN and SCANN and then fails
+to build them in the background while ``describe_index`` still says "Finished" (it serves brute force
 instead), so for Lite only the types it really builds are allowed (FLAT, HNSW, IVF_FLAT); a server gets
-whatever it supports (IVF_PQ, DISKANN, ...). Approximate server-side scores are fine: the service
-re-ranks every candidate exactly against the store.
+whatever it supports (IVF_SQ8, IVF_PQ, DISKANN, ...). The quantized types' scores are approximate, so for
+them the search asks for ``rerank`` (default 4) times ``k`` candidates with their stored vectors and
+returns the best ``k`` by exact inner product, as the FAISS IVF-PQ kind does.
+
+A server call that fails (the server is down, or does not answer within ``timeout`` seconds, default 60)
+raises IndexUnavailableError, never a half-done change that looks complete: the store stays the truth and
+the index manager rebuilds or re-applies from it once the server is back (``facevault doctor --repair``).
 
 The collection's properties record ``facevault.model_id`` and ``facevault.dim``; opening it for another
 model or dimension raises ModelMismatchError, as the FAISS header does.
@@ -28,14 +34,45 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from ..config import milvus_token_setting
-from ..errors import ConfigError, IntegrityError, ModelMismatchError
+from ..errors import ConfigError, FaceVaultError, IntegrityError, ModelMismatchError
 from .base import VectorIndex
+
+
+class IndexUnavailableError(FaceVaultError):
+    """The Milvus server did not answer (down, restarting, or slower than the timeout)."""
+
+    code = "index_unavailable"
+    exit_code = 9
+
 
 LITE_INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT")
 SERVER_INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN", "SCANN", "AUTOINDEX")
 _BUILD_KEYS = {"M": "M", "m": "M", "ef_construction": "efConstruction", "efConstruction": "efConstruction",
                "nlist": "nlist", "pq_m": "m"}  # fmt: skip
 _SEARCH_KEYS = {"ef": "ef", "ef_search": "ef", "nprobe": "nprobe", "search_list": "search_list"}
+# Types whose server-side distances are approximate: re-scored exactly from the stored vectors.
+QUANTIZED = ("IVF_SQ8", "IVF_PQ", "SCANN", "DISKANN", "AUTOINDEX")
+_MAX_LIMIT = 16_384  # Milvus's largest topk
+_DEFAULT_TIMEOUT_S = 60.0
+# The pymilvus calls that go to the server: given a timeout and their failures translated.
+_RPCS = frozenset(
+    [
+        "insert",
+        "delete",
+        "search",
+        "query",
+        "query_iterator",
+        "flush",
+        "has_collection",
+        "describe_collection",
+        "create_collection",
+        "drop_collection",
+        "load_collection",
+        "describe_index",
+        "alter_collection_properties",
+        "get_load_state",
+    ]
+)
 _BATCH = 5_000
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
@@ -82,10 +119,45 @@ def _client(uri: str, lite: bool) -> Any:
         return client
 
 
+class _Guarded:
+    """A pymilvus client whose server calls carry a timeout and raise IndexUnavailableError on failure."""
+
+    def __init__(self, client: Any, where: str, timeout: float | None) -> None:
+        self._client, self._where, self._timeout = client, where, timeout
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name not in _RPCS:
+            return attr
+        from pymilvus.exceptions import MilvusException
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._timeout is not None:
+                kwargs.setdefault("timeout", self._timeout)
+            try:
+                return attr(*args, **kwargs)
+            except MilvusException as exc:
+                raise IndexUnavailableError(
+                    f"Milvus at {self._where} failed on {name}: {getattr(exc, 'message', exc)}"
+                ) from exc
+
+        return call
+
+
+def _timeout(options: dict[str, str], lite: bool) -> float | None:
+    raw = options.pop("timeout", None)
+    if raw is None:
+        return None if lite else _DEFAULT_TIMEOUT_S
+    value = float(raw)
+    if value <= 0:
+        raise ConfigError(f"Milvus timeout must be positive, not {raw!r}")
+    return value
+
+
 def milvus_client(url: str, base_dir: Path | None = None) -> Any:
-    """The (cached) pymilvus client for a facevault Milvus URL."""
-    uri, lite, _ = parse_url(url, base_dir)
-    return _client(uri, lite)
+    """The (cached) pymilvus client for a facevault Milvus URL, with its timeout and error translation."""
+    uri, lite, options = parse_url(url, base_dir)
+    return _Guarded(_client(uri, lite), uri if lite else url.split("?")[0], _timeout(options, lite))
 
 
 def collection_name(path_or_name: str | Path) -> str:
@@ -110,6 +182,10 @@ class MilvusIndex(VectorIndex):
         self.dim = int(dim)
         self.model_id = model_id
         self.index_type = options.pop("index", "HNSW").upper()
+        self.timeout = _timeout(options, self.lite)
+        self.rerank = int(options.pop("rerank", 4))
+        if self.rerank < 1:
+            raise ConfigError(f"Milvus rerank must be at least 1 in {url!r}")
         allowed = LITE_INDEX_TYPES if self.lite else SERVER_INDEX_TYPES
         if self.index_type not in allowed:
             where = (
@@ -136,7 +212,9 @@ class MilvusIndex(VectorIndex):
         elif self.index_type.startswith("IVF"):
             self.build_params.setdefault("nlist", 1024)
             self.search_params.setdefault("nprobe", 32)
-        self.client = _client(self.uri, self.lite)
+        self.client = _Guarded(
+            _client(self.uri, self.lite), self.uri if self.lite else url.split("?")[0], self.timeout
+        )
         self._open()
 
     # ---- collection lifecycle ------------------------------------------------------------------------
@@ -223,20 +301,35 @@ class MilvusIndex(VectorIndex):
         scores, out = np.zeros((n, k), np.float32), np.full((n, k), -1, np.int64)
         if k == 0 or n == 0:
             return scores, out
+        exact = self.index_type not in QUANTIZED
+        limit = k if exact else min(k * self.rerank, _MAX_LIMIT)
         params: dict[str, Any] = {"metric_type": "IP", "params": dict(self.search_params)}
         if "ef" in params["params"]:
-            params["params"]["ef"] = max(params["params"]["ef"], k)
+            params["params"]["ef"] = max(params["params"]["ef"], limit)
+        fields = ["id"] if exact else ["id", "vector"]
         results = self.client.search(
-            self.name, data=queries.tolist(), limit=k, search_params=params, output_fields=["id"]
+            self.name, data=queries.tolist(), limit=limit, search_params=params, output_fields=fields
         )
         for row, hits in enumerate(results):
-            for col, hit in enumerate(list(hits)[:k]):
-                out[row, col] = int(hit["id"])
-                scores[row, col] = float(hit["distance"])
+            hits = list(hits)
+            if not hits:
+                continue
+            found = np.asarray([int(h["id"]) for h in hits], dtype=np.int64)
+            if exact:
+                got = np.asarray([float(h["distance"]) for h in hits], dtype=np.float32)
+            else:  # exact inner products of the candidates, best first
+                stored = np.asarray([h["entity"]["vector"] for h in hits], dtype=np.float32)
+                got = stored @ queries[row]
+                order = np.argsort(-got, kind="stable")
+                found, got = found[order], got[order]
+            m = min(k, len(found))
+            out[row, :m], scores[row, :m] = found[:m], got[:m]
         return scores, out
 
     def ids(self) -> np.ndarray:
         it = self.client.query_iterator(self.name, batch_size=10_000, filter="", output_fields=["id"])
+        from pymilvus.exceptions import MilvusException
+
         found: list[int] = []
         try:
             while True:
@@ -244,6 +337,8 @@ class MilvusIndex(VectorIndex):
                 if not batch:
                     break
                 found.extend(int(r["id"]) for r in batch)
+        except MilvusException as exc:
+            raise IndexUnavailableError(f"Milvus failed listing {self.name}: {exc}") from exc
         finally:
             it.close()
         return np.asarray(sorted(found), dtype=np.int64)
@@ -268,6 +363,23 @@ class MilvusIndex(VectorIndex):
     def stamp(self) -> object:
         return None
 
+    def wait_built(self, timeout: float = 600.0) -> dict[str, Any]:
+        """Wait until the server has built the index over every sealed segment (no pending rows);
+        returns ``describe_index``. For tests and benchmarks: searches are correct before that too (a
+        segment without its index is searched by brute force)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.client.describe_index(self.name, "vector") or {}
+            if not int(described.get("pending_index_rows", 0) or 0) and str(
+                described.get("state", "Finished")
+            ) in ("Finished", "3", "IndexState.Finished"):
+                return described
+            if time.monotonic() > deadline:
+                raise IndexUnavailableError(f"Milvus index of {self.name} not built after {timeout:.0f} s")
+            time.sleep(0.2)
+
     # ---- introspection -------------------------------------------------------------------------------
     def tune(self, **values: Any) -> dict[str, Any]:
         """Search-time knobs: ``ef`` (HNSW) or ``nprobe`` (IVF)."""
@@ -290,6 +402,9 @@ class MilvusIndex(VectorIndex):
             "uri": self.uri if self.lite else self.url.split("?")[0],
             "index_type": described.get("index_type", self.index_type),
             "index_state": described.get("state"),
+            "indexed_rows": described.get("indexed_rows"),
+            "pending_index_rows": described.get("pending_index_rows"),
+            "rerank": None if self.index_type not in QUANTIZED else self.rerank,
             "build_params": self.build_params,
             "search_params": self.search_params,
             "ram_bytes": None,
