@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from facevault import calibration
-from facevault.errors import ConfigError, ConflictError, IntegrityError, ModelError, ModelMismatchError
+from facevault.errors import (
+    ConfigError,
+    ConflictError,
+    IntegrityError,
+    ModelError,
+    ModelMismatchError,
+    NotFoundError,
+)
 from facevault.models import ModelPack, get_pack, register_pack
 from facevault.models.packs import (
     MANIFEST_NAME,
@@ -314,6 +321,75 @@ def test_install_from_zip_and_insightface_layout(
         zf.writestr("../../evil.onnx", b"x")
     with pytest.raises(ConfigError, match="outside"):
         install_pack(bad, accept_license=True, root=models_root)
+
+
+def test_detector_only_manifest(graphs: dict[str, Path]) -> None:
+    from facevault.models.packs import build_pack
+    from facevault.models.packs.manifest import NO_RECOGNIZER
+
+    full = json.loads((graphs["yunet_sface"] / "facevault-pack.json").read_text())
+    det_file = full["detector"]["file"]
+    data = {k: v for k, v in full.items() if k != "recognizer"}
+    data["files"] = {det_file: full["files"][det_file]}
+    m = parse_manifest(data)
+    assert m.detector_only and m.recognizer == NO_RECOGNIZER and m.recognizer.embedding_dim == 0
+    assert "recognizer" not in m.to_json() and parse_manifest(m.to_json()) == m
+    assert not parse_manifest(full).detector_only
+    with pytest.raises(ConfigError, match="no scores to calibrate"):
+        parse_manifest({**data, "calibration": {"x": 1}})
+    with pytest.raises(ConfigError, match="recognizer kind"):
+        parse_manifest({**data, "recognizer": {"kind": "none", "file": det_file, "embedding_dim": 1}})
+    with pytest.raises(ModelError, match="detector-only"):
+        build_pack(m, graphs["yunet_sface"])
+
+
+def test_detector_only_packs_install_list_and_load(graphs: dict[str, Path], models_root: Path) -> None:
+    from facevault.models.packs import installed_detectors, load_detector
+
+    full = json.loads((graphs["yunet_sface"] / "facevault-pack.json").read_text())
+    det_file = full["detector"]["file"]
+    src = models_root.parent / "det-src"
+    src.mkdir()
+    shutil.copy(graphs["yunet_sface"] / det_file, src / det_file)
+    data = {k: v for k, v in full.items() if k != "recognizer"}
+    (src / "facevault-pack.json").write_text(
+        json.dumps({**data, "name": "my-yunet", "files": {det_file: full["files"][det_file]}})
+    )
+    install_pack(src, root=models_root)
+    install_pack(graphs["yunet_sface"], root=models_root)
+    assert [p.name for p in installed_packs(models_root)] == ["pack-sface"]  # a detector is no model
+    assert [p.name for p in installed_packs(models_root, detector_only=True)] == ["my-yunet"]
+    dets = installed_detectors(models_root)
+    assert [(d.name, d.kind, d.detector_only) for d in dets] == [
+        ("my-yunet", "yunet", True),
+        ("pack-sface", "yunet", False),
+    ]
+    assert verify_installed(models_root) == {"my-yunet": [], "pack-sface": []}
+    for name in ("my-yunet", "pack-sface"):
+        faces = load_detector(name, models_root).detect(_face_image((2, 3)))
+        assert len(faces) == 1 and faces[0].landmarks.shape == (5, 2)
+    # a model's name cannot be taken by a detector, nor the reverse
+    (src / "facevault-pack.json").write_text(
+        json.dumps({**data, "name": "pack-sface", "files": {det_file: full["files"][det_file]}})
+    )
+    with pytest.raises(ConflictError):
+        install_pack(src, root=models_root)
+    with pytest.raises(NotFoundError):
+        load_detector("nobody", models_root)
+    shutil.copy(graphs["buffalo_layout"] / "det_10g.onnx", models_root / "my-yunet" / det_file)
+    with pytest.raises(IntegrityError):
+        load_detector("my-yunet", models_root)
+
+
+def test_a_known_layout_must_match_the_catalog_pins(graphs: dict[str, Path], models_root: Path) -> None:
+    """A folder holding only a synthetic ``face_detection_yunet_2023mar.onnx`` is not OpenCV Zoo's
+    YuNet: installing it as ``yunet`` is refused (the real file installs, see test_real_weights)."""
+    src = models_root.parent / "only-yunet"
+    src.mkdir()
+    shutil.copy(graphs["yunet_sface"] / "face_detection_yunet_2023mar.onnx", src)
+    with pytest.raises(IntegrityError) as err:
+        install_pack(src, root=models_root)
+    assert err.value.code == "checksum_mismatch" and "'yunet'" in err.value.message
 
 
 def test_changed_file_is_refused_by_verify_and_at_load(graphs: dict[str, Path], models_root: Path) -> None:

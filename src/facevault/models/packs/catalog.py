@@ -89,6 +89,16 @@ class CatalogEntry:
         return {self.detector["file"]} | ({self.recognizer["file"]} if self.recognizer else set())
 
     @property
+    def pinned_files(self) -> dict[str, str]:
+        """{installed file: pinned SHA-256} for the files whose digest the catalog knows."""
+        pins: dict[str, str] = {}
+        for d in self.downloads:
+            if d.sha256 and d.filename in self.required_files:
+                pins[d.filename] = d.sha256
+            pins.update({f: h for f, h in d.members.items() if f in self.required_files})
+        return pins
+
+    @property
     def source_url(self) -> str:
         return self.downloads[0].url if len(self.downloads) == 1 else ", ".join(d.url for d in self.downloads)
 

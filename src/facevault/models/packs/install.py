@@ -173,6 +173,13 @@ def _manifest_for(root: Path, name: str | None) -> PackManifest:
         raise ConfigError(f"{root}: could be {' or '.join(e.name for e in entries)}; pass the name")
     entry = entries[0]
     files = {f: sha256_file(root / f) for f in sorted(entry.required_files)}
+    for f, pin in entry.pinned_files.items():
+        if files[f] != pin:
+            raise IntegrityError(
+                f"{root / f} has SHA-256 {files[f]}, not the {pin} of the published {f} that {entry.name!r} "
+                "stands for; give the pack a manifest and another name if it is another network",
+                code="checksum_mismatch",
+            )
     return parse_manifest(entry.manifest_data(files))
 
 
