@@ -42,8 +42,9 @@ def compreface_sdk(tmp_path_factory: pytest.TempPathFactory) -> Any:
         import compreface
 
         return compreface
-    except ImportError:
-        pass
+    except ImportError:  # absent, or installed with its toolbelt pin: forget what was half imported
+        for name in [m for m in sys.modules if m.split(".")[0] in ("compreface", "requests_toolbelt")]:
+            del sys.modules[name]
     target = tmp_path_factory.mktemp("compreface-sdk")
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
     done = subprocess.run(
@@ -332,7 +333,8 @@ def test_image_ids_are_uuids_that_name_one_sample() -> None:
 
 
 def test_a_live_answer_is_compreface_json(vault) -> None:  # type: ignore[no-untyped-def]
-    """Unknown paths under the surface and wrong methods still answer JSON."""
+    """Over a real socket: an empty subject and a subject without consent are refused in CompreFace's
+    shape, before the photo is even decoded."""
     vault.create_collection("home")
     key = _compat_key(vault, "recognition")
     with live_server(create_app(vault, settings=TEST_SETTINGS)) as url:
