@@ -1,10 +1,12 @@
 """The detectors ``bench.detection`` knows by name, each buildable at any score threshold.
 
-Every detector is measured at two thresholds: its operating threshold (its own default, or
-``--score-threshold``), and a lower *floor* at which detections are collected for the ROC (the detections
-above the operating threshold are exactly those of a run at that threshold: each detector's non-maximum
-suppression only lets a box be removed by a higher-scoring one). Detectors without a threshold the bench
-can set are collected at their operating threshold only, and say so (``floor`` is then None).
+Every detector is run twice over FDDB: at its operating threshold (its own default, or
+``--score-threshold``) for the operating-point figures, and at a lower *floor* for the ROC. Where the
+threshold only filters (greedy NMS by score: a box is only removed by a higher-scoring one), the floor
+run's detections above the operating threshold are those of the operating run; the JSON counts the
+images where they are not (``images_where_floor_run_differs``: e.g. a detector that takes a second look
+when nothing passes its threshold). Detectors without a threshold the bench can set get one run
+(``floor`` None), and their ROC ends at the operating point.
 """
 
 from __future__ import annotations

@@ -39,14 +39,36 @@ def read_fddb(root: Path, limit: int | None = None) -> list[tuple[str, list[Box]
     return items[:limit] if limit else items
 
 
-def fddb_figures(
-    truth: Sequence[list[Box]], detections: Sequence[Detections], operating: float
-) -> dict[str, Any]:
-    """Every FDDB figure of one detector from its detections (collected at or below ``operating``)."""
-    images = [
+def _images(truth: Sequence[list[Box]], detections: Sequence[Detections]) -> list[ImageDetections]:
+    return [
         ImageDetections(list(t), [tuple(b) for b in boxes], list(scores))  # type: ignore[misc]
         for t, (boxes, scores) in zip(truth, detections, strict=True)
     ]
+
+
+def same_above(floor: Sequence[Detections], operating: Sequence[Detections], threshold: float) -> int:
+    """Images where the floor run's detections scoring >= ``threshold`` differ from the operating run's
+    (0 when the detector's threshold only filters; a detector whose search depends on what it found,
+    e.g. a second look when nothing passes, can differ)."""
+
+    def key(boxes: Sequence[Sequence[float]]) -> list[tuple[float, ...]]:
+        return sorted(tuple(round(v, 1) for v in b) for b in boxes)
+
+    return sum(
+        key([b for b, s in zip(fb, fs, strict=True) if s >= threshold]) != key(ob)
+        for (fb, fs), (ob, _) in zip(floor, operating, strict=True)
+    )
+
+
+def fddb_figures(
+    truth: Sequence[list[Box]],
+    operating_run: Sequence[Detections],
+    floor_run: Sequence[Detections] | None,
+    operating: float,
+) -> dict[str, Any]:
+    """Every FDDB figure of one detector: the operating-point figures from its run at the operating
+    threshold, the ROC from its run at the floor (or the operating run when there is none)."""
+    images = _images(truth, operating_run)
     out: dict[str, Any] = {"images": len(images), "operating_threshold": operating}
     for iou in (0.5, 0.3):
         counts = at_threshold(images, operating, iou, SMALL_WIDTH)
@@ -56,14 +78,19 @@ def fddb_figures(
             "recall": counts["found"] / faces if faces else 0.0,
             "small_recall": counts["small_found"] / small if small else 0.0,
         }
+    roc_images = images if floor_run is None else _images(truth, floor_run)
+    if floor_run is not None:
+        out["images_where_floor_run_differs"] = same_above(floor_run, operating_run, operating)
+    faces = out["iou0.3"]["faces"]
     for iou in (0.3, 0.5):
-        points = pooled_roc(images, iou)
-        faces = out["iou0.3"]["faces"]
+        points = pooled_roc(roc_images, iou)
+        at_op = [p for p in points if p.threshold >= operating][-1]
         lowest = points[-1]
         out[f"roc_iou{iou}"] = {
-            "collected_down_to": None if len(points) == 1 else lowest.threshold,
+            "lowest_score": None if len(points) == 1 else lowest.threshold,
             "found_at_lowest": lowest.found,
             "false_at_lowest": lowest.false,
+            "at_operating": {"found": at_op.found, "false": at_op.false},
             "at_false": {str(n): rate_at_false(points, faces, n) for n in ROC_BUDGETS},
         }
     return out

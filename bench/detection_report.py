@@ -40,7 +40,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         lfw = r.get("lfw")
         lfw_s = f"{100 * lfw['share_with_face']:.2f}%" if lfw else "-"
         if lfw and lfw.get("every", 1) != 1:
-            lfw_s += f" (every {lfw['every']}th)"
+            lfw_s += f" (1 in {lfw['every']})"
         x = r["testing_xml"]
         thr = r["operating_threshold"]
         lines.append(

@@ -128,6 +128,7 @@ def test_five_fddb_images_with_hog() -> None:
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_bench_cli_on_three_fddb_images(tmp_path: Path) -> None:
     from bench.detection import main
 
@@ -139,6 +140,11 @@ def test_bench_cli_on_three_fddb_images(tmp_path: Path) -> None:
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert set(doc["results"]) == {"kept", "hog"}  # merged; the unknown name was skipped
     hog = doc["results"]["hog"]
-    assert hog["fddb"]["images"] == 3 and hog["roc_floor"] == -1.0 and hog["operating_threshold"] == 0.0
+    assert (
+        hog["fddb"]["images"] == 3
+        and hog["roc_floor"] == -1.0
+        and hog["fddb"]["images_where_floor_run_differs"] == 0
+        and hog["operating_threshold"] == 0.0
+    )
     assert set(hog["timing"]) == {"1", "2"} and hog["timing"]["2"]["mode"] == "2 worker process(es)"
     assert hog["testing_xml"]["boxes"] == 25
