@@ -284,3 +284,19 @@ def test_cli_fetch_yunet_json(mirror: Mirror, root: Path, monkeypatch: pytest.Mo
     assert "detector-only" in res.output and REAL_SHA256[YUNET] in res.output
     res = runner.invoke(models_app, ["verify", "--models-dir", str(root)])
     assert res.exit_code == 0 and "yunet: ok" in res.output
+
+
+def test_default_progress_is_logged_and_the_cli_renders_it(
+    mirror: Mirror, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a callback, progress goes to the ``facevault.models.fetch`` logger; the CLI shows those
+    records as one line on a terminal's stderr (stdout stays clean for --json)."""
+    from facevault.cli.models import _progress_on_stderr
+
+    data = real_model(YUNET).read_bytes()
+    mirror.files[YUNET] = data
+    with _progress_on_stderr(enabled=True):
+        fetch_pack("yunet", root=root, mirror=mirror.url)
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert f"\r{YUNET}: 0.2 of 0.2 MB (100%)" in out.err and out.err.endswith("\n")
