@@ -139,3 +139,47 @@ def test_service_generator_yields_results_and_errors_in_order(vault, tmp_path: P
     assert isinstance(out[1][1], FaceVaultError) and out[1][1].code == "file_not_found"
     with pytest.raises(NotFoundError):
         next(vault.search_many("nope", probes, purpose="p"))
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_in_process_answers_in_order_with_one_audit_entry_each(
+    vault, tmp_path: Path
+) -> None:
+    """Probes analysed over two worker processes: the same results (probe order, candidates, scores and
+    errors) as analysed here, and one audit entry per probe, the failed ones included."""
+    vault.create_collection("g")
+    for person in ("Tony_Blair", "Hugo_Chavez", "Colin_Powell"):
+        vault.add_subject("g", person, purpose="testing", consent_text="signed (test)")
+        vault.enroll("g", person, [str(lfw(person, 1))])
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not a JPEG")
+    probes = [str(lfw(p, n)) for p in ("Tony_Blair", "Hugo_Chavez", "Colin_Powell") for n in (2, 3, 4)]
+    probes[4:4] = [str(bad), str(tmp_path / "missing.jpg")]
+
+    def run(workers: int) -> list[tuple[str, object]]:
+        out = []
+        for probe, res in vault.search_many("g", probes, purpose="p", workers=workers):
+            if isinstance(res, FaceVaultError):
+                out.append((probe, res.code))
+            else:
+                out.append(
+                    (probe, [[(c.name, round(c.similarity, 5)) for c in f.candidates] for f in res.faces])
+                )
+        return out
+
+    def searches() -> int:
+        return sum(e.action == "search" for e in vault.audit_entries(limit=10_000))
+
+    before = searches()
+    here = run(1)
+    assert searches() == before + len(probes)
+    there = run(2)
+    assert searches() == before + 2 * len(probes)
+    assert there == here
+    assert [r for p, r in here if p in (str(bad), str(tmp_path / "missing.jpg"))] == [
+        "unreadable_image",
+        "file_not_found",
+    ]
+    lfw_results = [(Path(p).parent.name, r) for p, r in here if isinstance(r, list)]
+    assert len(lfw_results) == 9
+    assert sum(bool(r[0]) and r[0][0][0] == person for person, r in lfw_results) >= 7

@@ -261,6 +261,12 @@ def landmark_refine_setting() -> bool:
     return (_env("FACEVAULT_LANDMARK_REFINE") or "0").strip().lower() in _TRUE
 
 
+def prefetch_setting() -> bool:
+    """``FACEVAULT_PREFETCH``: a one-off CLI search analyses its probe in a forked child while the vault
+    opens (``service.prefetch``); ``0`` turns that off."""
+    return (_env("FACEVAULT_PREFETCH") or "1").strip().lower() in _TRUE
+
+
 def model_cache_setting() -> Path:
     """Where converted models are cached: ``$FACEVAULT_MODEL_CACHE`` or ``~/.cache/facevault/models``."""
     env = _env("FACEVAULT_MODEL_CACHE")

@@ -190,6 +190,16 @@ def load_image(
     return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, name=str(path))
 
 
+def decode_input(
+    item: str | os.PathLike[str] | tuple[str, bytes], *, max_bytes: int, max_pixels: int
+) -> DecodedImage:
+    """An image path, or (name, bytes) as received, decoded within the given limits."""
+    if isinstance(item, tuple):
+        name, data = item
+        return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, name=name)
+    return load_image(item, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
 def downscale(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Shrink so the longer side is at most ``max_side``; returns (pixels, scale factor applied)."""
     h, w = pixels.shape[:2]

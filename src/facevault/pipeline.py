@@ -66,6 +66,12 @@ class Pipeline:
     def model_id(self) -> str:
         return self.pack.model_id
 
+    def signature(self) -> tuple[object, ...]:
+        """What decides this pipeline's faces for a given image: two pipelines with the same signature
+        give the same faces (``service.prefetch`` relies on it)."""
+        det = self.pack.detector
+        return (self.model_id, type(det).__qualname__, det.name, self.max_detect_side, self.tta)
+
     def detect(
         self, pixels: np.ndarray, portrait: bool = False
     ) -> tuple[np.ndarray, float, list[DetectedFace]]:

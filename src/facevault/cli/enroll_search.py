@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import click
 import typer
 
-from .output import HomeOpt, JsonOpt, emit, exclusive, jsonable, open_vault, run, with_vault
+from .output import HomeOpt, JsonOpt, emit, exclusive, jsonable, open_vault, run, state, with_vault
 
 # Enrollment finished, but some images were rejected (the others are enrolled).
 EXIT_PARTIAL = 10
@@ -72,6 +72,10 @@ def search(
         ),
     ] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Similarity threshold.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Processes that analyse many probes (default: one per core).", min=1),
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -85,9 +89,17 @@ def search(
         raise typer.BadParameter("give PROBE... or --manifest FILE (one of them)")
     options: dict[str, Any] = {"case_id": case, "top_k": top, "fmr": fmr, "threshold": threshold}
     if manifest is None and len(probes) == 1:
-        res = with_vault(home, as_json, lambda v: v.search(collection, probes[0], purpose=purpose, **options))
+        from ..service.prefetch import ProbeAnalysis  # light: starts the probe's analysis in a child
+
+        with ProbeAnalysis.start(probes[0], home or state["home"]) as analysis:
+            res = with_vault(
+                home,
+                as_json,
+                lambda v: v.search(collection, probes[0], purpose=purpose, analysis=analysis, **options),
+            )
         emit(res, as_json, _found)
         return
+    options["workers"] = workers
     failed = run(as_json, lambda: _search_many(collection, probes, manifest, purpose, options, home, as_json))
     if failed:
         raise typer.Exit(EXIT_PARTIAL)

@@ -58,6 +58,10 @@ def make_session(model_path: str | os.PathLike[str], threads: int = 0) -> Any:
     opts.intra_op_num_threads = max(0, int(threads))
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle intra-op threads sleep instead of spinning: a spinning pool starves what runs next on a small
+    # machine (numpy's BLAS threads took 0.6 s for one 128x128 QR after an embedding on two cores) and
+    # the CPU time other worker processes need.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors

@@ -216,12 +216,7 @@ class ServiceContext:
     def decode(self, item: ImageInput) -> imaging.DecodedImage:
         """An image path or (name, bytes), decoded within the vault's size limits."""
         s = self.settings
-        if isinstance(item, tuple):
-            name, data = item
-            return imaging.decode_image(
-                data, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels, name=name
-            )
-        return imaging.load_image(item, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+        return imaging.decode_input(item, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
 
     def threshold(
         self, model_id: str, fmr: float | None, threshold: float | None, default_fmr: float

@@ -7,6 +7,7 @@ by subject -> threshold -> candidates -> audit entry (and review queue when a ca
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..errors import FaceVaultError, InputError, ModelMismatchError, NoFaceError
 from ..pipeline import ProcessedFace
 from ..results import Candidate, FaceResult, MatchedSample, SearchResult
 from .context import Collection, ImageInput, ServiceContext
+from .prefetch import ProbeAnalysis
 from .review import record_candidates
 
 SAMPLES_PER_CANDIDATE = 5
@@ -102,9 +104,11 @@ def search(
     top_k: int = 5,
     fmr: float | None = None,
     threshold: float | None = None,
+    analysis: ProbeAnalysis | None = None,
 ) -> SearchResult:
     """Open-set 1:N identification of every face in ``probe``. An empty candidate list means the person is
-    not in the gallery at this threshold. Every call is written to the audit log."""
+    not in the gallery at this threshold. Every call is written to the audit log. ``analysis``: the probe's
+    faces computed ahead by ``service.prefetch``, used only if they match this collection's pipeline."""
     purpose = require_purpose(purpose)
     with ctx.read() as conn:
         coll = ctx.store.get_collection(conn, collection)
@@ -116,43 +120,71 @@ def search(
     except FaceVaultError as exc:
         audit_failure(ctx, exc, **asked)
         raise
-    faces = ctx.pipeline(coll["model_id"]).analyze(decoded.pixels)
-    entry: dict[str, Any] = {
-        "purpose": purpose,
-        "case_id": case_id,
-        "collection": collection,
-        "probe_sha256": decoded.sha256,
-        "threshold": round(thr, 5),
-    }
+    pipeline = ctx.pipeline(coll["model_id"])
+    faces = analysis.faces_for(pipeline, decoded.sha256) if analysis is not None else None
+    if faces is None:
+        faces = pipeline.analyze(decoded.pixels)
+    request = SearchRequest(coll, collection, purpose, case_id, top_k, thr, thr_fmr)
+    return conclude(ctx, request, decoded.sha256, faces)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A search that passed its checks: what ``conclude`` needs besides the probe's faces."""
+
+    coll: Collection
+    collection: str
+    purpose: str
+    case_id: str | None
+    top_k: int
+    threshold: float
+    threshold_fmr: float
+
+    def entry(self, probe_sha256: str) -> dict[str, Any]:
+        return {
+            "purpose": self.purpose,
+            "case_id": self.case_id,
+            "collection": self.collection,
+            "probe_sha256": probe_sha256,
+            "threshold": round(self.threshold, 5),
+        }
+
+
+def conclude(
+    ctx: ServiceContext, req: SearchRequest, probe_sha256: str, faces: list[ProcessedFace]
+) -> SearchResult:
+    """Search the probe's analysed faces, audit the search (and queue its candidates for review when it
+    names a case). No face is audited too, then raised as ``NoFaceError``."""
+    entry = req.entry(probe_sha256)
     if not faces:
         with ctx.write() as conn:
             ctx.log(conn, Searched(outcome="no_face", **entry))
         raise NoFaceError("no face was found in the probe image")
-    results = search_faces(ctx, coll, faces, top_k, thr)
+    results = search_faces(ctx, req.coll, faces, req.top_k, req.threshold)
     with ctx.write() as conn:
         seq = ctx.log(
             conn,
             Searched(
                 **entry,
                 outcome="ok",
-                threshold_fmr=thr_fmr,
-                top_k=top_k,
+                threshold_fmr=req.threshold_fmr,
+                top_k=req.top_k,
                 faces=len(results),
                 candidates=[[[c.subject_id, round(c.similarity, 4)] for c in f.candidates] for f in results],
             ),
         )
-        if case_id:
+        if req.case_id:
             # Candidates are leads for human review, not identifications (EU AI Act Art. 14).
-            record_candidates(ctx, conn, case_id, seq, collection, results)
+            record_candidates(ctx, conn, req.case_id, seq, req.collection, results)
     return SearchResult(
-        collection=collection,
-        model_id=coll["model_id"],
-        probe_sha256=decoded.sha256,
-        threshold=round(thr, 5),
-        threshold_fmr=thr_fmr,
-        top_k=top_k,
-        purpose=purpose,
-        case_id=case_id,
+        collection=req.collection,
+        model_id=req.coll["model_id"],
+        probe_sha256=probe_sha256,
+        threshold=round(req.threshold, 5),
+        threshold_fmr=req.threshold_fmr,
+        top_k=req.top_k,
+        purpose=req.purpose,
+        case_id=req.case_id,
         audit_seq=seq,
         faces=results,
     )

@@ -25,7 +25,7 @@ from sqlalchemy import (
 
 from ..config import DEFAULT_RETENTION_DAYS
 
-SCHEMA_VERSION = 5  # the Alembic revision count; alembic_version holds the revision id
+SCHEMA_VERSION = 6  # the Alembic revision count; alembic_version holds the revision id
 
 # Ids the audit log, receipts or files (photos/c<id>, collection-<id>.faiss) refer to are never given out
 # twice: SQLite reuses the highest deleted rowid unless a table is AUTOINCREMENT (revision 0004);
@@ -57,6 +57,9 @@ collections = Table(
     # Keep an encrypted face crop per sample so the collection can move to another model pack
     # (``sample_crops``). Off unless asked for: privacy by default (docs/PRIVACY.md).
     Column("keep_crops", Boolean, nullable=False, default=False, server_default=false()),
+    # The detector that finds faces for this collection when it is not the pack's own (revision 0006);
+    # NULL: the pack's own. Only boxes come from it: landmarks and chips stay the pack's.
+    Column("detector", String(100), nullable=True),
     **NEVER_REUSED,
 )
 

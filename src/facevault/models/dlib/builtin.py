@@ -99,10 +99,10 @@ def _sha256(path: Path) -> str:
 
 def describe(name: str, models_root: Path) -> dict[str, Any]:
     """Detector, recognizer, files with their SHA-256, license and calibration of a built-in pack."""
-    import face_recognition_models as frm
-
     from ... import calibration
-    from .models import CHIP_PADDING, CHIP_SIZE, CONVERTER_VERSION
+    from .models import CHIP_PADDING, CHIP_SIZE, CONVERTER_VERSION, model_files
+
+    frm = model_files()
 
     lm68 = name == LM68_PACK
     landmarks = Path(
