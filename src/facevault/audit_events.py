@@ -62,9 +62,10 @@ def _event(action: str) -> Any:
 # ---- collections ----------------------------------------------------------------------------------------
 @_event("collection.create")
 class CollectionCreated(AuditEvent):
-    OMIT_NONE = frozenset({"license_acceptance"})
+    OMIT_NONE = frozenset({"license_acceptance", "detector"})
     model_id: str
     keep_crops: bool
+    detector: str | None = None  # another detector than the pack's own
     license_acceptance: dict[str, Any] | None = None
 
 
@@ -78,6 +79,11 @@ class CollectionDeleted(AuditEvent):
 class KeepCropsSet(AuditEvent):
     keep_crops: bool
     crops_deleted: int
+
+
+@_event("collection.detector")
+class DetectorSet(AuditEvent):
+    detector: str | None  # None: the pack's own again
 
 
 @_event("collection.migrate")

@@ -39,6 +39,10 @@ class Settings:
     max_image_pixels: int = 40_000_000
     # Downscale large photos before detection (the detector upsamples small faces anyway).
     max_detect_side: int = 1600
+    # The detector new collections use, and operations without a collection (verify, detect, opt-out):
+    # empty = the model pack's own; "dlib-hog", "dlib-mmod" or an installed detector's name
+    # (``facevault models list`` shows them). A collection's own choice (``--detector``) wins.
+    detector: str = ""
     # Enrollment quality gates (stricter than search; see docs/ARCHITECTURE.md for how they were chosen).
     enroll_min_eye_distance: float = 24.0
     enroll_min_sharpness: float = 8.0

@@ -22,6 +22,7 @@ from .config import Settings, models_dir_setting
 from .errors import ConfigError
 from .models import ModelPack, get_pack, l2_normalize
 from .models.base import DetectedFace
+from .models.detectors import with_detector
 from .models.registry import ensure_registered
 from .quality import FaceQuality, assess, turned_over, upside_down
 
@@ -59,8 +60,13 @@ class Pipeline:
         self.tta = tta
 
     @classmethod
-    def for_model(cls, model_id: str, settings: Settings) -> Pipeline:
-        return cls(get_pack(model_id), max_detect_side=settings.max_detect_side, tta=settings.tta)
+    def for_model(cls, model_id: str, settings: Settings, detector: str | None = None) -> Pipeline:
+        """The pipeline of ``model_id`` finding faces with ``detector`` (a collection's choice), else the
+        ``detector`` setting, else the pack's own detector (``models.detectors``)."""
+        pack = with_detector(
+            get_pack(model_id), detector or settings.detector, models_dir_setting(settings.home)
+        )
+        return cls(pack, max_detect_side=settings.max_detect_side, tta=settings.tta)
 
     @property
     def model_id(self) -> str:

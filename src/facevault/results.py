@@ -188,6 +188,12 @@ class RetentionChanged(Record):
 
 
 @dataclass(eq=False)
+class DetectorChanged(Record):
+    collection: str
+    detector: str  # the detector that now finds the collection's faces
+
+
+@dataclass(eq=False)
 class KeepCropsChanged(Record):
     collection: str
     keep_crops: bool
@@ -276,6 +282,7 @@ class CollectionInfo(Record):
     legal_basis: str | None
     retention_days: int
     keep_crops: bool
+    detector: str | None = None  # None: the model pack's own detector
     subjects: int | None = None  # counts: only in listings
     samples: int | None = None
 

@@ -59,6 +59,14 @@ class CollectionCreate(_Strict):
         ),
     ]
     model: Annotated[str | None, Field(default=None, max_length=100)] = None
+    detector: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=100,
+            description="Find faces with this detector instead of the model's own (e.g. dlib-mmod, yunet).",
+        ),
+    ] = None
     keep_crops: Annotated[
         bool,
         Field(

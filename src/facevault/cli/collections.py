@@ -41,6 +41,14 @@ def collection_create(
             "migrated to another model pack (off by default; see docs/PRIVACY.md).",
         ),
     ] = False,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            "--detector",
+            help="Find faces with this detector instead of the model's own (dlib-hog, dlib-mmod or an "
+            "installed one: see `facevault models list`); the vectors stay the model's.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -55,12 +63,14 @@ def collection_create(
                 legal_basis=legal_basis,
                 retention_days=retention_days,
                 keep_crops=keep_crops,
+                detector=detector,
             )
             return {
                 "name": row["name"],
                 "model_id": row["model_id"],
                 "dim": row["dim"],
                 "keep_crops": bool(row["keep_crops"]),
+                "detector": row["detector"],
             }
 
     emit(run(as_json, action), as_json, _created)
@@ -68,7 +78,8 @@ def collection_create(
 
 def _created(row: dict[str, Any]) -> str:
     crops = ", keeping face crops" if row["keep_crops"] else ""
-    return f"collection {row['name']!r} created (model {row['model_id']}, {row['dim']}-d{crops})"
+    found = f", faces found by {row['detector']}" if row.get("detector") else ""
+    return f"collection {row['name']!r} created (model {row['model_id']}, {row['dim']}-d{crops}{found})"
 
 
 @collection_app.command("list")
@@ -76,7 +87,7 @@ def collection_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """List collections with their model and counts."""
 
     def listing(v: Any) -> list[dict[str, Any]]:
-        keys = ("name", "model_id", "subjects", "samples")
+        keys = ("name", "model_id", "detector", "subjects", "samples")
         return [
             {**{k: c[k] for k in keys}, "keep_crops": bool(c["keep_crops"])} for c in v.list_collections()
         ]
@@ -88,10 +99,11 @@ def _table(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("collection", "model", "subjects", "samples", "crops")
+    table = Table("collection", "model", "detector", "subjects", "samples", "crops")
     for r in rows:
         crops = "kept" if r["keep_crops"] else "-"
-        table.add_row(r["name"], r["model_id"], str(r["subjects"]), str(r["samples"]), crops)
+        det = r["detector"] or "(model's own)"
+        table.add_row(r["name"], r["model_id"], det, str(r["subjects"]), str(r["samples"]), crops)
     Console().print(table)
 
 
@@ -106,14 +118,28 @@ def collection_set(
             "the collection holds (audited).",
         ),
     ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            "--detector",
+            help="Find faces with this detector from now on ('own': the model's own); stored vectors "
+            "stay valid.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a collection's settings."""
-    if keep_crops is None:
+    if keep_crops is None and detector is None:
         from ..errors import ConfigError
 
-        raise fail(ConfigError("nothing to change: give --keep-crops or --no-keep-crops"), as_json)
+        raise fail(ConfigError("nothing to change: give --keep-crops/--no-keep-crops or --detector"), as_json)
+    if detector is not None:
+        wanted = None if detector == "own" else detector
+        changed = with_vault(home, as_json, lambda v: v.set_detector(name, wanted))
+        emit(changed, as_json, lambda r: f"collection {name!r} finds faces with {r['detector']}")
+    if keep_crops is None:
+        return
     res = with_vault(home, as_json, lambda v: v.set_keep_crops(name, keep_crops))
 
     def text(res: dict[str, Any]) -> str:

@@ -17,13 +17,21 @@ def detect(
         str | None, typer.Option("--draw", help="Also write the photo with the boxes drawn (JPEG) here.")
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model pack (default: the vault's).")] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option("--detector", help="Another detector than the pack's own (see `models list`)."),
+    ] = None,
     purpose: Annotated[str | None, typer.Option("--purpose", help="Why (recorded).")] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every face in PHOTO with box, landmarks, detector score and quality, and the reasons enrollment
     would refuse it. No identity, nothing stored; the look is recorded in the audit log."""
-    res = with_vault(home, as_json, lambda v: v.detect(photo, model=model, purpose=purpose, draw=bool(draw)))
+    res = with_vault(
+        home,
+        as_json,
+        lambda v: v.detect(photo, model=model, detector=detector, purpose=purpose, draw=bool(draw)),
+    )
     if draw:
         run(as_json, lambda: _write(Path(draw), res.drawn_jpeg))
     emit(res, as_json, _faces)

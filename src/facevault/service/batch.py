@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,7 @@ class BatchEnroller:
         total, finished = len(rows), len(done)
         self.on_progress(finished, total)
 
-        by_model: dict[str, list[ManifestRow]] = defaultdict(list)
+        by_model: dict[tuple[str, str], list[ManifestRow]] = defaultdict(list)  # (model, detector)
         for row in todo:
             if row.problem:
                 self._record(RowOutcome(row.number, "error", "bad_row", row.problem))
@@ -159,7 +159,7 @@ class BatchEnroller:
             if isinstance(coll, FaceVaultError):
                 self._record(self._error(row, coll))
                 continue
-            by_model[coll["model_id"]].append(row)
+            by_model[(coll["model_id"], coll.get("detector") or "")].append(row)
         keeps = {name for name, c in self._colls.items() if isinstance(c, dict) and c["keep_crops"]}
         self._maybe_commit(force=True)
         self.on_progress(finished + sum(self._counts.values()), total)
@@ -171,7 +171,7 @@ class BatchEnroller:
         else:
             runner = LocalRunner(self.workers if self.workers > 0 else worker_count(s), s)
         try:
-            for model_id, model_rows in by_model.items():
+            for (model_id, detector), model_rows in by_model.items():
                 jobs = (
                     Job(
                         r.number,
@@ -182,7 +182,8 @@ class BatchEnroller:
                     )
                     for r in model_rows
                 )
-                for analysis in runner.run(model_id, jobs):
+                run_settings = replace(s, detector=detector) if detector else s
+                for analysis in runner.run(model_id, jobs, run_settings):
                     self._handle(self._rows[analysis.row], analysis)
                     self._maybe_commit()
                     self.on_progress(finished + sum(self._counts.values()), total)

@@ -63,9 +63,10 @@ _ray_pipelines: dict[str, Pipeline] = {}
 
 def _ray_analyze(model_id: str, settings: Any, jobs: list[Job]) -> list[Analysis]:
     """Body of the Ray task: a pipeline per model, cached in the (long-lived) Ray worker process."""
-    pipe = _ray_pipelines.get(model_id)
+    key = f"{model_id}\x00{settings.detector}"  # a collection may choose its detector
+    pipe = _ray_pipelines.get(key)
     if pipe is None:
-        pipe = _ray_pipelines[model_id] = Pipeline.for_model(model_id, settings)
+        pipe = _ray_pipelines[key] = Pipeline.for_model(model_id, settings)
     return [analyze_job(pipe, job) for job in jobs]
 
 
@@ -78,15 +79,17 @@ class LocalRunner:
         self.workers = max(1, workers)
         self.settings = settings
 
-    def run(self, model_id: str, jobs: Iterable[Job]) -> Iterator[Analysis]:
+    def run(self, model_id: str, jobs: Iterable[Job], settings: Any = None) -> Iterator[Analysis]:
+        """``settings``: those of this run's collections (their detector), else the runner's."""
+        settings = settings or self.settings
         if self.workers == 1:
-            pipe = Pipeline.for_model(model_id, self.settings)
+            pipe = Pipeline.for_model(model_id, settings)
             for job in jobs:
                 yield analyze_job(pipe, job)
             return
         todo = iter(jobs)
         window = self.workers * 4
-        pool = self._pool(model_id)
+        pool = self._pool(model_id, settings)
         inflight: dict[Future[Analysis], tuple[Job, ProcessPoolExecutor]] = {}
         try:
             while True:
@@ -107,13 +110,13 @@ class LocalRunner:
                         result = Analysis(job.row, error=("worker_failed", "the worker process died"))
                         if owner is pool:
                             pool.shutdown(wait=False, cancel_futures=True)
-                            pool = self._pool(model_id)
+                            pool = self._pool(model_id, settings)
                     yield result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _pool(self, model_id: str) -> ProcessPoolExecutor:
-        return worker_pool(model_id, self.settings, self.workers)
+    def _pool(self, model_id: str, settings: Any) -> ProcessPoolExecutor:
+        return worker_pool(model_id, settings, self.workers)
 
 
 class RayRunner:
@@ -137,7 +140,8 @@ class RayRunner:
             ray.init(**kwargs)
         self._task = ray.remote(num_cpus=1, max_retries=2)(_ray_analyze)
 
-    def run(self, model_id: str, jobs: Iterable[Job]) -> Iterator[Analysis]:
+    def run(self, model_id: str, jobs: Iterable[Job], settings: Any = None) -> Iterator[Analysis]:
+        settings = settings or self.settings
         ray = self.ray
         window = max(2, int(ray.cluster_resources().get("CPU", 1)) * 2)
         todo = iter(jobs)
@@ -147,7 +151,7 @@ class RayRunner:
                 chunk = [self._with_bytes(j) for _, j in zip(range(self.rows_per_task), todo, strict=False)]
                 if not chunk:
                     break
-                inflight[self._task.remote(model_id, self.settings, chunk)] = chunk
+                inflight[self._task.remote(model_id, settings, chunk)] = chunk
             if not inflight:
                 return
             done, _ = ray.wait(list(inflight), num_returns=1)

@@ -8,11 +8,19 @@ import unicodedata
 from typing import Any
 
 from .. import calibration
-from ..audit_events import CollectionCreated, CollectionDeleted, KeepCropsSet, RetentionSet
+from ..audit_events import CollectionCreated, CollectionDeleted, DetectorSet, KeepCropsSet, RetentionSet
 from ..config import DEFAULT_RETENTION_DAYS, check_retention_days, models_dir_setting
 from ..errors import InputError
+from ..models.detectors import with_detector
 from ..models.registry import get_pack, license_acceptance
-from ..results import CollectionDeletion, CollectionInfo, IndexRebuilt, KeepCropsChanged, RetentionChanged
+from ..results import (
+    CollectionDeletion,
+    CollectionInfo,
+    DetectorChanged,
+    IndexRebuilt,
+    KeepCropsChanged,
+    RetentionChanged,
+)
 from .context import ServiceContext
 
 # One rule for every name that ends up in a URL path or a file name (collections, subjects), whichever
@@ -62,12 +70,16 @@ def create_collection(
     legal_basis: str | None = None,
     retention_days: int = DEFAULT_RETENTION_DAYS,
     keep_crops: bool = False,
+    detector: str | None = None,
 ) -> CollectionInfo:
     """A collection pinned to ``model``. ``keep_crops``: keep an encrypted face crop of every enrolled
-    sample, so the collection can later move to another model pack (``migrate_collection``)."""
+    sample, so the collection can later move to another model pack (``migrate_collection``).
+    ``detector``: find its faces with another detector than the pack's own (default: the ``detector``
+    setting); the vectors stay the pack's (``models.detectors``)."""
     name = check_name(name, "collection")
     model_id = model or ctx.settings.default_model
     pack = get_pack(model_id)
+    chosen = usable_detector(ctx, model_id, detector or ctx.settings.detector or None)
     calibration.for_model(model_id)  # refuse models we cannot put an honest threshold on
     check_retention_days(retention_days)
     accepted = accepted_license(ctx, model_id)  # the vault's own, tamper-evident record of who accepted what
@@ -82,13 +94,43 @@ def create_collection(
             retention_days=retention_days,
             keep_crops=bool(keep_crops),
         )
+        if chosen:
+            ctx.store.update_collection(conn, row["id"], detector=chosen)
+            row = {**row, "detector": chosen}
         ctx.log(
             conn,
             CollectionCreated(
-                collection=name, model_id=model_id, keep_crops=bool(keep_crops), license_acceptance=accepted
+                collection=name,
+                model_id=model_id,
+                keep_crops=bool(keep_crops),
+                detector=chosen,
+                license_acceptance=accepted,
             ),
         )
     return CollectionInfo.from_row(row)
+
+
+def usable_detector(ctx: ServiceContext, model_id: str, detector: str | None) -> str | None:
+    """``detector`` if ``model_id``'s pack can use it (None, or the pack's own: None), else a
+    ConfigError saying why (unknown, not installed, failed its check, landmarks the pack cannot use)."""
+    if not detector:
+        return None
+    pack = get_pack(model_id)
+    if detector == pack.detector.name:
+        return None
+    with_detector(pack, detector, models_dir_setting(ctx.settings.home))
+    return detector
+
+
+def set_detector(ctx: ServiceContext, collection: str, detector: str | None) -> DetectorChanged:
+    """Find this collection's faces with ``detector`` from now on (None: the pack's own). Stored vectors
+    stay valid: only boxes come from the detector, the alignment and the network stay the pack's."""
+    with ctx.write() as conn:
+        coll = ctx.store.get_collection(conn, collection)
+        chosen = usable_detector(ctx, coll["model_id"], detector)
+        ctx.store.update_collection(conn, coll["id"], detector=chosen)
+        ctx.log(conn, DetectorSet(collection=collection, detector=chosen))
+    return DetectorChanged(collection=collection, detector=chosen or get_pack(coll["model_id"]).detector.name)
 
 
 def accepted_license(ctx: ServiceContext, model_id: str) -> dict[str, Any] | None:

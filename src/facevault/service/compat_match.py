@@ -105,7 +105,7 @@ def recognize(
     thr, thr_fmr = checked_request(ctx, coll, samples, top_k, None, None, asked)
     try:
         decoded = ctx.decode(probe)
-        faces = _limited(ctx.pipeline(coll["model_id"]).analyze(decoded.pixels), limit)
+        faces = _limited(ctx.collection_pipeline(coll).analyze(decoded.pixels), limit)
     except FaceVaultError as exc:
         audit_failure(ctx, exc, **asked)
         raise

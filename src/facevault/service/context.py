@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -205,13 +205,25 @@ class ServiceContext:
         return stored
 
     # ---- models, images, thresholds ------------------------------------------------------------------
-    def pipeline(self, model_id: str) -> Pipeline:
-        with self._shared.lock:  # one pipeline per model per process, even under concurrent first use
-            pipe = self._shared.pipelines.get(model_id)
+    def pipeline(self, model_id: str, detector: str | None = None) -> Pipeline:
+        """The pipeline of ``model_id`` (finding faces with ``detector``, else the setting's, else the
+        pack's own), one per process, even under concurrent first use."""
+        key = f"{model_id}\x00{detector or ''}"
+        with self._shared.lock:
+            pipe = self._shared.pipelines.get(key)
             if pipe is None:
-                pipe = Pipeline.for_model(model_id, self.settings)
-                self._shared.pipelines[model_id] = pipe
+                pipe = Pipeline.for_model(model_id, self.settings, detector)
+                self._shared.pipelines[key] = pipe
             return pipe
+
+    def collection_pipeline(self, coll: Collection) -> Pipeline:
+        """The pipeline a collection's photos are analysed with: its model and its detector."""
+        return self.pipeline(coll["model_id"], coll.get("detector"))
+
+    def collection_settings(self, coll: Collection) -> Settings:
+        """The settings worker processes analyse a collection's photos with (its detector in them)."""
+        detector = coll.get("detector")
+        return replace(self.settings, detector=detector) if detector else self.settings
 
     def decode(self, item: ImageInput) -> imaging.DecodedImage:
         """An image path or (name, bytes), decoded within the vault's size limits."""

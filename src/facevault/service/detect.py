@@ -32,6 +32,7 @@ def detect(
     image: ImageInput,
     *,
     model: str | None = None,
+    detector: str | None = None,
     purpose: str | None = None,
     draw: bool = False,
 ) -> DetectResult:
@@ -40,7 +41,7 @@ def detect(
     (``drawn_jpeg``), green for a face enrollment would accept, orange otherwise."""
     purpose = (purpose or "").strip() or DEFAULT_PURPOSE
     model_id = model or ctx.settings.default_model
-    pipe = ctx.pipeline(model_id)
+    pipe = ctx.pipeline(model_id, detector)
     try:
         decoded = ctx.decode(image)
     except FaceVaultError as exc:

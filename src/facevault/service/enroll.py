@@ -106,7 +106,7 @@ class Enrollment:
         self.conflict_threshold = ctx.strict_threshold(collection["model_id"])
         # May load older packs (opt-outs recorded with them): never inside a transaction.
         self.guard = optout_guard(ctx, collection, self.key, optout_rows)
-        self.pipeline = ctx.pipeline(collection["model_id"])
+        self.pipeline = ctx.collection_pipeline(collection)
         if self.pipeline.model_id != collection["model_id"]:
             raise ModelMismatchError("pipeline and collection models differ")
         self.samples_now = samples_now

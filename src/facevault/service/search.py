@@ -120,7 +120,7 @@ def search(
     except FaceVaultError as exc:
         audit_failure(ctx, exc, **asked)
         raise
-    pipeline = ctx.pipeline(coll["model_id"])
+    pipeline = ctx.collection_pipeline(coll)
     faces = analysis.faces_for(pipeline, decoded.sha256) if analysis is not None else None
     if faces is None:
         faces = pipeline.analyze(decoded.pixels)

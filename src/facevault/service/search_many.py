@@ -90,10 +90,15 @@ def search_many(
     n = worker_count(s) if workers is None else workers
     if n > 1 and len(jobs) >= MIN_PROBES_FOR_WORKERS:
         analysed: Iterator[Analysed] = map_with_pipeline(
-            analyse_probe, jobs, model_id=coll["model_id"], settings=s, workers=n, chunksize=2
+            analyse_probe,
+            jobs,
+            model_id=coll["model_id"],
+            settings=ctx.collection_settings(coll),
+            workers=n,
+            chunksize=2,
         )
     else:
-        pipeline = ctx.pipeline(coll["model_id"])
+        pipeline = ctx.collection_pipeline(coll)
         analysed = (analyse_probe(pipeline, job) for job in jobs)
     for probe, outcome in zip(probes, analysed, strict=True):
         if isinstance(outcome, ProbeFailure):

@@ -31,6 +31,7 @@ from ..results import (
     CollectionDeletion,
     CollectionInfo,
     ConsentView,
+    DetectorChanged,
     DetectResult,
     DoctorReport,
     EnrollOutcome,
@@ -203,6 +204,7 @@ class Vault:
         legal_basis: str | None = None,
         retention_days: int = DEFAULT_RETENTION_DAYS,
         keep_crops: bool = False,
+        detector: str | None = None,
     ) -> CollectionInfo:
         return collections.create_collection(
             self._ctx,
@@ -212,6 +214,7 @@ class Vault:
             legal_basis=legal_basis,
             retention_days=retention_days,
             keep_crops=keep_crops,
+            detector=detector,
         )
 
     def list_collections(self) -> list[CollectionInfo]:
@@ -228,6 +231,10 @@ class Vault:
 
     def set_keep_crops(self, collection: str, keep: bool) -> KeepCropsChanged:
         return collections.set_keep_crops(self._ctx, collection, keep)
+
+    def set_detector(self, collection: str, detector: str | None) -> DetectorChanged:
+        """Find the collection's faces with ``detector`` from now on (None: the pack's own; audited)."""
+        return collections.set_detector(self._ctx, collection, detector)
 
     def migrate_collection(
         self,
@@ -380,10 +387,17 @@ class Vault:
         )
 
     def detect(
-        self, image: ImageInput, *, model: str | None = None, purpose: str | None = None, draw: bool = False
+        self,
+        image: ImageInput,
+        *,
+        model: str | None = None,
+        detector: str | None = None,
+        purpose: str | None = None,
+        draw: bool = False,
     ) -> DetectResult:
-        """Every face in ``image`` with box, landmarks and quality; no identity, nothing stored (audited)."""
-        return detect.detect(self._ctx, image, model=model, purpose=purpose, draw=draw)
+        """Every face in ``image`` with box, landmarks and quality; no identity, nothing stored (audited).
+        ``detector``: another detector than the model's own (``models.detectors``)."""
+        return detect.detect(self._ctx, image, model=model, detector=detector, purpose=purpose, draw=draw)
 
     def search_many(
         self, collection: str, probes: Sequence[ImageInput], *, purpose: str, **options: Any
@@ -521,6 +535,28 @@ class Vault:
 
     def erase_all_subjects(self, collection: str) -> list[ErasureReceipt]:
         return compat_faces.erase_all_subjects(self._ctx, collection)
+
+    # ---- review with faces, labelled results, single samples (web UI) --------------------------------
+    def review_details(self, case_id: str) -> dict[str, Any]:
+        return review.review_details(self._ctx, case_id)
+
+    def review_queue(self) -> list[dict[str, Any]]:
+        return review.review_queue(self._ctx)
+
+    def keep_review_probe(self, result: SearchResult, probe: ImageInput) -> bool:
+        from . import review_probes
+
+        return review_probes.keep(self._ctx, result, probe)
+
+    def review_probe(self, case_id: str, candidate_id: int, shown: str) -> bytes:
+        from . import review_probes
+
+        return review_probes.view(self._ctx, case_id, candidate_id, shown)
+
+    def annotate_search(self, probe: ImageInput, result: Any) -> bytes:
+        from . import annotate
+
+        return annotate.annotated_search(self._ctx, probe, result)
 
 
 def open_vault(

@@ -22,6 +22,8 @@ def _public(result: Any) -> dict[str, Any]:
     out = {k: row[k] for k in ("id", "name", "model_id", "dim") if k in row}
     if "keep_crops" in row:
         out["keep_crops"] = bool(row["keep_crops"])
+    if "detector" in row:
+        out["detector"] = row["detector"]
     created = row.get("created_at")
     if created is not None:  # every stored time is UTC (SQLite hands back naive datetimes)
         out["created_at"] = created if isinstance(created, str) else iso(created)
@@ -42,7 +44,12 @@ async def create_collection(
     request: Request, body: CollectionCreate, vault: Vault = vault_for("admin")
 ) -> dict[str, Any]:
     row = await run_sync(
-        request, vault.create_collection, body.name, known_model(body.model), keep_crops=body.keep_crops
+        request,
+        vault.create_collection,
+        body.name,
+        known_model(body.model),
+        keep_crops=body.keep_crops,
+        detector=body.detector,
     )
     return _public(row)
 
