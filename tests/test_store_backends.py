@@ -50,7 +50,7 @@ def test_migrations_build_exactly_the_schema(db_url: str, tmp_path: Path) -> Non
     try:
         store.create_schema()
         store.create_schema()  # idempotent: already at head
-        assert store.schema_revision() == "0006"
+        assert store.schema_revision() == "0007"
         with store.engine.connect() as conn:
             diffs = compare_metadata(
                 MigrationContext.configure(conn, opts={"compare_type": True}), t.metadata
@@ -84,7 +84,7 @@ def test_vault_made_before_migrations_is_stamped_and_upgraded(db_url: str, tmp_p
                 )
             )
         store.create_schema()
-        assert store.schema_revision() == "0006"
+        assert store.schema_revision() == "0007"
         insp = inspect(store.engine)
         assert insp.has_table("batch_rows") and insp.has_table("sample_crops")
         with store.begin() as conn:  # collections made before keep_crops existed keep no crops
@@ -115,7 +115,7 @@ def test_vault_of_the_previous_schema_is_refused_until_init_upgrades_it(db_url: 
     assert err.value.code == "schema_outdated"
     facevault.open(home, create=True).close()  # what `facevault init` does
     with facevault.open(home) as v:
-        assert v.store.schema_revision() == "0006"
+        assert v.store.schema_revision() == "0007"
         assert v.get_collection("c")["keep_crops"] is False  # crops were never kept before 0003
 
 

@@ -29,6 +29,7 @@ from ..clock import utcnow
 from ..config import DEFAULT_RETENTION_DAYS
 from ..errors import ConfigError, ConflictError, NotFoundError
 from . import schema as t
+from .library_queries import LibraryQueries
 from .sample_queries import SampleHit, SampleQueries
 from .subject_queries import SubjectQueries
 from .urls import REMEMBERED_URL_FILE, normalize_url, redact_url, resolve_url
@@ -90,7 +91,7 @@ ERASURE_TABLES = (
 )
 
 
-class Store(SubjectQueries, SampleQueries):
+class Store(SubjectQueries, SampleQueries, LibraryQueries):
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         self.dialect = make_url(self.url).get_backend_name()

@@ -25,7 +25,7 @@ from sqlalchemy import (
 
 from ..config import DEFAULT_RETENTION_DAYS
 
-SCHEMA_VERSION = 6  # the Alembic revision count; alembic_version holds the revision id
+SCHEMA_VERSION = 7  # the Alembic revision count; alembic_version holds the revision id
 
 # Ids the audit log, receipts or files (photos/c<id>, collection-<id>.faiss) refer to are never given out
 # twice: SQLite reuses the highest deleted rowid unless a table is AUTOINCREMENT (revision 0004);
@@ -285,3 +285,125 @@ compat_keys = Table(
     Column("case_id", String(200), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# ---- photo libraries (revision 0007) ---------------------------------------------------------------------
+# A library is a set of photos with a declared owner, purpose, legal basis and retention period, pinned to
+# one model pack. Every face of every photo is kept (protected template, like samples'), grouped into
+# people; a person has no name until it is linked to a consent record (``consent_id``).
+libraries = Table(
+    "libraries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("owner", String(200), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("legal_basis", Text, nullable=False),
+    Column("retention_days", Integer, nullable=False, default=DEFAULT_RETENTION_DAYS),
+    Column("model_id", String(100), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("keep_crops", Boolean, nullable=False, default=False, server_default=false()),
+    Column("keep_copies", Boolean, nullable=False, default=False, server_default=false()),
+    Column("next_person", Integer, nullable=False, default=1),  # the N of the next "person #N"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
+)
+
+# One row per distinct photo (by SHA-256) of a library. ``status``: ``pending`` while its faces are being
+# found, ``done`` once they are committed (in the same transaction), ``error`` with the error's code when
+# it could not be read; a re-run of ``library add`` skips ``done`` and ``error`` rows with the same hash.
+library_photos = Table(
+    "library_photos",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("library_id", Integer, ForeignKey("libraries.id"), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("source", Text, nullable=False),  # the path it was added from
+    Column("stored", Boolean, nullable=False, default=False, server_default=false()),  # a copy is kept
+    Column("size_bytes", Integer, nullable=False),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("taken_at", DateTime(timezone=True), nullable=True),  # EXIF DateTimeOriginal
+    Column("orientation", Integer, nullable=True),  # EXIF orientation (1-8), applied before detection
+    Column("status", String(10), nullable=False),  # pending | done | error
+    Column("error", String(50), nullable=True),
+    Column("faces", Integer, nullable=False, default=0),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("library_id", "sha256", name="uq_library_photo_sha"),
+    **NEVER_REUSED,
+)
+Index("ix_library_photos_source", library_photos.c.library_id, library_photos.c.source)
+
+library_people = Table(
+    "library_people",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("library_id", Integer, ForeignKey("libraries.id"), nullable=False),
+    Column("number", Integer, nullable=False),  # "person #N", unique within the library
+    Column("name", String(300), nullable=True),  # only with a consent record
+    Column("consent_id", Integer, ForeignKey("consents.id"), nullable=True),
+    Column("subject_id", Integer, nullable=True),  # an enrolled subject this person is (no FK: erasable)
+    Column("hidden", Boolean, nullable=False, default=False, server_default=false()),
+    Column("feature_face_id", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_interaction_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("library_id", "number", name="uq_library_person_number"),
+    **NEVER_REUSED,
+)
+
+# Every face found: box, the detector's 5 landmarks, quality, detector score and the protected template
+# (AES-256-GCM over the rotated vector, bound to library and model). ``pinned``: a person chose by hand
+# (move, split, merge); re-clustering never moves a pinned face.
+library_faces = Table(
+    "library_faces",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("library_id", Integer, ForeignKey("libraries.id"), nullable=False),
+    Column("photo_id", Integer, ForeignKey("library_photos.id"), nullable=False),
+    Column("person_id", Integer, ForeignKey("library_people.id"), nullable=True),
+    Column("box_x1", Float, nullable=False),
+    Column("box_y1", Float, nullable=False),
+    Column("box_x2", Float, nullable=False),
+    Column("box_y2", Float, nullable=False),
+    Column("landmarks", Text, nullable=False),  # JSON [[x, y] x 5]: eyes, nose, mouth corners
+    Column("quality", Text, nullable=False),  # JSON
+    Column("det_score", Float, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("pinned", Boolean, nullable=False, default=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
+)
+Index("ix_library_faces_library", library_faces.c.library_id)
+Index("ix_library_faces_person", library_faces.c.person_id)
+Index("ix_library_faces_photo", library_faces.c.photo_id)
+
+# The encrypted thumbnail crop of a face, only in libraries with ``keep_crops``; deleted with its face.
+library_crops = Table(
+    "library_crops",
+    metadata,
+    Column("face_id", Integer, ForeignKey("library_faces.id"), primary_key=True),
+    Column("library_id", Integer, ForeignKey("libraries.id"), nullable=False),
+    Column("media_type", String(40), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("image", LargeBinary, nullable=False),
+    Column("key_version", Integer, nullable=False),
+)
+Index("ix_library_crops_library", library_crops.c.library_id)
+
+# Manual decisions, kept across re-clustering: ``not_person`` (this face is not this person: never put
+# back), and a log of merge/split/move/remove/hide for the record. Pinned faces carry the positive ones.
+library_decisions = Table(
+    "library_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("library_id", Integer, ForeignKey("libraries.id"), nullable=False),
+    Column("kind", String(20), nullable=False),  # merge | split | move | remove | not_person | hide
+    Column("face_id", Integer, nullable=True),
+    Column("person_id", Integer, nullable=True),
+    Column("other_person_id", Integer, nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
+)
+Index("ix_library_decisions_library", library_decisions.c.library_id)
