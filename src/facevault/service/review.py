@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 
+from .. import audit
 from ..audit_events import Reviewed
 from ..errors import ConflictError, InputError, NotFoundError
 from ..results import ReviewCandidate, ReviewStatus
+from . import review_probes
 from .context import ServiceContext
 
 CONFIRMATIONS_NEEDED = 2
@@ -67,12 +70,50 @@ def _display_name(row: dict[str, Any]) -> str | None:
     return kept.get("reviewer_name") if isinstance(kept, dict) else None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReviewedWithNote(Reviewed):
+    """A review decision with the reviewer's note (the ``review`` entry; the note is part of it)."""
+
+    note: str | None = None
+
+
+def _searches(conn: Connection, case_id: str) -> dict[int, dict[str, Any]]:
+    """The case's search entries by seq: probe hash and the subject ids per face."""
+    out = {}
+    for e in audit.entries(conn, 0, action="search", case_id=case_id):
+        faces = e["details"].get("candidates") or []
+        out[int(e["seq"])] = {
+            "sha": e.get("probe_sha256"),
+            "faces": [{int(c[0]) for c in face} for face in faces],
+        }
+    return out
+
+
 def record_candidates(
     ctx: ServiceContext, conn: Connection, case_id: str, seq: int, collection: str, faces: list[Any]
 ) -> None:
-    """Queue a search's candidates for review under its case, in the search's own transaction."""
-    for face in faces:
+    """Queue a search's candidates for review under its case, in the search's own transaction. The same
+    face of the same photo (same image hash, same face) against the same subject is one candidate: a
+    repeated search of a case adds none."""
+    existing = ctx.store.review_candidates(conn, case_id)
+    searches = _searches(conn, case_id) if existing else {}
+    sha = searches.get(seq, {}).get("sha")
+
+    def known(face_pos: int, subject_id: int) -> bool:
+        for row in existing:
+            if int(row["subject_id"]) != subject_id or row["collection"] != collection:
+                continue
+            earlier = searches.get(int(row["search_seq"]))
+            if earlier is None or sha is None or earlier["sha"] != sha:
+                continue
+            if face_pos < len(earlier["faces"]) and subject_id in earlier["faces"][face_pos]:
+                return True
+        return False
+
+    for pos, face in enumerate(faces):
         for c in face.candidates:
+            if existing and known(pos, c.subject_id):
+                continue
             ctx.store.add_review_candidate(
                 conn,
                 case_id=case_id,
@@ -110,6 +151,92 @@ def review_status(ctx: ServiceContext, case_id: str) -> ReviewStatus:
             )
         )
     return ReviewStatus(case_id=case_id, candidates=out, confirmations_needed=CONFIRMATIONS_NEEDED)
+
+
+def _note_of(row: dict[str, Any]) -> str | None:
+    try:
+        kept = json.loads(row.get("note") or "")
+    except ValueError:
+        return row.get("note") or None  # a note recorded before names were kept apart
+    return kept.get("note") if isinstance(kept, dict) else None
+
+
+def review_details(ctx: ServiceContext, case_id: str) -> dict[str, Any]:
+    """What a reviewer needs besides the states: whether the case exists (any search named it), each
+    decision with its note, and the kept probe of each candidate (``review_probes.details``)."""
+    with ctx.read() as conn:
+        cands = ctx.store.review_candidates(conn, case_id)
+        decisions = ctx.store.review_decisions(conn, [c["id"] for c in cands])
+        exists = bool(cands) or bool(audit.entries(conn, 1, case_id=case_id))
+    probes = review_probes.details(ctx, case_id, cands)
+    out: dict[int, dict[str, Any]] = {}
+    for c in cands:
+        mine = [d for d in decisions if d["candidate_id"] == c["id"]]
+        out[int(c["id"])] = {
+            "decisions": [
+                {
+                    "reviewer": _label(d["reviewer"], _display_name(d)),
+                    "decision": d["decision"],
+                    "note": _note_of(d),
+                    "at": d["at"].isoformat() if hasattr(d["at"], "isoformat") else str(d["at"]),
+                }
+                for d in mine
+            ],
+            "probe": probes.get(int(c["id"]), {"kept": False}),
+        }
+    return {"exists": exists, "candidates": out}
+
+
+def _state(decisions: list[dict[str, Any]]) -> str:
+    if _by_principal(decisions, "reject"):
+        return "rejected"
+    return "confirmed" if len(_by_principal(decisions, "confirm")) >= CONFIRMATIONS_NEEDED else "pending"
+
+
+def pending_search_seqs(ctx: ServiceContext) -> set[int]:
+    """The searches (audit seqs) that still have a pending candidate in some case."""
+    with ctx.read() as conn:
+        cands = ctx.store.review_candidates(conn)
+        decisions = ctx.store.review_decisions(conn, [c["id"] for c in cands])
+    by_cand: dict[int, list[dict[str, Any]]] = {}
+    for d in decisions:
+        by_cand.setdefault(int(d["candidate_id"]), []).append(d)
+    return {int(c["search_seq"]) for c in cands if _state(by_cand.get(int(c["id"]), [])) == "pending"}
+
+
+def sweep_probes(ctx: ServiceContext) -> int:
+    """Delete the kept probes of searches without a pending candidate (decided, or erased)."""
+    return review_probes.sweep(ctx, pending_search_seqs(ctx))
+
+
+def review_queue(ctx: ServiceContext) -> list[dict[str, Any]]:
+    """Every case with candidates: counts per state and when its last search ran, open cases first."""
+    with ctx.read() as conn:
+        cands = ctx.store.review_candidates(conn)
+        decisions = ctx.store.review_decisions(conn, [c["id"] for c in cands])
+    by_cand: dict[int, list[dict[str, Any]]] = {}
+    for d in decisions:
+        by_cand.setdefault(int(d["candidate_id"]), []).append(d)
+    cases: dict[str, dict[str, Any]] = {}
+    for c in cands:
+        case = cases.setdefault(
+            c["case_id"],
+            {
+                "case_id": c["case_id"],
+                "candidates": 0,
+                "pending": 0,
+                "confirmed": 0,
+                "rejected": 0,
+                "collections": [],
+                "last_search_seq": 0,
+            },
+        )
+        case["candidates"] += 1
+        case[_state(by_cand.get(int(c["id"]), []))] += 1
+        if c["collection"] not in case["collections"]:
+            case["collections"].append(c["collection"])
+        case["last_search_seq"] = max(case["last_search_seq"], int(c["search_seq"]))
+    return sorted(cases.values(), key=lambda k: (k["pending"] == 0, -k["last_search_seq"]))
 
 
 def _by_principal(decisions: list[dict[str, Any]], decision: str) -> dict[str, str]:
@@ -161,13 +288,15 @@ def review(
         )
         ctx.log(
             conn,
-            Reviewed(
+            ReviewedWithNote(
                 case_id=case_id,
                 collection=target["collection"],
                 candidate_id=target["id"],
                 subject_id=target["subject_id"],
                 decision=decision,
                 reviewer=_label(principal, name),
+                note=note or None,
             ),
         )
+    sweep_probes(ctx)  # a probe whose search has no pending candidate left goes now
     return next(c for c in review_status(ctx, case_id).candidates if c.candidate_id == target["id"])

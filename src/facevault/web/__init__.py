@@ -23,6 +23,10 @@ def mount_web(app: FastAPI) -> None:
     async def root() -> RedirectResponse:
         return RedirectResponse("/search", status_code=307)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(str(static_dir / "favicon.svg"), media_type="image/svg+xml")
+
     async def page() -> FileResponse:
         return FileResponse(str(index), media_type="text/html")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 
 from ...results import Principal
 from ...service import Vault
@@ -30,15 +31,50 @@ def reviewer_of(principal: Principal) -> str:
     return f"{name} (key:{principal.prefix})" if name else ""
 
 
-@router.get("/{case_id}", summary="A case's candidates and their review state: pending, confirmed, rejected")
+@router.get("", summary="The review queue: every case with candidates, open cases (pending ones) first")
+async def review_queue(request: Request, vault: Vault = vault_for("reviewer")) -> list[dict[str, Any]]:
+    return await run_sync(request, vault.review_queue)  # type: ignore[no-any-return]
+
+
+def _status(vault: Vault, case_id: str) -> dict[str, Any]:
+    status = to_json(vault.review_status(case_id))
+    extra = vault.review_details(case_id)
+    for c in status["candidates"]:
+        c.update(extra["candidates"].get(c["candidate_id"], {}))
+    return {**status, "exists": extra["exists"]}
+
+
+@router.get(
+    "/{case_id}",
+    summary="A case's candidates and their review state (pending, confirmed, rejected), each decision "
+    "with its note, and whether the probe is kept; exists: false when no search named the case",
+)
 async def review_status(
     request: Request,
     case_id: str = CaseId,
     principal: Principal = Depends(require("reviewer")),
     vault: Vault = vault_for("reviewer"),
 ) -> dict[str, Any]:
-    status = await run_sync(request, vault.review_status, case_id)
-    return {**to_json(status), "you": reviewer_of(principal)}
+    status = await run_sync(request, _status, vault, case_id)
+    return {**status, "you": reviewer_of(principal)}
+
+
+@router.get(
+    "/{case_id}/candidates/{candidate_id}/probe",
+    summary="The kept probe of a candidate: its face crop (view=face) or the whole photo with that face "
+    "boxed (view=photo); each one shown is audited (review.view), every refusal is 404 probe_unavailable",
+    responses={200: {"content": {"image/jpeg": {}}}},
+    response_class=Response,
+)
+async def review_probe(
+    request: Request,
+    candidate_id: int,
+    case_id: str = CaseId,
+    view: str = Query(default="face", pattern="^(face|photo)$"),
+    vault: Vault = vault_for("reviewer"),
+) -> Response:
+    data = await run_sync(request, vault.review_probe, case_id, candidate_id, view)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.post(

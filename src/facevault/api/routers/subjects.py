@@ -208,6 +208,7 @@ async def sample_thumbnail(
         default=None, max_length=500, description="Why the face is looked at (audited with the read)."
     ),
     case_id: str | None = Query(default=None, max_length=200, description="The case it belongs to."),
+    size: int = Query(default=photos.THUMB_SIDE, ge=32, le=512, description="Longest side in pixels."),
     vault: Vault = vault_for("enroller", "searcher", "reviewer"),
 ) -> Response:
     data = await run_sync(
@@ -217,6 +218,7 @@ async def sample_thumbnail(
         collection,
         subject,
         sample_id,
+        side=size,
         purpose=purpose,
         case_id=case_id,
     )

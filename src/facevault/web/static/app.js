@@ -250,38 +250,96 @@ async function searchPage() {
   main.append(form, results);
 }
 
+// Faces left to right, each named by its best match (or "no match"), as in the API's summary.
+function faceLabels(res) {
+  return res.faces.map((f, i) => ({ f, i })).sort((a, b) => a.f.box[0] - b.f.box[0] || a.f.box[1] - b.f.box[1])
+    .map(({ f, i }, pos) => {
+      const best = f.candidates && f.candidates[0];
+      const kind = !f.searched ? "not_searched" : best ? "match" : "no_match";
+      const label = kind === "match" ? `${best.name} ${fmtSim(best.similarity)}` : kind === "no_match" ? "no match" : "not searched (too small)";
+      return { face: f, index: i, position: pos + 1, kind, label };
+    });
+}
+
+function summaryLine(labels) {
+  if (!labels.length) return "no face found";
+  return `${plural(labels.length, "face")}: ${labels.map((l) => l.label).join("; ")}`;
+}
+
+const BOX_COLOURS = { match: "#1f9d55", no_match: "#ffb000", not_searched: "#969696" };
+
+// The probe with labelled boxes, drawn here from the local file (no second search, no upload).
+function downloadAnnotated(img, labels, button) {
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const g = canvas.getContext("2d");
+  g.drawImage(img, 0, 0);
+  const side = Math.max(canvas.width, canvas.height);
+  const lw = Math.max(2, Math.round(side / 300)), fs = Math.max(12, Math.round(side / 45));
+  g.font = `bold ${fs}px sans-serif`; g.textBaseline = "top";
+  for (const l of labels) {
+    const [x1, y1, x2, y2] = l.face.box;
+    g.strokeStyle = BOX_COLOURS[l.kind]; g.lineWidth = lw; g.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    const text = `${l.position}. ${l.label}`, tw = g.measureText(text).width + 2 * lw, th = fs + 2 * lw;
+    const top = y1 - th >= 0 ? y1 - th : Math.min(y2, canvas.height - th);
+    const left = Math.min(Math.max(0, x1), Math.max(0, canvas.width - tw));
+    g.fillStyle = BOX_COLOURS[l.kind]; g.fillRect(left, top, tw, th);
+    g.fillStyle = "#000"; g.fillText(text, left + lw, top + lw);
+  }
+  canvas.toBlob((blob) => {
+    const a = h("a", { href: URL.createObjectURL(blob), download: "search-annotated.jpg" });
+    document.body.append(a); a.click(); a.remove();
+    toast("Annotated photo downloaded.");
+  }, "image/jpeg", 0.9);
+  button.blur();
+}
+
 function showResult(results, res, photo) {
   const img = h("img", { src: URL.createObjectURL(photo), alt: "The photo searched with" });
   const figure = h("div", { class: "probe" }, img);
   const candidates = h("div", { id: "candidates" });
+  const labels = faceLabels(res);
   const buttons = [];
-  const select = (i) => {
-    buttons.forEach((b, j) => b.setAttribute("aria-pressed", String(i === j)));
-    candidates.replaceChildren(faceCandidates(res, res.faces[i]));
+  const select = (pos) => {
+    buttons.forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.pos) === pos)));
+    const l = labels[pos - 1];
+    candidates.replaceChildren(faceCandidates(res, l.face, l.position));
   };
+  const list = h("ul", { class: "facelist", "aria-label": "Faces, left to right" });
+  for (const l of labels) {
+    const b = h("button", { type: "button", class: l.kind, "aria-pressed": "false", "data-pos": l.position,
+      "data-testid": "face-label", onclick: () => select(l.position) }, `${l.position}. ${l.label}`);
+    buttons.push(b); list.append(h("li", {}, b));
+  }
   img.addEventListener("load", () => {
     const W = img.naturalWidth, H = img.naturalHeight;
-    res.faces.forEach((f, i) => {
-      const [x1, y1, x2, y2] = f.box;
-      const b = h("button", { type: "button", class: "facebox", "aria-pressed": "false",
-        "aria-label": `Face ${i + 1}: show its candidates`, onclick: () => select(i) }, h("span", {}, `Face ${i + 1}`));
+    for (const l of labels) {
+      const [x1, y1, x2, y2] = l.face.box;
+      const side = (x1 + x2) / 2 > W / 2 ? " right" : "";  // labels grow inwards: none sticks out of the photo
+      const b = h("button", { type: "button", class: `facebox ${l.kind}${side}`, "aria-pressed": "false", "data-pos": l.position,
+        "aria-label": `Face ${l.position} (${l.label}): show its candidates`, onclick: () => select(l.position) },
+        h("span", {}, `${l.position}. ${l.label}`));
       Object.assign(b.style, { left: `${(100 * x1) / W}%`, top: `${(100 * y1) / H}%`,
         width: `${(100 * (x2 - x1)) / W}%`, height: `${(100 * (y2 - y1)) / H}%` });
       buttons.push(b); figure.append(b);
-    });
-    if (res.faces.length) select(0);
+    }
+    if (labels.length) select(1);
   });
+  const download = h("button", { type: "button", class: "secondary", onclick: (e) => downloadAnnotated(img, labels, e.currentTarget) },
+    "Download the photo with names");
   results.replaceChildren(
-    h("h2", {}, `${res.faces.length} face${res.faces.length === 1 ? "" : "s"} found`),
+    h("h2", {}, `${plural(res.faces.length, "face")} found`),
+    h("p", { class: "summary", "data-testid": "summary" }, summaryLine(labels)),
     h("p", { class: "meta" },
       `Threshold: similarity ≥ ${fmtSim(res.threshold)} (false-match rate ${fmtFmr(res.threshold_fmr)} per comparison). ` +
       `Request ${res.request_id}, audit entry #${res.audit_seq}.`),
-    h("div", { class: "grid2" }, h("div", {}, figure, h("p", { class: "hint" }, "Pick a face to see its candidates.")),
-      candidates));
+    h("div", { class: "grid2" }, h("div", {}, figure, list,
+      h("p", { class: "hint" }, "Green: a match; amber: nobody in this gallery. Pick a face to see its candidates."),
+      download), candidates));
 }
 
-function faceCandidates(res, face) {
-  const title = h("h2", {}, `Face ${face.face_index + 1}`);
+function faceCandidates(res, face, position) {
+  const title = h("h2", {}, `Face ${position} (from the left)`);
   if (!face.searched) {
     return h("div", {}, title, h("div", { class: "nomatch" }, h("strong", {}, "Not searched"),
       `This face is too small to search reliably (${face.skipped_reason}).`));
@@ -571,64 +629,166 @@ async function auditPage() {
 }
 
 // ---- review --------------------------------------------------------------------------------------
-// A case's candidates (from searches run with that case id) and the two-reviewer state of each. The
-// reviewer is the signed-in key: the server records it, nobody types a name.
+// The queue of open cases, then one case: each candidate shows the probe's face (and the whole probe
+// with that face boxed) next to the candidate's enrolled photos with per-photo similarity, so the two-
+// reviewer rule is a visual comparison. The reviewer is the signed-in key: the server records it.
 function reviewPage() {
   main.append(heading("Review"));
   const caseId = h("input", { type: "text", id: "review-case", name: "case_id", required: true, maxlength: 200,
     value: session.caseId });
   const button = h("button", { type: "submit" }, "Show candidates");
+  const queue = h("section", { id: "review-queue", "aria-label": "Review queue" }, h("p", {}, "Loading the queue…"));
   const out = h("section", { id: "review", "aria-live": "polite", "aria-label": "Candidates of the case" });
   const form = h("form", { class: "stack panel" },
     h("p", { class: "meta" }, "Search results are candidates, not identifications. A match counts as confirmed " +
-      "only after two different reviewers confirm it; one rejection rejects it."),
-    h("label", { for: "review-case" }, "Case id", caseId), h("div", {}, button));
+      "only after two different reviewers confirm it; one rejection rejects it. Compare the faces, not the number."),
+    h("div", { class: "row" }, h("label", { for: "review-case" }, "Case id", caseId), h("div", {}, button)));
+  const open = (id) => { caseId.value = id; load(); };
   const load = () => busy(button, async () => {
     const id = caseId.value.trim();
     if (!id) return;
     session.caseId = id;
     try { drawCase(out, await api(`/api/v1/review/${enc(id)}`), load); } catch (err) { out.replaceChildren(errorBox(err)); }
+    loadQueue(queue, open);
   });
   form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
-  main.append(form, out);
+  main.append(queue, form, out, zoomDialog());
+  loadQueue(queue, open);
   if (caseId.value) load();
 }
 
+async function loadQueue(queue, open) {
+  let rows;
+  try { rows = await api("/api/v1/review"); } catch (err) { queue.replaceChildren(errorBox(err)); return; }
+  if (!rows.length) {
+    queue.replaceChildren(h("h2", {}, "Review queue"),
+      h("p", {}, "No case is waiting. Searches run with a case id put their candidates here."));
+    return;
+  }
+  const openCount = rows.filter((r) => r.pending).length;
+  queue.replaceChildren(h("h2", {}, `Review queue: ${plural(openCount, "open case")}`),
+    h("div", { class: "tablewrap" }, h("table", { "data-testid": "review-queue" },
+      h("caption", { class: "visually-hidden" }, "Cases with candidates, open cases first"),
+      h("thead", {}, h("tr", {}, ["Case", "Pending", "Confirmed", "Rejected", "Collection", ""].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows.map((r) => h("tr", { class: r.pending ? "open" : "" },
+        h("td", {}, r.case_id), h("td", {}, r.pending), h("td", {}, r.confirmed), h("td", {}, r.rejected),
+        h("td", {}, r.collections.join(", ")),
+        h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": `Open case ${r.case_id}`,
+          onclick: () => open(r.case_id) }, "Open"))))))));
+}
+
+// One dialog shows any face large; `zoom(blobUrl, caption)` opens it.
+function zoomDialog() {
+  const img = h("img", { id: "zoom-img", alt: "" });
+  const caption = h("p", { id: "zoom-caption" });
+  const dialog = h("dialog", { id: "zoom", class: "zoom", "aria-labelledby": "zoom-caption" }, caption, img,
+    h("form", { method: "dialog" }, h("button", { type: "submit" }, "Close")));
+  return dialog;
+}
+
+function zoom(src, text) {
+  const dialog = document.getElementById("zoom");
+  document.getElementById("zoom-img").src = src;
+  document.getElementById("zoom-img").alt = text;
+  document.getElementById("zoom-caption").textContent = text;
+  dialog.showModal();
+}
+
+// An image that needs the key: fetched, shown from a blob: URL, enlarged on click.
+function keyedImage(path, alt, { cls = "face", fallback = "not available", big } = {}) {
+  const box = h("span", { class: `nothumb ${cls}`, text: "loading…" });
+  api(path).then((blob) => {
+    const src = URL.createObjectURL(blob);
+    const img = h("img", { src, alt, class: cls });
+    const b = h("button", { type: "button", class: "zoomable", "aria-label": `Enlarge: ${alt}`,
+      onclick: () => (big ? api(big).then((b2) => zoom(URL.createObjectURL(b2), alt)) : zoom(src, alt)) }, img);
+    box.replaceWith(b);
+  }).catch(() => { box.textContent = fallback; box.setAttribute("title", alt); });
+  return box;
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function drawCase(out, status, reload) {
   const need = status.confirmations_needed;
+  if (!status.exists) {
+    out.replaceChildren(h("div", { class: "nomatch", role: "alert", "data-testid": "no-such-case" },
+      h("strong", {}, "No such case"), `No search was run with the case id “${status.case_id}”. Check the id, or pick a case from the queue.`));
+    return;
+  }
   if (!status.candidates.length) {
     out.replaceChildren(h("h2", {}, `Case ${status.case_id}`),
-      h("p", {}, "No candidates for this case. Searches run with this case id put their candidates here."));
+      h("p", {}, "This case has no candidates: its searches found nobody above the threshold."));
     return;
   }
   const list = h("ul", { class: "candidates" });
-  for (const c of status.candidates) {
-    const mine = c.confirmed_by.includes(status.you) ? "confirm" : c.rejected_by.includes(status.you) ? "reject" : null;
-    const state = c.state === "confirmed" ? `Confirmed by ${c.confirmed_by.join(" and ")}`
-      : c.state === "rejected" ? `Rejected by ${c.rejected_by.join(", ")}`
-      : `Pending: ${c.confirmed_by.length} of ${need} confirmations${c.confirmed_by.length ? ` (${c.confirmed_by.join(", ")})` : ""}`;
-    const item = h("li", { class: `candidate review-${c.state}`, "data-testid": "review-candidate" },
-      h("span", { class: "name" }, c.name),
-      h("span", {}, `Collection ${c.collection} · similarity ${fmtSim(c.similarity)} · search #${c.search_seq}`),
-      h("strong", { class: `state-${c.state}`, "data-testid": "review-state" }, state));
-    if (mine) item.append(h("span", { class: "meta" }, `You decided: ${mine}.`));
-    else if (c.state === "pending") {
-      const note = h("input", { type: "text", id: `note-${c.candidate_id}`, maxlength: 2000 });
-      const decide = (decision) => (e) => busy(e.currentTarget, async () => {
-        try {
-          await api(`/api/v1/review/${enc(status.case_id)}/decisions`, { method: "POST",
-            json: { candidate: c.candidate_id, decision, note: note.value.trim() || null } });
-          toast(`${decision === "confirm" ? "Confirmed" : "Rejected"} ${c.name}`);
-          await reload();
-        } catch (err) { item.append(errorBox(err)); }
-      });
-      item.append(h("label", { for: `note-${c.candidate_id}` }, "Note (optional)", note),
-        h("div", { class: "row buttons" },
-          h("button", { type: "button", onclick: decide("confirm"), "aria-label": `Confirm ${c.name}` }, "Confirm"),
-          h("button", { type: "button", class: "danger", onclick: decide("reject"), "aria-label": `Reject ${c.name}` }, "Reject")));
-    }
-    list.append(item);
-  }
-  out.replaceChildren(h("h2", {}, `Case ${status.case_id}: ${status.candidates.length} candidate(s)`),
+  for (const c of status.candidates) list.append(reviewCandidate(status, c, need, reload));
+  out.replaceChildren(h("h2", {}, `Case ${status.case_id}: ${plural(status.candidates.length, "candidate")}`),
     h("p", { class: "meta" }, `You review as ${status.you}.`), list);
+}
+
+function reviewCandidate(status, c, need, reload) {
+  const mine = c.confirmed_by.includes(status.you) ? "confirm" : c.rejected_by.includes(status.you) ? "reject" : null;
+  const state = c.state === "confirmed" ? `Confirmed by ${c.confirmed_by.join(" and ")}`
+    : c.state === "rejected" ? `Rejected by ${c.rejected_by.join(", ")}`
+    : `Pending: ${c.confirmed_by.length} of ${need} confirmations${c.confirmed_by.length ? ` (${c.confirmed_by.join(", ")})` : ""}`;
+  const base = `/api/v1/review/${enc(status.case_id)}/candidates/${c.candidate_id}/probe`;
+  const probe = c.probe || { kept: false };
+  const probeSide = h("div", { class: "probe-side", "data-testid": "review-probe" }, h("h3", {}, "Face searched"));
+  if (probe.kept) {
+    probeSide.append(
+      keyedImage(`${base}?view=face`, `The searched face (face ${probe.face_position} of ${probe.faces} from the left)`,
+        { cls: "face big", big: `${base}?view=photo` }),
+      h("p", { class: "meta" }, `Face ${probe.face_position} of ${probe.faces} in the photo, counted from the left.`),
+      keyedImage(`${base}?view=photo`, "The whole searched photo, this face boxed in green", { cls: "whole" }));
+  } else {
+    probeSide.append(h("p", { class: "nothumb face big" }, c.state === "pending"
+      ? "The probe photo was not kept (searched outside the web UI or API)."
+      : "The probe photo was deleted once every candidate of its search was decided."));
+  }
+  const sims = probe.sample_similarity || {};
+  const samples = h("div", { class: "thumbs review-samples", "data-testid": "review-samples" }, "Loading enrolled photos…");
+  api(`/api/v1/collections/${enc(c.collection)}/subjects/id:${c.subject_id}`).then((s) => {
+    const purpose = `review of case ${status.case_id}`;
+    const q = (side) => `?purpose=${enc(purpose)}&case_id=${enc(status.case_id)}${side ? `&size=${side}` : ""}`;
+    samples.replaceChildren(...s.samples.map((x) => {
+      const thumbBase = `/api/v1/collections/${enc(c.collection)}/subjects/id:${c.subject_id}/samples/${x.sample_id}/thumbnail`;
+      const sim = sims[x.sample_id];
+      return h("figure", { class: "sample" },
+        keyedImage(thumbBase + q(240), `Enrolled photo of ${c.name} (sample ${x.sample_id})`,
+          { cls: "face big", fallback: "photo not kept", big: thumbBase + q(512) }),
+        h("figcaption", { "data-testid": "sample-similarity" },
+          sim !== undefined ? `similarity ${fmtSim(sim)}` : "below the threshold"));
+    }));
+    if (!s.samples.length) samples.replaceChildren("No enrolled photos left.");
+  }).catch((err) => samples.replaceChildren(errorBox(err)));
+  const item = h("li", { class: `candidate review-${c.state}`, "data-testid": "review-candidate" },
+    h("span", { class: "name" }, c.name),
+    h("span", {}, `Best similarity ${fmtSim(c.similarity)} · collection ${c.collection} · search #${c.search_seq}`),
+    h("div", { class: "compare" }, probeSide,
+      h("div", { class: "enrolled-side" }, h("h3", {}, `Enrolled photos of ${c.name}`), samples)),
+    h("strong", { class: `state-${c.state}`, "data-testid": "review-state" }, state));
+  const decisions = (c.decisions || []);
+  if (decisions.length) {
+    item.append(h("ul", { class: "decisions", "data-testid": "review-notes" }, decisions.map((d) =>
+      h("li", {}, `${d.decision === "confirm" ? "Confirmed" : "Rejected"} by ${d.reviewer}`,
+        d.note ? h("q", {}, d.note) : h("span", { class: "meta" }, " (no note)")))));
+  }
+  if (mine) item.append(h("span", { class: "meta" }, `You decided: ${mine}.`));
+  else if (c.state === "pending") {
+    const note = h("input", { type: "text", id: `note-${c.candidate_id}`, maxlength: 2000 });
+    const decide = (decision) => (e) => busy(e.currentTarget, async () => {
+      try {
+        await api(`/api/v1/review/${enc(status.case_id)}/decisions`, { method: "POST",
+          json: { candidate: c.candidate_id, decision, note: note.value.trim() || null } });
+        toast(`${decision === "confirm" ? "Confirmed" : "Rejected"} ${c.name}`);
+        await reload();
+      } catch (err) { item.append(errorBox(err)); }
+    });
+    item.append(h("label", { for: `note-${c.candidate_id}` }, "Note (optional)", note),
+      h("div", { class: "row buttons" },
+        h("button", { type: "button", onclick: decide("confirm"), "aria-label": `Confirm ${c.name}` }, "Confirm: same person"),
+        h("button", { type: "button", class: "danger", onclick: decide("reject"), "aria-label": `Reject ${c.name}` }, "Reject: not this person")));
+  }
+  return item;
 }
