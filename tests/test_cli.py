@@ -72,7 +72,14 @@ def test_help_is_fast_and_lists_commands() -> None:
 
 def test_collections_and_subjects(gallery: dict[str, Path]) -> None:
     assert fvj("collection", "list") == [
-        {"name": "staff", "model_id": "dlib-resnet-v1", "subjects": 1, "samples": 2, "keep_crops": False}
+        {
+            "name": "staff",
+            "model_id": "dlib-resnet-v1",
+            "detector": None,
+            "subjects": 1,
+            "samples": 2,
+            "keep_crops": False,
+        }
     ]
     subjects = fvj("subject", "list", "staff")
     assert subjects == [{"id": 1, "name": "Eileen Collins", "external_id": "E-1", "samples": 2}]

@@ -87,13 +87,19 @@ class Pipeline:
         det = self.pack.detector
         return work, scale, det.detect_portrait(work) if portrait else det.detect(work)
 
-    def embed_faces(self, work: np.ndarray, scale: float, faces: list[DetectedFace]) -> list[ProcessedFace]:
+    def embed_faces(
+        self, work: np.ndarray, scale: float, faces: list[DetectedFace], full: np.ndarray | None = None
+    ) -> list[ProcessedFace]:
         """Align, assess and embed faces found on ``work`` (a copy of the image shrunk by ``scale``).
-        All views of all faces go through the network in one batch; each face's views are averaged."""
+        With ``full`` (the image itself), the chips are cut from its full-resolution pixels: a face found
+        on a downscaled copy of a large photo keeps all its detail. All views of all faces go through the
+        network in one batch; each face's views are averaged."""
         if not faces:
             return []
         emb = self.pack.embedder
-        views = [emb.align_views(work, f, augment=self.tta == "flip+views") for f in faces]
+        originals = [_scaled(f, 1.0 / scale) for f in faces]
+        source, located = (full, originals) if full is not None and scale != 1.0 else (work, faces)
+        views = [emb.align_views(source, f, augment=self.tta == "flip+views") for f in located]
         chips = [c for vs in views for c in vs]
         if self.tta != "none":
             chips += [np.ascontiguousarray(c[:, ::-1]) for c in chips]
@@ -102,13 +108,12 @@ class Pipeline:
         start = 0
         n_views = [len(vs) for vs in views]
         per_copy = sum(n_views)
-        for face, vs, n in zip(faces, views, n_views, strict=True):
+        for original, vs, n in zip(originals, views, n_views, strict=True):
             idx = list(range(start, start + n))
             if self.tta != "none":
                 idx += [i + per_copy for i in idx]
             start += n
             vec = l2_normalize(raw[idx].mean(axis=0))
-            original = _scaled(face, 1.0 / scale)
             out.append(ProcessedFace(face=original, quality=assess(original, vs[0]), embedding=vec))
         return out
 
@@ -120,7 +125,7 @@ class Pipeline:
         down (``quality.turned_over``); if it is, its roll is turned by 180 degrees."""
         with self.lock:
             work, scale, faces = self.detect(pixels, portrait)
-            out = self.embed_faces(work, scale, faces)
+            out = self.embed_faces(work, scale, faces, full=pixels)
             if upright and out and turned_over(work, faces[0], self.pack.detector):
                 out[0] = replace(out[0], quality=upside_down(out[0].quality))
             return out

@@ -51,7 +51,7 @@ def embed_at(pipe: Pipeline, pixels: np.ndarray, box: tuple[float, float, float,
             face, detected = best[1], True
         else:
             face, detected = pipe.pack.detector.landmarks_in_box(work, target), False
-        processed = pipe.embed_faces(work, scale, [face])
+        processed = pipe.embed_faces(work, scale, [face], full=pixels)
     if len(processed) != 1 or not np.all(np.isfinite(processed[0].embedding)):
         raise ValueError("the recognizer gave no usable embedding")
     if float(np.linalg.norm(processed[0].embedding)) < 0.5:

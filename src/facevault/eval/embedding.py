@@ -55,7 +55,7 @@ def _embed_one(pipe: Pipeline, job: tuple[str, str]) -> FileEmbedding:
         face = pipe.pack.detector.landmarks_in_box(work, box)
     else:
         return FileEmbedding(path, None, False, "no_face")
-    processed = pipe.embed_faces(work, scale, [face])
+    processed = pipe.embed_faces(work, scale, [face], full=decoded.pixels)
     return FileEmbedding(path, processed[0].embedding, detected)
 
 
