@@ -1,6 +1,11 @@
 """Index benchmark: facevault's embedded FAISS index against exact search, in the same run.
 
     python -m bench.index --n 1000000 [--dim 128] [--kinds auto] [--probes 1000]
+    python -m bench.index --backend milvus-server --n 1000000 [--milvus-kinds IVF_SQ8,HNSW]
+
+``--backend milvus-server`` also runs facevault's Milvus backend on a real Milvus standalone server, in
+the same run and on the same gallery and probes as the FAISS kinds (bench/index_milvus.py: the server
+runs only inside a loopback-only network namespace, which the benchmark makes itself as root).
 
 Gallery: the first LFW image of every shared-LFW identity (real, embedded with facevault's own pipeline,
 see bench/index_data.py) plus synthetic distractors drawn from a Gaussian fitted to the real embeddings
@@ -29,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from bench.index_data import GaussianFaces, impostor_quantiles, lfw_embeddings
+from bench.index_milvus import add_arguments, milvus_server, namespace_or_reexec, run_milvus_kind
 
 from facevault.index import FaissIndex
 
@@ -222,7 +228,10 @@ def main() -> None:
     ap.add_argument("--workdir", default=str(RESULTS / "work"))
     ap.add_argument("--keep", action="store_true", help="keep the built index files")
     ap.add_argument("--out", default=None)
+    add_arguments(ap)
     args = ap.parse_args()
+    if args.backend == "milvus-server":
+        namespace_or_reexec(sys.argv[1:])
 
     import faiss
 
@@ -255,6 +264,13 @@ def main() -> None:
     for kind in args.kinds.split(","):
         results[kind] = run_kind(kind, data, args, exact)
         print(kind, json.dumps(results[kind]), flush=True)
+    if args.backend == "milvus-server":
+        metrics = {"latency": latency, "throughput": throughput, "recall_at": recall_at}
+        with milvus_server() as (uri, state_file):
+            for mkind in args.milvus_kinds.split(","):
+                key = f"milvus-{mkind}"
+                results[key] = run_milvus_kind(mkind, data, args, exact, uri, state_file, metrics)
+                print(key, json.dumps(results[key]), flush=True)
 
     rows = [
         ("exact (faiss.knn)", "1.000", "1.000", "1.000", f"{exact['p50_ms']:.2f}", f"{exact['p99_ms']:.2f}",
@@ -290,7 +306,8 @@ def main() -> None:
     for row in (head, *rows):
         print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
 
-    out = Path(args.out or RESULTS / f"index-{len(base)}-{args.dim}.json")
+    stem = "index-milvus-server" if args.backend == "milvus-server" else "index"
+    out = Path(args.out or RESULTS / f"{stem}-{len(base)}-{args.dim}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "command": "python -m bench.index " + " ".join(sys.argv[1:]),

@@ -182,7 +182,35 @@ def restart(state_file: Path | None = None) -> State:
     state.pid = _launch(base, state.web_port)
     state.save(path)
     _wait_ready(state.pid, state.web_port)
+    _wait_loaded(state)
     return state
+
+
+def _wait_loaded(state: State, timeout: float = READY_TIMEOUT_S) -> None:
+    """After a restart /healthz answers before the collections are back in memory: wait until every
+    collection of every database is loaded again, as an operator would before sending traffic."""
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    server = state.uri.removeprefix("milvus+")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            dbs = MilvusClient(server, timeout=10).list_databases()
+            pending = []
+            for db in dbs:
+                client = MilvusClient(server, db_name=db, timeout=10)
+                for name in client.list_collections():
+                    load = client.get_load_state(name).get("state")
+                    if "Loaded" not in str(load) and "NotLoad" not in str(load):
+                        pending.append(f"{db}.{name}: {load}")
+            if not pending:
+                return
+        except MilvusException as exc:
+            pending = [str(exc)]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Milvus collections not loaded after restart: {pending}")
+        time.sleep(0.5)
 
 
 def stop(state_file: Path) -> None:

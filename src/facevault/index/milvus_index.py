@@ -3,7 +3,9 @@
 - ``milvus://PATH.db``: Milvus Lite, embedded in this process (pymilvus starts it on a free port of
   127.0.0.1 with PATH.db as its data directory; nothing listens on another address). A relative PATH is
   resolved against the vault's index directory.
-- ``milvus+http://HOST:19530`` (or ``milvus+https://``): a Milvus standalone or distributed server.
+- ``milvus+http://HOST:19530`` (or ``milvus+https://``): a Milvus standalone or distributed server;
+  ``milvus+http://HOST:19530/DB`` keeps the vault's collections in the Milvus database DB (created if
+  missing), so several vaults can share one server without their collection names meeting.
   The token, if any, comes from ``FACEVAULT_MILVUS_TOKEN`` (never from the URL, which is logged).
 
 Query options pick the index: ``?index=HNSW&M=16&ef_construction=200&ef=96``,
@@ -54,6 +56,7 @@ _SEARCH_KEYS = {"ef": "ef", "ef_search": "ef", "nprobe": "nprobe", "search_list"
 QUANTIZED = ("IVF_SQ8", "IVF_PQ", "SCANN", "DISKANN", "AUTOINDEX")
 _MAX_LIMIT = 16_384  # Milvus's largest topk
 _DEFAULT_TIMEOUT_S = 60.0
+_LOAD_TIMEOUT_S = 300.0
 # The pymilvus calls that go to the server: given a timeout and their failures translated.
 _RPCS = frozenset(
     [
@@ -98,11 +101,16 @@ def parse_url(spec: str, base_dir: Path | None = None) -> tuple[str, bool, dict[
         parts = urlsplit(f"{scheme.removeprefix('milvus+')}://{rest}")
         if not parts.hostname:
             raise ConfigError(f"Milvus server URL needs a host: {spec!r}")
-        return f"{parts.scheme}://{parts.netloc}", False, options
+        db = parts.path.strip("/")
+        if db and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,254}", db):
+            raise ConfigError(f"Milvus database name must be letters, digits and _: {db!r} in {spec!r}")
+        return f"{parts.scheme}://{parts.netloc}" + (f"/{db}" if db else ""), False, options
     raise ConfigError(f"not a Milvus URL: {spec!r}")
 
 
 def _client(uri: str, lite: bool) -> Any:
+    """The cached pymilvus client of ``uri``; a server URI's path names its database (one per vault
+    sharing a server: collection names are the vault's own), created on first use."""
     from pymilvus import MilvusClient
 
     with _clients_lock:
@@ -114,9 +122,31 @@ def _client(uri: str, lite: bool) -> Any:
                 kwargs["token"] = token
             if lite:
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
-            client = MilvusClient(uri, **kwargs)
+                client = MilvusClient(uri, **kwargs)
+            else:
+                parts = urlsplit(uri)
+                server, db = f"{parts.scheme}://{parts.netloc}", parts.path.strip("/")
+                try:
+                    client = MilvusClient(server, **kwargs)
+                    if db:
+                        if db not in client.list_databases():
+                            client.create_database(db)
+                        # not using_database(): pymilvus 3 asks DescribeDatabase, which 2.3 lacks
+                        client = MilvusClient(server, db_name=db, **kwargs)
+                except _server_errors() as exc:
+                    raise IndexUnavailableError(
+                        f"Milvus at {server} did not answer: {getattr(exc, 'message', exc)}"
+                    ) from exc
             _clients[uri] = client
         return client
+
+
+def _server_errors() -> tuple[type[BaseException], ...]:
+    """What pymilvus raises when the server fails (some paths let gRPC's own error through)."""
+    import grpc
+    from pymilvus.exceptions import MilvusException
+
+    return (MilvusException, grpc.RpcError)
 
 
 class _Guarded:
@@ -129,14 +159,13 @@ class _Guarded:
         attr = getattr(self._client, name)
         if name not in _RPCS:
             return attr
-        from pymilvus.exceptions import MilvusException
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if self._timeout is not None:
                 kwargs.setdefault("timeout", self._timeout)
             try:
                 return attr(*args, **kwargs)
-            except MilvusException as exc:
+            except _server_errors() as exc:
                 raise IndexUnavailableError(
                     f"Milvus at {self._where} failed on {name}: {getattr(exc, 'message', exc)}"
                 ) from exc
@@ -218,6 +247,11 @@ class MilvusIndex(VectorIndex):
         self._open()
 
     # ---- collection lifecycle ------------------------------------------------------------------------
+    def _load_timeout(self) -> float | None:
+        """Loading waits for the server to bring the segments into memory: after a server restart that
+        takes longer than one call should (seconds per segment on a busy machine)."""
+        return None if self.timeout is None else max(self.timeout, _LOAD_TIMEOUT_S)
+
     def _open(self) -> None:
         if self.client.has_collection(self.name):
             desc = self.client.describe_collection(self.name)
@@ -232,7 +266,7 @@ class MilvusIndex(VectorIndex):
                     f"Milvus collection {self.name} holds {model}/{dim}-d vectors, "
                     f"collection expects {self.model_id}/{self.dim}-d"
                 )
-            self.client.load_collection(self.name)
+            self.client.load_collection(self.name, timeout=self._load_timeout())
         else:
             self._create()
 
@@ -258,7 +292,7 @@ class MilvusIndex(VectorIndex):
             self.client.alter_collection_properties(
                 self.name, properties={"facevault.model_id": self.model_id, "facevault.dim": str(self.dim)}
             )
-        self.client.load_collection(self.name)
+        self.client.load_collection(self.name, timeout=self._load_timeout())
 
     # ---- the interface -------------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -327,9 +361,29 @@ class MilvusIndex(VectorIndex):
         return scores, out
 
     def ids(self) -> np.ndarray:
-        it = self.client.query_iterator(self.name, batch_size=10_000, filter="", output_fields=["id"])
-        from pymilvus.exceptions import MilvusException
+        return self._lite_ids() if self.lite else self._server_ids()
 
+    def _server_ids(self) -> np.ndarray:
+        """Every id, by primary-key windows (no query iterator: pymilvus 3's asks the server for an MVCC
+        timestamp that Milvus 2.3 does not give, and right after a server restart it timed out here).
+        A window that comes back empty doubles, a crowded one halves, until the count is reached."""
+        total = len(self)
+        found = [int(r["id"]) for r in self.client.query(self.name, filter="id < 0", output_fields=["id"])]
+        lo, width = 0, 1 << 20
+        while len(found) < total and lo < 1 << 62:
+            rows = self.client.query(
+                self.name, filter=f"id >= {lo} and id < {lo + width}", output_fields=["id"]
+            )
+            found.extend(int(r["id"]) for r in rows)
+            lo += width
+            if not rows:
+                width *= 2
+            elif len(rows) > 200_000:
+                width = max(width // 2, 1)
+        return np.asarray(sorted(set(found)), dtype=np.int64)
+
+    def _lite_ids(self) -> np.ndarray:
+        it = self.client.query_iterator(self.name, batch_size=10_000, filter="", output_fields=["id"])
         found: list[int] = []
         try:
             while True:
@@ -337,7 +391,7 @@ class MilvusIndex(VectorIndex):
                 if not batch:
                     break
                 found.extend(int(r["id"]) for r in batch)
-        except MilvusException as exc:
+        except _server_errors() as exc:
             raise IndexUnavailableError(f"Milvus failed listing {self.name}: {exc}") from exc
         finally:
             it.close()
@@ -363,18 +417,19 @@ class MilvusIndex(VectorIndex):
     def stamp(self) -> object:
         return None
 
-    def wait_built(self, timeout: float = 600.0) -> dict[str, Any]:
-        """Wait until the server has built the index over every sealed segment (no pending rows);
-        returns ``describe_index``. For tests and benchmarks: searches are correct before that too (a
-        segment without its index is searched by brute force)."""
+    def wait_built(self, rows: int | None = None, timeout: float = 600.0) -> dict[str, Any]:
+        """Wait until the server has built the index over ``rows`` rows (default: every row; segments
+        under 1,024 rows are never indexed, so ask for fewer then) with none pending; returns
+        ``describe_index``. For tests and benchmarks: searches are correct before that too (a segment
+        without its index is searched by brute force)."""
         import time
 
+        rows = len(self) if rows is None else rows
         deadline = time.monotonic() + timeout
         while True:
             described = self.client.describe_index(self.name, "vector") or {}
-            if not int(described.get("pending_index_rows", 0) or 0) and str(
-                described.get("state", "Finished")
-            ) in ("Finished", "3", "IndexState.Finished"):
+            indexed = int(described.get("indexed_rows", 0) or 0)
+            if indexed >= rows and not int(described.get("pending_index_rows", 0) or 0):
                 return described
             if time.monotonic() > deadline:
                 raise IndexUnavailableError(f"Milvus index of {self.name} not built after {timeout:.0f} s")
