@@ -76,6 +76,10 @@ def search(
         int | None,
         typer.Option("--workers", help="Processes that analyse many probes (default: one per core).", min=1),
     ] = None,
+    draw: Annotated[
+        str | None,
+        typer.Option("--draw", help="Also write the probe with names on its faces to this JPEG file."),
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -87,6 +91,9 @@ def search(
     probes = probes or []
     if bool(probes) == (manifest is not None):
         raise typer.BadParameter("give PROBE... or --manifest FILE (one of them)")
+    from .draw import check, drawn
+
+    check(draw, probes, manifest)
     options: dict[str, Any] = {"case_id": case, "top_k": top, "fmr": fmr, "threshold": threshold}
     if manifest is None and len(probes) == 1:
         from ..service.prefetch import ProbeAnalysis  # light: starts the probe's analysis in a child
@@ -95,7 +102,12 @@ def search(
             res = with_vault(
                 home,
                 as_json,
-                lambda v: v.search(collection, probes[0], purpose=purpose, analysis=analysis, **options),
+                lambda v: drawn(
+                    v,
+                    v.search(collection, probes[0], purpose=purpose, analysis=analysis, **options),
+                    probes[0],
+                    draw,
+                ),
             )
         emit(res, as_json, _found)
         return
