@@ -170,11 +170,12 @@ class Verified(AuditEvent):
 
 @_event("optout")
 class OptedOut(AuditEvent):
-    OMIT_NONE = frozenset({"scope", "optout_ids", "subjects_erased"})
+    OMIT_NONE = frozenset({"scope", "optout_ids", "subjects_erased", "library_people_erased"})
     outcome: str
     scope: str | None = None
     optout_ids: list[int] | None = None
     subjects_erased: list[int] | None = None
+    library_people_erased: list[Any] | None = None  # [library name, person number]
 
 
 # ---- review, retention, keys, records ---------------------------------------------------------------------
@@ -188,7 +189,9 @@ class Reviewed(AuditEvent):
 
 @_event("retention.sweep")
 class RetentionSwept(AuditEvent):
+    OMIT_NONE = frozenset({"library_people_erased"})
     erased_subjects: int
+    library_people_erased: int | None = None
 
 
 @_event("keys.rotate")
@@ -339,3 +342,75 @@ class FacesVerified(AuditEvent):
     similarities: list[float] | None = None
     threshold: float | None = None
     error: str | None = None
+
+
+# ---- photo libraries ------------------------------------------------------------------------------------
+# ``purpose`` holds the library's declared purpose where it applies; the library's name is in the details.
+@_event("library.create")
+class LibraryCreated(AuditEvent):
+    library: str
+    model_id: str
+    legal_basis: str
+    retention_days: int
+    keep_crops: bool
+
+
+@_event("library.add")
+class LibraryPhotosAdded(AuditEvent):
+    library: str
+    photos_added: int
+    photos_skipped: int
+    photos_failed: int
+    faces_added: int
+    faces_blocked: int  # matched an opt-out: never stored
+    people_created: int
+
+
+@_event("library.person")
+class LibraryPersonChanged(AuditEvent):
+    """A manual decision on people: merge, split, move, remove, hide, feature, recluster."""
+
+    OMIT_NONE = frozenset({"other_person", "faces"})
+    library: str
+    change: str
+    person: int  # the person's number (#N)
+    other_person: int | None = None
+    faces: list[int] | None = None
+
+
+@_event("library.name")
+class LibraryPersonNamed(AuditEvent):
+    """A person linked to a consent record; the name itself is never in the log."""
+
+    library: str
+    person: int
+    consent_id: int
+
+
+@_event("library.search")
+class LibrarySearched(AuditEvent):
+    OMIT_NONE = frozenset({"threshold", "threshold_fmr", "faces", "matches", "error"})
+    library: str
+    outcome: str  # ok | no_face | error
+    threshold: float | None = None
+    threshold_fmr: float | None = None
+    faces: int | None = None
+    matches: list[Any] | None = None  # per probe face: [person number or None, [[face id, score]...]]
+    error: str | None = None
+
+
+@_event("library.erase")
+class LibraryPersonErased(AuditEvent):
+    """The receipt of a person's erasure from a library: counts, never biometric data."""
+
+    SPREAD = "receipt"
+    receipt: dict[str, Any] = field(default_factory=dict)
+
+
+@_event("library.recluster")
+class LibraryReclustered(AuditEvent):
+    library: str
+    faces: int
+    people_before: int
+    people_after: int
+    pinned_faces: int

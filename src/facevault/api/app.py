@@ -117,6 +117,7 @@ def create_app(
     for module in (system, collections, subjects, search, detect, review, privacy, audit, keys):
         app.include_router(module.router)
     app.include_router(compreface.router)  # CompreFace's protocol for its existing clients (docs/API.md)
+    app.include_router(__import__("facevault.api.routers.library", fromlist=["router"]).router)
     _document_roles(app)
 
     from ..web import mount_web

@@ -61,3 +61,48 @@ def eval_identify(
         lambda: evaluation.identify(images, model=model, workers=workers, progress=sys.stderr.isatty()),
     )
     emit(res, as_json, lambda res: json.dumps(res, indent=2))
+
+
+@eval_app.command("cluster")
+def eval_cluster(
+    images: Annotated[Path, typer.Option("--images", help="Folder with one sub-folder per identity.")],
+    model: Annotated[str | None, typer.Option(help="Embedding model.")] = None,
+    fmr: Annotated[float | None, typer.Option("--fmr", help="Grouping false-match rate.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Embeddings cache (.npz), reused.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grouping faces into people (identity = folder): pairwise and BCubed precision/recall/F, people
+    found, singletons; dlib's chinese whispers and DBSCAN (Immich's rule) on the same embeddings; the
+    incremental build."""
+    from ..service import library_cluster
+
+    res = run(
+        as_json,
+        lambda: library_cluster.evaluate_clustering(
+            str(images),
+            model=model,
+            fmr=fmr,
+            workers=workers,
+            cache=str(cache) if cache else None,
+            progress=sys.stderr.isatty(),
+        ),
+    )
+    emit(res, as_json, _cluster_summary)
+
+
+def _cluster_summary(res: dict[str, Any]) -> list[str]:
+    def line(name: str, m: dict[str, Any] | None) -> str:
+        if m is None:
+            return f"{name}: never as precise"
+        return (
+            f"{name}: pairwise P {m['pairwise_precision']:.4f} R {m['pairwise_recall']:.4f} "
+            f"F {m['pairwise_f']:.4f}; BCubed P {m['bcubed_precision']:.4f} R {m['bcubed_recall']:.4f} "
+            f"F {m['bcubed_f']:.4f}; {m['people_found']} people for {m['identities']} identities"
+            + (f" (threshold {m['threshold']})" if "threshold" in m else "")
+        )
+
+    out = [line("facevault", res["facevault"]), line("incremental", res["incremental"])]
+    for name, best in res["baselines_at_equal_precision"].items():
+        out.append(line(f"{name} at equal precision", best))
+    return out

@@ -153,6 +153,9 @@ def _groups() -> None:
     ]
     for sub_app, name in groups:
         app.add_typer(sub_app, name=name)
+    from .library import library_app
+
+    app.add_typer(library_app, name="library")
 
 
 _commands()

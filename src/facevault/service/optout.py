@@ -15,6 +15,7 @@ from ..results import ErasureReceipt, OptoutReport
 from .collections import get_collection, list_collections
 from .context import Collection, ImageInput, ServiceContext
 from .erasure import erase_subject
+from .library_erasure import erase_matching
 from .optout_guard import OptoutGuard, OptoutSet
 from .search import find_candidates
 
@@ -61,6 +62,18 @@ def optout_guard(
     return OptoutGuard(key, own, [sets[m] for m in sorted(sets)])
 
 
+def library_optout_guard(
+    ctx: ServiceContext, library: dict[str, Any], key: TemplateKey, rows: list[dict[str, Any]] | None = None
+) -> OptoutGuard:
+    """The opt-outs that apply to a photo library (those of every collection: scope ``*``), for
+    ``library add``: a face that matches one is never stored."""
+    if rows is None:
+        with ctx.read() as conn:
+            rows = ctx.store.optouts_for(conn, None, "*")
+    target = {"name": f"library {library['name']}", "model_id": library["model_id"]}
+    return optout_guard(ctx, target, key, [r for r in rows if r["scope"] == "*"])
+
+
 def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = None) -> OptoutReport:
     """Erase every subject whose samples match the (largest) face in ``photo`` at the strict threshold, in
     one collection or all, and keep a protected opt-out template that blocks later enrollments. The strict
@@ -68,6 +81,9 @@ def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = N
     decoded = ctx.decode(photo)
     colls = [get_collection(ctx, collection)] if collection else list_collections(ctx)
     models = sorted({c["model_id"] for c in colls}) or [ctx.settings.default_model]
+    if collection is None:
+        models = sorted(set(models) | library_models(ctx))
+    library_erased: list[dict[str, Any]] = []
     scope = collection or "*"
     erased: list[ErasureReceipt] = []
     optout_ids = []
@@ -88,6 +104,8 @@ def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = N
             )
             for cand in find_candidates(ctx, coll, raw, MAX_ERASED_PER_COLLECTION, strict):
                 erased.append(erase_subject(ctx, coll["name"], f"#{cand.subject_id}", reason="opt_out"))
+        if collection is None:  # an opt-out from everything reaches every photo library too
+            library_erased += erase_matching(ctx, raw, model_id, reason="opt_out")
         context_row = {"model_id": model_id, "scope": scope, "dim": int(raw.shape[0])}
         with ctx.write() as conn:
             optout_ids.append(
@@ -110,6 +128,14 @@ def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = N
                 scope=scope,
                 optout_ids=optout_ids,
                 subjects_erased=[e.subject_id for e in erased],
+                library_people_erased=[[r["library"], r["person"]] for r in library_erased] or None,
             ),
         )
-    return OptoutReport(scope=scope, optout_ids=optout_ids, erased=erased, audit_seq=seq)
+    report = OptoutReport(scope=scope, optout_ids=optout_ids, erased=erased, audit_seq=seq)
+    report["library_people_erased"] = [[r["library"], r["person"]] for r in library_erased]
+    return report
+
+
+def library_models(ctx: ServiceContext) -> set[str]:
+    with ctx.read() as conn:
+        return {lib["model_id"] for lib in ctx.store.list_libraries(conn)}

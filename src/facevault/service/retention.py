@@ -12,6 +12,7 @@ from ..results import RetentionDue, SweepReport
 from .collections import list_collections
 from .context import ServiceContext
 from .erasure import erase_subject
+from .library_erasure import library_retention_sweep
 
 
 def retention_due(ctx: ServiceContext, now: datetime | None = None) -> list[RetentionDue]:
@@ -28,13 +29,22 @@ def retention_due(ctx: ServiceContext, now: datetime | None = None) -> list[Rete
 
 
 def retention_sweep(ctx: ServiceContext, now: datetime | None = None) -> SweepReport:
-    """Destroy everything that is due; returns the erasure receipts."""
+    """Destroy everything that is due, in collections and in photo libraries; returns the erasure
+    receipts (those of library people under ``library_erased``)."""
     receipts = [
         erase_subject(ctx, d.collection, f"#{d.subject_id}", reason=d.reason) for d in retention_due(ctx, now)
     ]
+    library_receipts = library_retention_sweep(ctx, now)
     with ctx.write() as conn:
-        ctx.log(conn, RetentionSwept(erased_subjects=len(receipts)))
-    return SweepReport(swept_at=(now or utcnow()).isoformat(), erased=receipts)
+        ctx.log(
+            conn,
+            RetentionSwept(
+                erased_subjects=len(receipts), library_people_erased=len(library_receipts) or None
+            ),
+        )
+    report = SweepReport(swept_at=(now or utcnow()).isoformat(), erased=receipts)
+    report["library_erased"] = library_receipts
+    return report
 
 
 def retention_policy(ctx: ServiceContext) -> str:
@@ -62,5 +72,19 @@ def retention_policy(ctx: ServiceContext) -> str:
             f"  - {c['name']}: purpose: {c.get('purpose') or 'not stated'}; retention after last "
             f"interaction: {c.get('retention_days', DEFAULT_RETENTION_DAYS)} days;{crops_note} "
             f"{c['subjects']} people enrolled."
+        )
+    with ctx.read() as conn:
+        libraries = ctx.store.list_libraries(conn)
+    if libraries:
+        lines += [
+            "",
+            "Photo libraries (faces of unnamed people are destroyed when the retention period has passed "
+            "since the person was last seen in a new photo; named people follow their consent):",
+        ]
+    for lib in libraries:
+        lines.append(
+            f"  - {lib['name']}: purpose: {lib['purpose']}; legal basis: {lib['legal_basis']}; retention: "
+            f"{lib['retention_days']} days; {lib['faces']} faces of {lib['people']} people in "
+            f"{lib['photos']} photos."
         )
     return "\n".join(lines)

@@ -88,6 +88,9 @@ ERASURE_TABLES = (
     "consents",
     "review_candidates",
     "review_decisions",
+    "library_crops",
+    "library_faces",
+    "library_people",
 )
 
 

@@ -1,0 +1,179 @@
+"""Photo libraries over HTTP. Roles: ``admin`` creates libraries and erases people; ``enroller`` adds
+photos (paths on the server) and curates people (name with consent, merge, split, move, remove, hide,
+recluster); ``enroller``, ``reviewer`` and ``searcher`` browse people; only ``searcher`` (and admin)
+searches, with a purpose, audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from ...errors import InputError
+from ...service import Vault
+from ..deps import vault_for
+from ..runner import run_sync
+from ..serialize import to_json
+from ..uploads import read_upload, safe_name
+
+router = APIRouter(prefix="/api/v1/libraries", tags=["libraries"])
+BROWSE = ("enroller", "reviewer", "searcher")
+
+
+class LibraryCreate(BaseModel):
+    name: str = Field(max_length=200)
+    purpose: str = Field(max_length=2000)
+    basis: str = Field(max_length=2000)
+    owner: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=100)
+    retention_days: int = 1095
+    keep_crops: bool = False
+
+
+class PhotosAdd(BaseModel):
+    paths: list[str] = Field(min_length=1, max_length=10_000)
+    recursive: bool = False
+
+
+class PersonName(BaseModel):
+    name: str = Field(max_length=300)
+    purpose: str = Field(max_length=2000)
+    consent_text: str = Field(max_length=20_000)
+    consent_by: str | None = Field(default=None, max_length=200)
+    expires: str | None = Field(default=None, max_length=40)
+
+
+class Merge(BaseModel):
+    other: str = Field(max_length=20)
+
+
+class Faces(BaseModel):
+    faces: list[int] = Field(min_length=1, max_length=10_000)
+
+
+class MoveFace(BaseModel):
+    to: str = Field(max_length=20)
+
+
+class Hide(BaseModel):
+    hidden: bool = True
+
+
+@router.get("", summary="List the photo libraries")
+async def list_libraries(request: Request, vault: Vault = vault_for(*BROWSE)) -> list[dict[str, Any]]:
+    return to_json(await run_sync(request, vault.list_libraries))
+
+
+@router.post("", status_code=201, summary="Create a library with its purpose, legal basis and retention")
+async def create_library(request: Request, body: LibraryCreate, vault: Vault = vault_for()) -> dict[str, Any]:
+    opts = body.model_dump(exclude={"name"})
+    return to_json(await run_sync(request, vault.create_library, body.name, **opts))
+
+
+@router.post("/{library}/photos", summary="Add photos (server paths): resumable, de-duplicated")
+async def add_photos(
+    request: Request, library: str, body: PhotosAdd, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return to_json(
+        await run_sync(request, vault.library_add, library, body.paths, recursive=body.recursive, workers=1)
+    )
+
+
+@router.get("/{library}/people", summary="The people of a library with face and photo counts")
+async def people(
+    request: Request, library: str, hidden: bool = False, vault: Vault = vault_for(*BROWSE)
+) -> list[dict[str, Any]]:
+    return to_json(await run_sync(request, vault.library_people, library, include_hidden=hidden))
+
+
+@router.get("/{library}/people/{person}", summary="One person and every face, with its photo")
+async def person(
+    request: Request, library: str, person: str, vault: Vault = vault_for(*BROWSE)
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.library_person, library, person))
+
+
+@router.get("/{library}/faces/{face_id}/crop", summary="A face's thumbnail (libraries that keep crops)")
+async def crop(request: Request, library: str, face_id: int, vault: Vault = vault_for(*BROWSE)) -> Response:
+    found = await run_sync(request, vault.library_face_crop, library, face_id)
+    if found is None:
+        raise InputError("this library keeps no face crops", code="no_crop")
+    data, media_type = found
+    return Response(content=data, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{library}/people/{person}/name", summary="Name a person, with a consent record")
+async def name(
+    request: Request, library: str, person: str, body: PersonName, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    consent = body.model_dump(exclude={"name"})
+    return to_json(await run_sync(request, vault.library_name_person, library, person, body.name, **consent))
+
+
+@router.post("/{library}/people/{person}/merge", summary="Merge another person into this one")
+async def merge(
+    request: Request, library: str, person: str, body: Merge, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.library_merge, library, person, body.other))
+
+
+@router.post("/{library}/people/{person}/split", summary="Move faces out into a new person")
+async def split(
+    request: Request, library: str, person: str, body: Faces, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.library_split, library, person, body.faces))
+
+
+@router.post("/{library}/faces/{face_id}/move", summary="Put a face on another person")
+async def move(
+    request: Request, library: str, face_id: int, body: MoveFace, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.library_move_face, library, face_id, body.to))
+
+
+@router.post("/{library}/people/{person}/remove/{face_id}", summary="Not this person: remove a face")
+async def remove(
+    request: Request, library: str, person: str, face_id: int, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.library_remove_face, library, person, face_id))
+
+
+@router.post("/{library}/people/{person}/hide", summary="Hide (or show) a person")
+async def hide(
+    request: Request, library: str, person: str, body: Hide, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.library_hide, library, person, body.hidden))
+
+
+@router.post("/{library}/recluster", summary="Group every face again, keeping manual decisions")
+async def recluster(request: Request, library: str, vault: Vault = vault_for("enroller")) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.library_recluster, library))
+
+
+@router.delete("/{library}/people/{person}", summary="Erase a person: templates, crops, name; photos stay")
+async def erase(request: Request, library: str, person: str, vault: Vault = vault_for()) -> dict[str, Any]:
+    return to_json(await run_sync(request, vault.library_erase_person, library, person))
+
+
+@router.post("/{library}/search", summary="Every photo of the probe's person (purpose required, audited)")
+async def search(request: Request, library: str, vault: Vault = vault_for("searcher")) -> dict[str, Any]:
+    form = await request.form()
+    upload = form.get("image")
+    purpose = form.get("purpose")
+    if upload is None or isinstance(upload, str):
+        raise InputError("send one photo as the file part 'image'", code="no_image")
+    data = await read_upload(upload, request.app.state.api_settings.max_upload_bytes)
+    probe = (f"upload:{safe_name(upload.filename, 'image')}", data)
+    case = form.get("case_id")
+    return to_json(
+        await run_sync(
+            request,
+            vault.library_search,
+            library,
+            probe,
+            purpose=str(purpose or ""),
+            case_id=str(case) if case else None,
+        )
+    )

@@ -1,0 +1,298 @@
+"""``library add``: every face of every photo of a folder (or of the files named) into a library.
+
+Resumable and de-duplicated by SHA-256: the parent hashes each file and skips those whose hash the
+library holds as ``done`` or ``error``; a photo's row, its faces and its ``done`` status are committed in
+one transaction, so a run killed at any instant redoes at most the uncommitted chunk. One bad file never
+stops the run: it is recorded as ``error`` with the error's code. Detection and embedding run in worker
+processes (``pipeline.map_with_pipeline``, as ``enroll-batch``); the single writer here applies the
+opt-out check (a face that matches an opt-out is never stored), protects and seals the templates, and
+after each chunk places the new faces among the library's people (``library_cluster.assign_new_faces``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import crops, imaging
+from ..audit_events import LibraryPhotosAdded
+from ..clock import to_datetime
+from ..errors import FaceVaultError, InputError
+from ..pipeline import Pipeline, map_with_pipeline
+from .context import ServiceContext
+from .library_cluster import assign_new_faces, crop_context, face_context
+from .optout import library_optout_guard
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+CHUNK = 32  # photos per commit
+EXIF_DATETIME_ORIGINAL = 0x9003
+EXIF_DATETIME = 0x0132
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class FoundFace:
+    box: tuple[float, float, float, float]
+    landmarks: list[list[float]]
+    quality: dict[str, float]
+    score: float
+    embedding: np.ndarray
+    crop: tuple[bytes, str, int, int] | None = None  # data, media type, width, height
+
+
+@dataclass
+class PhotoResult:
+    path: str
+    sha256: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    taken_at: datetime | None = None
+    orientation: int | None = None
+    faces: list[FoundFace] = field(default_factory=list)
+    error: str | None = None
+
+
+def five_points(face: Any) -> list[list[float]]:
+    """The detector's 5 landmarks (eyes, nose, mouth corners) where it gives 5; otherwise eyes and nose."""
+    pts = np.asarray(face.landmarks, dtype=np.float64)
+    if pts.shape == (5, 2):
+        return [[float(x), float(y)] for x, y in pts]
+    return [[float(v) for v in p] for p in (face.left_eye, face.right_eye, face.nose)]
+
+
+def _exif(data: bytes) -> tuple[datetime | None, int | None]:
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            exif = img.getexif()
+            orientation = exif.get(EXIF_ORIENTATION)
+            raw = exif.get_ifd(0x8769).get(EXIF_DATETIME_ORIGINAL) or exif.get(EXIF_DATETIME)
+    except Exception:
+        return None, None
+    taken = None
+    if isinstance(raw, str):
+        try:
+            taken = to_datetime(datetime.strptime(raw.strip(), "%Y:%m:%d %H:%M:%S"))
+        except ValueError:
+            taken = None
+    return taken, int(orientation) if isinstance(orientation, int) else None
+
+
+def analyze_photo(pipe: Pipeline, job: tuple[str, str, int, int, int, bool]) -> PhotoResult:
+    """Worker side: decode, EXIF, every face with its template (raw: protected by the writer). Never
+    raises: a bad file comes back with its error code."""
+    path, sha, size, max_bytes, max_pixels, keep_crops = job
+    out = PhotoResult(path=path, sha256=sha, size=size)
+    try:
+        data = imaging.read_file_bytes(path, max_bytes=max_bytes)
+        decoded = imaging.decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, name=path)
+        out.sha256 = decoded.sha256
+        out.width, out.height = decoded.width, decoded.height
+        out.taken_at, out.orientation = _exif(data)
+        for f in pipe.analyze(decoded.pixels):
+            found = FoundFace(
+                box=tuple(float(v) for v in f.face.box),  # type: ignore[arg-type]
+                landmarks=five_points(f.face),
+                quality=f.quality.to_dict(),
+                score=float(f.face.score),
+                embedding=f.embedding,
+            )
+            if keep_crops:
+                c = crops.make_crop(decoded.pixels, f.face.box)
+                found.crop = (c.data, c.media_type, c.size[0], c.size[1])
+            out.faces.append(found)
+    except FaceVaultError as exc:
+        out.error = exc.code
+    except Exception as exc:
+        out.error = type(exc).__name__
+    return out
+
+
+def photo_files(sources: Sequence[str | os.PathLike[str]], recursive: bool) -> list[str]:
+    """The image files named, and those in the folders named (sorted; sub-folders with ``recursive``)."""
+    files: list[str] = []
+    for src in sources:
+        p = Path(src)
+        if p.is_dir():
+            pattern = p.rglob("*") if recursive else p.glob("*")
+            files += sorted(str(f) for f in pattern if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.exists():
+            files.append(str(p))
+        else:
+            raise InputError(f"{src}: no such file or folder", code="file_not_found")
+    return files
+
+
+def _sha256(path: str) -> tuple[str, int] | None:
+    try:
+        h = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+                size += len(block)
+        return h.hexdigest(), size
+    except OSError:
+        return None
+
+
+def add_photos(
+    ctx: ServiceContext,
+    library: str,
+    sources: Sequence[str | os.PathLike[str]],
+    *,
+    recursive: bool = False,
+    workers: int | None = None,
+    progress: Callable[[dict[str, int]], None] | None = None,
+) -> dict[str, Any]:
+    """Add photos to ``library``; returns counts (added, skipped, failed, faces, blocked, people)."""
+    with ctx.read() as conn:
+        lib = ctx.store.get_library(conn, library)
+        states = ctx.store.library_photo_states(conn, lib["id"])
+        key = ctx.current_key(conn)
+        optout_rows = ctx.store.optouts_for(conn, None, "*")
+    guard = library_optout_guard(ctx, lib, key, optout_rows)
+    files = photo_files(sources, recursive)
+    counts = {
+        "photos": len(files),
+        "added": 0,
+        "skipped": 0,
+        "failed": 0,
+        "faces": 0,
+        "blocked": 0,
+        "people_created": 0,
+    }
+    jobs: list[tuple[str, str, int, int, int, bool]] = []
+    seen: set[str] = set()
+    for path in files:
+        hashed = _sha256(path)
+        if hashed is None:
+            counts["failed"] += 1
+            continue
+        sha, size = hashed
+        if states.get(sha) in ("done", "error") or sha in seen:
+            counts["skipped"] += 1
+            continue
+        seen.add(sha)
+        s = ctx.settings
+        jobs.append((path, sha, size, s.max_image_bytes, s.max_image_pixels, bool(lib["keep_crops"])))
+    if progress:
+        progress(counts)
+    results = map_with_pipeline(
+        analyze_photo, jobs, model_id=lib["model_id"], settings=ctx.settings, workers=workers, chunksize=2
+    )
+    chunk: list[PhotoResult] = []
+    for res in results:
+        chunk.append(res)
+        if len(chunk) >= CHUNK:
+            _commit(ctx, lib, key, guard, chunk, counts, states)
+            chunk = []
+            if progress:
+                progress(counts)
+    if chunk:
+        _commit(ctx, lib, key, guard, chunk, counts, states)
+    with ctx.write() as conn:
+        seq = ctx.log(
+            conn,
+            LibraryPhotosAdded(
+                purpose=lib["purpose"],
+                library=lib["name"],
+                photos_added=counts["added"],
+                photos_skipped=counts["skipped"],
+                photos_failed=counts["failed"],
+                faces_added=counts["faces"],
+                faces_blocked=counts["blocked"],
+                people_created=counts["people_created"],
+            ),
+        )
+    if progress:
+        progress(counts)
+    return {"library": lib["name"], **counts, "audit_seq": seq}
+
+
+def _commit(
+    ctx: ServiceContext,
+    lib: dict[str, Any],
+    key: Any,
+    guard: Any,
+    chunk: Iterable[PhotoResult],
+    counts: dict[str, int],
+    states: dict[str, str],
+) -> None:
+    """One transaction: the chunk's photos, their faces (minus those an opt-out blocks), crops, and the
+    new faces placed among the library's people."""
+    ad = face_context(lib)
+    with ctx.write() as conn:
+        for res in chunk:
+            if ctx.store.library_photo_by_sha(conn, lib["id"], res.sha256) is not None:
+                counts["skipped"] += 1  # committed meanwhile by another run
+                continue
+            status = "error" if res.error else "done"
+            photo_id = ctx.store.add_library_photo(
+                conn,
+                library_id=lib["id"],
+                sha256=res.sha256,
+                source=res.path,
+                stored=False,
+                size_bytes=res.size,
+                width=res.width,
+                height=res.height,
+                taken_at=res.taken_at,
+                orientation=res.orientation,
+                status=status,
+                error=res.error,
+            )
+            states[res.sha256] = status
+            if res.error:
+                counts["failed"] += 1
+                continue
+            stored = 0
+            for face in res.faces:
+                protected = key.protect(face.embedding)
+                if guard.blocks(
+                    protected, face.box, lambda p=res.path: imaging.load_image(p).pixels, ctx.pipeline
+                ):
+                    counts["blocked"] += 1
+                    continue
+                face_id = ctx.store.add_library_face(
+                    conn,
+                    library_id=lib["id"],
+                    photo_id=photo_id,
+                    person_id=None,
+                    box=face.box,
+                    landmarks=face.landmarks,
+                    quality=face.quality,
+                    det_score=face.score,
+                    blob=key.seal(protected, ad),
+                    key_version=key.version,
+                )
+                if face.crop is not None:
+                    data, media_type, w, h = face.crop
+                    ctx.store.add_library_crop(
+                        conn,
+                        face_id=face_id,
+                        library_id=lib["id"],
+                        media_type=media_type,
+                        width=w,
+                        height=h,
+                        image=key.encrypt(data, crop_context(lib["id"], face_id)),
+                        key_version=key.version,
+                    )
+                stored += 1
+            ctx.store.update_library_photo(conn, photo_id, faces=stored)
+            counts["added"] += 1
+            counts["faces"] += stored
+        placed = assign_new_faces(ctx, lib, conn)
+        counts["people_created"] += placed["people_created"]
+
