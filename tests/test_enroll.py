@@ -156,3 +156,58 @@ def test_the_same_image_committed_meanwhile_elsewhere_is_a_duplicate(
     assert len(samples) == 2 and out[1].sample_id in {s["sample_id"] for s in samples}
     assert people_vault.index_info("people")["count"] == 2
     assert people_vault.verify_audit().ok
+
+
+def test_a_face_resembling_another_subject_warns_and_enrolls_only_anyway(vault) -> None:
+    """Tony Blair 50 scores 0.954 with Tony Blair 1-2: the strict conflict check (0.9555) misses it, the
+    warning tier (the 1:N threshold for the gallery's size) names him; ``enroll_anyway`` enrolls it
+    with a note; the wrong sample is then moved to Tony Blair and erased with a receipt (CLI too)."""
+    from typer.testing import CliRunner
+
+    from facevault.cli import app
+
+    vault.create_collection("g")
+    for name in ("Tony Blair", "Colin Powell"):
+        vault.add_subject("g", name, purpose="testing", consent_text="signed (test)")
+    assert [
+        o.status for o in vault.enroll("g", "Tony Blair", [lfw("Tony_Blair", 1), lfw("Tony_Blair", 2)])
+    ] == [
+        "enrolled",
+        "enrolled",
+    ]
+    [warned] = vault.enroll("g", "Colin Powell", [lfw("Tony_Blair", 50)])
+    assert warned.reason == "resembles_another_subject"
+    assert "subject #1 (Tony Blair) at similarity 0.95" in warned.message
+    assert vault.get_subject("g", "Colin Powell")["samples"] == []
+    [anyway] = vault.enroll_anyway("g", "Colin Powell", [lfw("Tony_Blair", 50)])
+    assert anyway.status == "enrolled" and anyway.message.startswith("enrolled anyway: the face resembles")
+
+    runner = CliRunner()
+    home = str(vault.settings.home)
+    sid = anyway.sample_id
+    moved = runner.invoke(
+        app,
+        [
+            "subject",
+            "sample-move",
+            "g",
+            "name:Colin Powell",
+            str(sid),
+            "--to",
+            "name:Tony Blair",
+            "--home",
+            home,
+        ],
+    )
+    assert moved.exit_code == 0 and "to Tony Blair" in moved.stdout, moved.output
+    assert sid in [s["sample_id"] for s in vault.get_subject("g", "Tony Blair")["samples"]]
+    wrong = runner.invoke(
+        app, ["subject", "sample-delete", "g", "name:Colin Powell", str(sid), "--home", home]
+    )
+    assert wrong.exit_code != 0  # no longer Colin Powell's
+    erased = runner.invoke(
+        app, ["subject", "sample-delete", "g", "name:Tony Blair", str(sid), "--home", home, "--json"]
+    )
+    assert erased.exit_code == 0, erased.output
+    assert '"reason": "wrong sample deleted"' in erased.stdout
+    assert [s["sample_id"] for s in vault.get_subject("g", "Tony Blair")["samples"]] == [1, 2]

@@ -140,3 +140,34 @@ def subject_delete(
             f"deleted subject #{res['subject_id']} {res['name']!r} ({res['samples_removed']} samples)"
         ),
     )
+
+
+@subject_app.command("sample-delete")
+def subject_sample_delete(
+    collection: str,
+    subject: SubjectArg,
+    sample_id: Annotated[int, typer.Argument(help="The sample to erase (see `subject show`).")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase one wrong sample of SUBJECT (with an erasure receipt); the subject stays."""
+    receipt = with_vault(home, as_json, lambda v: v.erase_sample(collection, subject, sample_id))
+    emit(
+        receipt,
+        as_json,
+        lambda r: f"erased sample #{sample_id} of {r['name']} (receipt: audit entry #{r['audit_seq']})",
+    )
+
+
+@subject_app.command("sample-move")
+def subject_sample_move(
+    collection: str,
+    subject: SubjectArg,
+    sample_id: Annotated[int, typer.Argument(help="The sample to move (see `subject show`).")],
+    to: Annotated[str, typer.Option("--to", help="The subject the photo really shows (same syntax).")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move one sample of SUBJECT to the subject it really shows."""
+    moved = with_vault(home, as_json, lambda v: v.move_sample(collection, subject, sample_id, to))
+    emit(moved, as_json, lambda r: f"moved sample #{sample_id} from {r['from_name']} to {r['to_name']}")

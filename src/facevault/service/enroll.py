@@ -28,10 +28,14 @@ from ..results import DUPLICATE_IMAGE_MESSAGE, EnrollOutcome
 from ..store import schema as t
 from .context import Collection, ImageInput, ServiceContext, source_name
 from .optout import optout_guard
-from .search import may_identify
+from .search import default_search_fmr, may_identify
 
 MULTIPLE_FACES = "multiple_faces"
 CONFLICT_SHORTLIST = 10
+# The warning tier: a face that a search of this collection would name as another subject (the 1:N
+# default threshold for the gallery's size), though below the strict conflict threshold.
+RESEMBLES = "resembles_another_subject"
+RESEMBLANCE_MODES = ("off", "refuse", "allow")
 
 
 def require_valid_consent(consent: dict[str, Any]) -> None:
@@ -98,12 +102,22 @@ class Enrollment:
         optout_rows: list[dict[str, Any]] | None = None,
         key: Any = None,
         samples_now: int | None = None,
+        resemblance: str = "off",
     ) -> None:
+        """``resemblance``: the warning tier (``RESEMBLES``): ``refuse`` rejects such a face until the
+        caller says to enroll it anyway, ``allow`` enrolls it with a note in the outcome's message."""
         self.ctx = ctx
         self.collection = collection
         self.key = key or ctx.current_key()
         self.gate = quality_gate(ctx)
         self.conflict_threshold = ctx.strict_threshold(collection["model_id"])
+        self.resemblance = resemblance
+        self.warn_threshold, self.warn_fmr = self.conflict_threshold, ctx.settings.conflict_fmr
+        if resemblance != "off":
+            fmr = self.warn_fmr = default_search_fmr(ctx, collection, max(1, samples_now or 0))
+            self.warn_threshold = min(
+                self.conflict_threshold, ctx.threshold(collection["model_id"], fmr, None, fmr)[0]
+            )
         # May load older packs (opt-outs recorded with them): never inside a transaction.
         self.guard = optout_guard(ctx, collection, self.key, optout_rows)
         self.pipeline = ctx.collection_pipeline(collection)
@@ -157,9 +171,13 @@ class Enrollment:
                 "blocked_by_optout",
                 "this person has opted out of face search; the photo cannot be enrolled",
             )
-        conflict = self.conflict(subject_id, protected, pending)
-        if conflict is not None:
-            return _reject(out, "identity_conflict", self.conflict_message(subject_id, sha256, conflict))
+        closest = self.closest(subject_id, protected, pending)
+        if closest is not None and closest[2] >= self.conflict_threshold:
+            return _reject(out, "identity_conflict", self.conflict_message(subject_id, sha256, closest))
+        if closest is not None and self.resemblance == "refuse":
+            return _reject(out, RESEMBLES, self.resemblance_message(subject_id, sha256, closest))
+        if closest is not None and self.resemblance == "allow":
+            out.message = "enrolled anyway: " + self.resemblance_message(subject_id, sha256, closest)
         chip = crop(face) if callable(crop) else crop
         return Accepted(
             out, coll, subject_id, subject_name, sha256, width, height, face, protected, self.key, chip
@@ -173,6 +191,21 @@ class Enrollment:
         with self.ctx.read() as conn:
             return self.ctx.store.image_by_sha(conn, coll["id"], sha256) is not None
 
+    def resemblance_message(self, subject_id: int, sha256: str, near: tuple[int, str, float]) -> str:
+        """What the caller is told about a resemblance (the warning tier): named like a conflict."""
+        if not may_identify(self.ctx):
+            return (
+                "the face resembles another subject in this collection (a search would name them); "
+                "enroll it anyway only if the photo is of this person (who it resembles is shown only "
+                "to a role that may search)"
+            )
+        seq = self._audit_identification(subject_id, sha256, near, self.warn_threshold, self.warn_fmr)
+        return (
+            f"the face resembles subject #{near[0]} ({near[1]}) at similarity {near[2]:.3f}: a search "
+            f"would name them (threshold {self.warn_threshold:.3f}); enroll it anyway only if the photo "
+            f"is of this person (audit entry #{seq})"
+        )
+
     def conflict_message(self, subject_id: int, sha256: str, conflict: tuple[int, str, float]) -> str:
         """What the caller is told about an identity conflict. Naming the other subject identifies the
         person in the photo, so only a caller who may search is told who it is, and that answer is
@@ -184,9 +217,22 @@ class Enrollment:
                 "the face already matches another subject in this collection; the photo cannot be "
                 "enrolled for this one (who it matches is shown only to a role that may search)"
             )
+        seq = self._audit_identification(
+            subject_id, sha256, conflict, self.conflict_threshold, self.ctx.settings.conflict_fmr
+        )
+        return (
+            f"the face already matches subject #{other} ({name}) at similarity {similarity:.3f} "
+            f"(audit entry #{seq})"
+        )
+
+    def _audit_identification(
+        self, subject_id: int, sha256: str, hit: tuple[int, str, float], threshold: float, fmr: float
+    ) -> int:
+        """Naming who an enrolled face belongs to is a search: audited under the enrollment's purpose."""
+        other, _, similarity = hit
         coll = self.collection
         with self.ctx.write() as conn:
-            seq = self.ctx.log(
+            return self.ctx.log(
                 conn,
                 Searched(
                     purpose=enrollment_purpose(conn, subject_id),
@@ -194,24 +240,28 @@ class Enrollment:
                     probe_sha256=sha256,
                     outcome="ok",
                     input="enrollment",
-                    threshold=round(self.conflict_threshold, 5),
-                    threshold_fmr=self.ctx.settings.conflict_fmr,
+                    threshold=round(threshold, 5),
+                    threshold_fmr=fmr,
                     top_k=1,
                     faces=1,
                     candidates=[[[other, round(similarity, 4)]]],
                 ),
             )
-        return (
-            f"the face already matches subject #{other} ({name}) at similarity {similarity:.3f} "
-            f"(audit entry #{seq})"
-        )
 
     def conflict(
         self, subject_id: int, vector: np.ndarray, pending: Sequence[Accepted] = ()
     ) -> tuple[int, str, float] | None:
         """Another subject whose face this is (at the strict threshold), among the enrolled samples and
         the images accepted but not committed yet: (subject id, name, similarity)."""
-        coll, thr = self.collection, self.conflict_threshold
+        hit = self.closest(subject_id, vector, pending)
+        return hit if hit is not None and hit[2] >= self.conflict_threshold else None
+
+    def closest(
+        self, subject_id: int, vector: np.ndarray, pending: Sequence[Accepted] = ()
+    ) -> tuple[int, str, float] | None:
+        """The most similar other subject at or above the warning threshold (the strict one when the
+        warning tier is off): (subject id, name, similarity)."""
+        coll, thr = self.collection, self.warn_threshold
         scores, ids = self.ctx.indexes.search(coll, vector[None, :], CONFLICT_SHORTLIST, self.samples_now)
         cand = [int(i) for i, sc in zip(ids[0], scores[0], strict=True) if i >= 0 and sc >= thr - 1e-4]
         best: tuple[int, str, float] | None = None
@@ -323,10 +373,17 @@ def _add_image_once(
 
 # ---- Vault.enroll ------------------------------------------------------------------------------------------
 def enroll(
-    ctx: ServiceContext, collection: str, subject: str, images: Sequence[ImageInput], *, largest: bool = False
+    ctx: ServiceContext,
+    collection: str,
+    subject: str,
+    images: Sequence[ImageInput],
+    *,
+    largest: bool = False,
+    anyway: bool = False,
 ) -> list[EnrollOutcome]:
     """Enroll each image as one sample of ``subject``. Every image gets an outcome; a bad image never stops
-    the others, and a rejected image leaves nothing behind."""
+    the others, and a rejected image leaves nothing behind. A face that resembles another subject (a
+    search would name them) is rejected as ``resembles_another_subject`` unless ``anyway``."""
     with ctx.read() as conn:  # one read for everything enrollment checks against
         coll = ctx.store.get_collection(conn, collection)
         subj = ctx.store.find_subject(conn, coll["id"], subject)
@@ -334,7 +391,14 @@ def enroll(
         key = ctx.current_key(conn)
         optout_rows = ctx.store.optouts_for(conn, None, coll["name"])
         samples_now = ctx.store.count_samples(conn, coll["id"])
-    rules = Enrollment(ctx, coll, optout_rows=optout_rows, key=key, samples_now=samples_now)
+    rules = Enrollment(
+        ctx,
+        coll,
+        optout_rows=optout_rows,
+        key=key,
+        samples_now=samples_now,
+        resemblance="allow" if anyway else "refuse",
+    )
 
     outcomes: list[EnrollOutcome] = []
     accepted: list[Accepted] = []

@@ -25,6 +25,7 @@ from ..errors import FaceVaultError
 from ..results import ErasureReceipt
 from .context import ServiceContext
 from .photos import remove_copies, sweep_staging
+from .review import sweep_probes
 
 log = logging.getLogger("facevault")
 
@@ -67,6 +68,7 @@ def erase_subject(
         change.remove(gone["sample_ids"])
     faults.point("erase:index_updated")
     removed = remove_copies(ctx.settings, coll["id"], gone["image_sha256"])
+    sweep_probes(ctx)  # kept review probes of searches whose candidates went with the subject
     faults.point("erase:files_removed")
     with ctx.write() as conn:
         ctx.store.clear_pending_erasure(conn, pending_id)
@@ -102,5 +104,6 @@ def finish_pending_erasures(ctx: ServiceContext) -> int:
     finished = sum(1 for p in pending if _finish(ctx, p))
     sweep_staging(ctx)
     if pending:
+        sweep_probes(ctx)
         ctx.store.checkpoint()
     return finished

@@ -199,6 +199,7 @@ def enroll_photos(
     *,
     largest: bool = False,
     keep_copies: bool = True,
+    anyway: bool = False,
 ) -> list[EnrollOutcome]:
     """Enroll uploaded photos, each given as (display name, file bytes); one outcome per photo, in order,
     naming the photo by its display name.
@@ -206,21 +207,27 @@ def enroll_photos(
     With ``keep_copies`` each photo is staged, enrolled from memory under the path its kept copy will
     have, and moved there once the enrollment has committed (module docstring), so thumbnails can be cut
     from it later; a photo that was not enrolled leaves no file. Without it the photos are enrolled from
-    memory as ``upload:<name>``."""
+    memory as ``upload:<name>``. ``anyway``: enroll faces that resemble another subject (the warning
+    tier of ``service.enroll``). Outcomes and their messages name the uploaded file, never the path or
+    hash of the server's copy."""
     if not photos:
         return []
     if keep_copies:
-        outcomes = _enroll_from_copies(vault, collection, subject, [d for _, d in photos], largest)
+        outcomes = _enroll_from_copies(vault, collection, subject, [d for _, d in photos], largest, anyway)
     else:
         items = [(f"upload:{name}", data) for name, data in photos]
-        outcomes = vault.enroll(collection, subject, items, largest=largest)
+        outcomes = (vault.enroll_anyway if anyway else vault.enroll)(
+            collection, subject, items, largest=largest
+        )
     for (name, _), out in zip(photos, outcomes, strict=True):
+        if out.message and out.image and out.image in out.message:
+            out.message = out.message.replace(out.image, name)
         out.image = name  # the uploaded file's name, not where its copy lives
     return outcomes
 
 
 def _enroll_from_copies(
-    vault: Vault, collection: str, subject: str, photos: Sequence[bytes], largest: bool
+    vault: Vault, collection: str, subject: str, photos: Sequence[bytes], largest: bool, anyway: bool
 ) -> list[EnrollOutcome]:
     ctx = vault.context
     cid = int(vault.get_collection(collection)["id"])
@@ -230,7 +237,9 @@ def _enroll_from_copies(
             staged.append(stage(ctx.settings, cid, data))
         faults.point("photos:staged")
         items: list[Any] = [(str(s.final), data) for s, data in zip(staged, photos, strict=True)]
-        outcomes = vault.enroll(collection, subject, items, largest=largest)
+        outcomes = (vault.enroll_anyway if anyway else vault.enroll)(
+            collection, subject, items, largest=largest
+        )
         faults.point("photos:enrolled")
         for st, out in zip(staged, outcomes, strict=True):
             if out.ok:

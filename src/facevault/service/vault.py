@@ -544,6 +544,23 @@ class Vault(LibraryFacade):
     def review_queue(self) -> list[dict[str, Any]]:
         return review.review_queue(self._ctx)
 
+    def enroll_anyway(
+        self, collection: str, subject: str, images: Sequence[ImageInput], *, largest: bool = False
+    ) -> list[EnrollOutcome]:
+        """``enroll``, also for faces that resemble another subject (not for identity conflicts)."""
+        return enroll.enroll(self._ctx, collection, subject, images, largest=largest, anyway=True)
+
+    def erase_sample(self, collection: str, subject: str, sample_id: int) -> Any:
+        """Erase one sample of a subject (receipt in the audit log); the subject stays."""
+        from . import samples
+
+        return samples.erase_sample(self._ctx, collection, subject, sample_id)
+
+    def move_sample(self, collection: str, subject: str, sample_id: int, to: str) -> Any:
+        from . import samples
+
+        return samples.move_sample(self._ctx, collection, subject, sample_id, to)
+
     def keep_review_probe(self, result: SearchResult, probe: ImageInput) -> bool:
         from . import review_probes
 

@@ -60,7 +60,7 @@ async def review_status(
 
 
 @router.get(
-    "/{case_id}/candidates/{candidate_id}/probe",
+    "/{case_id}/probe",
     summary="The kept probe of a candidate: its face crop (view=face) or the whole photo with that face "
     "boxed (view=photo); each one shown is audited (review.view), every refusal is 404 probe_unavailable",
     responses={200: {"content": {"image/jpeg": {}}}},
@@ -68,12 +68,12 @@ async def review_status(
 )
 async def review_probe(
     request: Request,
-    candidate_id: int,
     case_id: str = CaseId,
+    candidate: int = Query(ge=1, le=2**62, description="The candidate id."),
     view: str = Query(default="face", pattern="^(face|photo)$"),
     vault: Vault = vault_for("reviewer"),
 ) -> Response:
-    data = await run_sync(request, vault.review_probe, case_id, candidate_id, view)
+    data = await run_sync(request, vault.review_probe, case_id, candidate, view)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 

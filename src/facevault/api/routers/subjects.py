@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import FaceVaultError, InputError
 from ...results import EnrollOutcome
@@ -140,7 +141,14 @@ def _outcome_json(outcome: EnrollOutcome) -> dict[str, Any]:
     openapi_extra=body_doc(None, EnrollParams, {"images": "many"}),
 )
 async def enroll_samples(
-    request: Request, collection: str, subject: str, vault: Vault = vault_for("enroller")
+    request: Request,
+    collection: str,
+    subject: str,
+    anyway: bool = Query(
+        default=False,
+        description="Enroll faces that resemble another subject (resembles_another_subject) anyway.",
+    ),
+    vault: Vault = vault_for("enroller"),
 ) -> dict[str, Any]:
     settings = request.app.state.api_settings
     params, files = await parse_body(request, EnrollParams, max_files=settings.max_files_per_request)
@@ -164,6 +172,7 @@ async def enroll_samples(
         readable,
         largest=params.largest,
         keep_copies=settings.keep_photos,
+        anyway=anyway,
     )
     outcomes = _merge(uploads, enrolled)
     return {
@@ -223,3 +232,36 @@ async def sample_thumbnail(
         case_id=case_id,
     )
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.delete(
+    "/{subject}/samples/{sample_id}",
+    summary="Erase one sample of this subject (a wrong photo): template, crop, image record and kept "
+    "copy go, with an erasure receipt in the audit log; the subject and consent record stay",
+)
+async def delete_sample(
+    request: Request, collection: str, subject: str, sample_id: int, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    receipt = to_json(await run_sync(request, vault.erase_sample, collection, subject, sample_id))
+    return {**receipt, "request_id": request_id(request)}
+
+
+class SampleMoveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(min_length=1, max_length=300, description="A subject reference of the same collection.")
+
+
+@router.post(
+    "/{subject}/samples/{sample_id}/move",
+    summary="Move one sample to the subject it really shows (same collection, valid consent; audited)",
+)
+async def move_sample(
+    request: Request,
+    collection: str,
+    subject: str,
+    sample_id: int,
+    body: SampleMoveBody,
+    vault: Vault = vault_for("enroller"),
+) -> dict[str, Any]:
+    moved = to_json(await run_sync(request, vault.move_sample, collection, subject, sample_id, body.to))
+    return {**moved, "request_id": request_id(request)}

@@ -473,19 +473,70 @@ async function showSubject(detail, id, reload) {
     ...[["Purpose", c.purpose], ["Given by", c.granted_by], ["Given at", c.granted_at], ["Expires", c.expires_at || "never"],
       ["Withdrawn", c.withdrawn_at || "no"], ["Evidence", `${c.evidence_kind}${c.evidence_name ? `: ${c.evidence_name}` : ""}`],
       ["Evidence SHA-256", c.evidence_sha256]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-  const samples = h("div", { class: "thumbs" }, s.samples.map((x) =>
-    thumb(collection, s.id, x.sample_id, `Sample ${x.sample_id} of ${s.name}`)));
+  const refresh = () => showSubject(detail, id, reload);
+  const samples = h("div", { class: "thumbs samples", "data-testid": "samples" }, s.samples.map((x) =>
+    h("figure", { class: "sample", "data-testid": "sample" },
+      thumb(collection, s.id, x.sample_id, `Sample ${x.sample_id} of ${s.name}`),
+      h("figcaption", {}, `#${x.sample_id}`),
+      allowed(CAN_ENROLL) ? sampleActions(base, s, x, refresh, reload) : null)));
   detail.replaceChildren(h("h2", { tabindex: "-1", id: "subject-title" }, s.name),
     h("p", { class: "meta" }, `Subject #${s.id}${s.external_id ? ` · external id ${s.external_id}` : ""} · created ${s.created_at}`),
     h("h3", {}, "Consent record"), record,
-    h("h3", {}, `Samples (${s.samples.length})`), s.samples.length ? samples : h("p", {}, "No samples yet."));
+    h("h3", {}, `Samples (${s.samples.length})`), s.samples.length ? samples
+      : h("p", {}, "No samples yet. Enroll a few clear, frontal photos of this person below."));
   if (allowed(CAN_ENROLL)) {
-    detail.append(enrollForm(base, () => showSubject(detail, id, reload), reload),
+    detail.append(enrollForm(base, refresh, reload),
       h("div", { class: "stack" }, h("h3", {}, "Withdraw consent or erase"),
         h("div", { class: "row buttons" }, withdrawButton(base, s, detail, reload), eraseButton(base, s, detail, reload))));
   }
   document.getElementById("subject-title").focus();
 }
+
+// Delete one wrong sample (with an erasure receipt) or move it to the subject it really shows.
+function sampleActions(base, s, x, refresh, reload) {
+  const status = h("span", { class: "meta", "aria-live": "polite" });
+  const del = h("button", { type: "button", class: "danger small", "aria-label": `Delete sample ${x.sample_id}`,
+    onclick: () => { dialog.returnValue = ""; dialog.showModal(); } }, "Delete…");
+  const dialog = h("dialog", { "aria-labelledby": `del-${x.sample_id}-title` },
+    h("h2", { id: `del-${x.sample_id}-title` }, `Delete sample #${x.sample_id} of ${s.name}?`),
+    h("p", {}, "The photo's template, face crop and kept copy are erased; the subject and the other samples stay. " +
+      "The audit log keeps an erasure receipt."),
+    h("form", { method: "dialog", class: "row" },
+      h("button", { type: "submit", value: "cancel", class: "secondary" }, "Cancel"),
+      h("button", { type: "submit", value: "go", class: "danger" }, "Delete sample")));
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "go") return;
+    try {
+      const r = await api(`${base}/samples/${x.sample_id}`, { method: "DELETE" });
+      toast(`Sample #${x.sample_id} erased (receipt: audit entry #${r.audit_seq}).`);
+      await refresh(); await reload();
+    } catch (err) { status.replaceChildren(errorBox(err)); }
+  });
+  const move = h("button", { type: "button", class: "secondary small", "aria-label": `Move sample ${x.sample_id}`,
+    onclick: async () => {
+      const others = (await api(`/api/v1/collections/${enc(session.collection)}/subjects`)).filter((o) => o.id !== s.id);
+      if (!others.length) { status.textContent = "No other subject to move it to."; return; }
+      const select = h("select", { id: `move-${x.sample_id}`, "aria-label": `Move sample ${x.sample_id} to` },
+        others.map((o) => h("option", { value: o.id }, `${o.name}${o.external_id ? ` (${o.external_id})` : ""}`)));
+      const go = h("button", { type: "button", class: "small", onclick: async () => {
+        try {
+          const r = await api(`${base}/samples/${x.sample_id}/move`, { method: "POST", json: { to: `id:${select.value}` } });
+          toast(`Sample #${x.sample_id} moved to ${r.to_name}.`);
+          await refresh(); await reload();
+        } catch (err) { status.replaceChildren(errorBox(err)); }
+      } }, "Move");
+      status.replaceChildren(select, go);
+    } }, "Move…");
+  return h("div", { class: "sample-actions" }, del, move, dialog, status);
+}
+
+// What an enrollment outcome says, in words (the code stays in the title for support).
+const REASONS = {
+  resembles_another_subject: "Looks like someone else", identity_conflict: "Another person's face",
+  no_face: "No face found", multiple_faces: "Several faces", duplicate_image: "Already enrolled",
+  face_too_small: "Face too small", low_quality: "Too blurry", extreme_pose: "Face turned away",
+  blocked_by_optout: "Opted out", file_too_large: "File too large", unsupported_format: "Not an image",
+};
 
 function enrollForm(base, refresh, reload) {
   const files = h("input", { type: "file", id: "enroll-files", name: "images", accept: "image/*", multiple: true, required: true });
@@ -502,23 +553,49 @@ function enrollForm(base, refresh, reload) {
       const data = new FormData();
       for (const f of files.files) data.append("images", f);
       if (largest.checked) data.append("largest", "true");
+      const chosen = [...files.files];
       try {
         const res = await api(`${base}/samples`, { method: "POST", form: data });
-        const table = h("table", {}, h("caption", { class: "visually-hidden" }, "Outcome per photo"),
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Photo"), h("th", { scope: "col" }, "Outcome"),
-            h("th", { scope: "col" }, "Reason"))),
-          h("tbody", {}, res.outcomes.map((o) => h("tr", {}, h("td", {}, o.image),
-            h("td", { class: `status-${o.status}` }, o.status),
-            h("td", {}, o.reason ? `${o.reason}: ${o.message}` : `sample #${o.sample_id}`)))));
-        const summary = h("p", { class: res.rejected ? "error" : "okay" },
-          `${res.enrolled} enrolled, ${res.rejected} rejected.`);
         await refresh(); await reload();
-        const again = document.getElementById("enroll-results");
-        (again || out).replaceChildren(summary, h("div", { class: "tablewrap" }, table));
+        showOutcomes(res, chosen, base, largest.checked, refresh, reload);
       } catch (err) { out.replaceChildren(errorBox(err)); }
     });
   });
   return form;
+}
+
+// The outcome per photo; photos that resemble another subject can be enrolled anyway, explicitly.
+function showOutcomes(res, chosen, base, largest, refresh, reload) {
+  const out = document.getElementById("enroll-results");
+  if (!out) return;
+  const warned = res.outcomes.map((o, i) => [o, chosen[i]]).filter(([o]) => o.reason === "resembles_another_subject");
+  const table = h("table", {}, h("caption", { class: "visually-hidden" }, "Outcome per photo"),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Photo"), h("th", { scope: "col" }, "Outcome"),
+      h("th", { scope: "col" }, "Details"))),
+    h("tbody", {}, res.outcomes.map((o) => h("tr", { class: o.reason === "resembles_another_subject" ? "warn" : "" },
+      h("td", {}, o.image),
+      h("td", { class: `status-${o.status}`, title: o.reason || "" }, o.status === "enrolled" ? "enrolled"
+        : (REASONS[o.reason] || o.reason || "rejected")),
+      h("td", {}, o.status === "enrolled" ? `sample #${o.sample_id}${o.message ? ` · ${o.message}` : ""}` : (o.message || ""))))));
+  const summary = h("p", { class: res.rejected ? (warned.length === res.rejected ? "warning" : "error") : "okay" },
+    `${res.enrolled} enrolled, ${res.rejected} rejected.`);
+  out.replaceChildren(summary, h("div", { class: "tablewrap" }, table));
+  if (warned.length) {
+    const anyway = h("button", { type: "button", class: "danger", "data-testid": "enroll-anyway", onclick: (e) => busy(e.currentTarget, async () => {
+      const data = new FormData();
+      for (const [, f] of warned) data.append("images", f);
+      if (largest) data.append("largest", "true");
+      try {
+        const again = await api(`${base}/samples?anyway=true`, { method: "POST", form: data });
+        await refresh(); await reload();
+        showOutcomes(again, warned.map(([, f]) => f), base, largest, refresh, reload);
+      } catch (err) { out.append(errorBox(err)); }
+    }) }, `Enroll anyway (${plural(warned.length, "photo")})`);
+    out.append(h("div", { class: "warning", role: "alert" },
+      h("strong", {}, "Check these photos: they look like another person in this collection."),
+      h("p", {}, "Enroll them only if you are sure they show this person; a wrong photo makes searches name the wrong person."),
+      anyway));
+  }
 }
 
 // A destructive action behind a confirmation dialog; `run` does it and returns the message to show.
@@ -732,15 +809,15 @@ function reviewCandidate(status, c, need, reload) {
   const state = c.state === "confirmed" ? `Confirmed by ${c.confirmed_by.join(" and ")}`
     : c.state === "rejected" ? `Rejected by ${c.rejected_by.join(", ")}`
     : `Pending: ${c.confirmed_by.length} of ${need} confirmations${c.confirmed_by.length ? ` (${c.confirmed_by.join(", ")})` : ""}`;
-  const base = `/api/v1/review/${enc(status.case_id)}/candidates/${c.candidate_id}/probe`;
+  const base = `/api/v1/review/${enc(status.case_id)}/probe?candidate=${c.candidate_id}`;
   const probe = c.probe || { kept: false };
   const probeSide = h("div", { class: "probe-side", "data-testid": "review-probe" }, h("h3", {}, "Face searched"));
   if (probe.kept) {
     probeSide.append(
-      keyedImage(`${base}?view=face`, `The searched face (face ${probe.face_position} of ${probe.faces} from the left)`,
-        { cls: "face big", big: `${base}?view=photo` }),
+      keyedImage(`${base}&view=face`, `The searched face (face ${probe.face_position} of ${probe.faces} from the left)`,
+        { cls: "face big", big: `${base}&view=photo` }),
       h("p", { class: "meta" }, `Face ${probe.face_position} of ${probe.faces} in the photo, counted from the left.`),
-      keyedImage(`${base}?view=photo`, "The whole searched photo, this face boxed in green", { cls: "whole" }));
+      keyedImage(`${base}&view=photo`, "The whole searched photo, this face boxed in green", { cls: "whole" }));
   } else {
     probeSide.append(h("p", { class: "nothumb face big" }, c.state === "pending"
       ? "The probe photo was not kept (searched outside the web UI or API)."
