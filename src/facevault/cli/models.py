@@ -91,6 +91,11 @@ def list_packs(
             f"{p['name']:<21}{p['version']:<18}{p['detector']:<12}{p['recognizer']:<12}"
             f"{p['embedding_dim']:>5}  {p['license']}{note}"
         )
+    if res.get("detectors"):
+        typer.echo("detectors (for collection create --detector NAME):")
+        for d in res["detectors"]:
+            lic = d["license"] + ("" if d["commercial_use"] else " (non-commercial)")
+            typer.echo(f"  {d['name']:<16}{d['kind']:<11}{d['source']:<28}{lic}")
     for c in res.get("catalog", []):
         mark = "installed" if c["installed"] else "fetchable"
         typer.echo(f"  {c['name']:<16}{mark:<11}{c['license']:<28}{c['description']}")

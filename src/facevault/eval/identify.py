@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from .. import calibration
-from ..config import Settings
+from ..config import Settings, models_dir_setting
 from ..errors import InputError
 from ..index import FaissIndex
+from ..models import registry
 from .embedding import embed_files
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".gif", ".bmp"}
@@ -88,6 +89,7 @@ def run_identify(
     ranked = np.sort(n_top)[::-1]
     allowed = int(np.floor(0.01 * ranked.size))
     t_fpir = float(ranked[allowed]) + 1e-9
+    registry.ensure_registered(models_dir_setting())  # an installed pack's calibration lives in its folder
     cal = calibration.for_model(model_id)
     default_fmr = settings.search_fmr or calibration.search_fmr_for_gallery(
         g, settings.search_fpir, settings.search_max_fmr

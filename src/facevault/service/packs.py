@@ -15,6 +15,7 @@ from ..config import models_dir_setting
 from ..errors import NotFoundError
 from ..models import onnx_runtime, registry
 from ..models import packs as installed
+from ..models.detectors import available_detectors
 from ..models.dlib import builtin as dlib_builtin
 from ..models.dlib import license as dlib_license
 from ..models.packs.catalog import CATALOG
@@ -57,6 +58,7 @@ def _summary(pack: installed.InstalledPack) -> dict[str, Any]:
         "commercial_use": m.license.commercial_use,
         "license_accepted_at": record.get("accepted_at") if record else None,
         "calibrated": m.calibration is not None or (pack.folder / "calibration.json").is_file(),
+        "detector_only": m.detector_only,
         "folder": str(pack.folder),
     }
 
@@ -65,14 +67,17 @@ def list_packs(models_root: Path, *, catalog: bool = False) -> dict[str, Any]:
     """The models folder, the runtime, the built-in and the installed packs (``models list``); with
     ``catalog``, also the packs ``fetch_pack`` knows, each marked installed or not."""
     installed_list = [_summary(p) for p in installed.installed_packs(models_root)]
+    detector_only = [_summary(p) for p in installed.installed_packs(models_root, detector_only=True)]
     out: dict[str, Any] = {
         "models_dir": str(models_root),
         "runtime": runtime_info(),
         "builtin": [dlib_builtin.summary(name, models_root) for name in registry.BUILTIN_PACKS],
         "installed": installed_list,
+        # every detector a collection can find faces with (``collection create --detector``)
+        "detectors": [d.to_dict() for d in available_detectors(models_root)],
     }
     if catalog:
-        names = {p["name"] for p in installed_list}
+        names = {p["name"] for p in [*installed_list, *detector_only]}
         out["catalog"] = [
             {
                 "name": e.name,
@@ -115,10 +120,21 @@ def fetch_pack(
     accept_license: bool = False,
     sha256: dict[str, str] | None = None,
     url: str | None = None,
+    progress: Any = None,
+    mirror: str | None = None,
 ) -> dict[str, Any]:
     """Download a catalog pack, check every download's SHA-256 and install it; its summary. ``sha256``
-    maps download file names to digests ("" for the single download of a one-file pack)."""
-    pack = installed.fetch_pack(name, accept_license=accept_license, sha256=sha256, url=url, root=models_root)
+    maps download file names to digests ("" for the single download of a one-file pack); ``progress``:
+    a ``(done, total)`` callback; ``mirror``: a base URL holding each download under its file name."""
+    pack = installed.fetch_pack(
+        name,
+        accept_license=accept_license,
+        sha256=sha256,
+        url=url,
+        root=models_root,
+        progress=progress,
+        mirror=mirror,
+    )
     return _summary(pack)
 
 
