@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from .docs import mount_docs
+
 PAGES = ("signin", "search", "subjects", "audit", "review")
 
 
@@ -30,5 +32,6 @@ def mount_web(app: FastAPI) -> None:
     async def page() -> FileResponse:
         return FileResponse(str(index), media_type="text/html")
 
+    mount_docs(app)
     for name in PAGES:
         app.add_api_route(f"/{name}", page, methods=["GET"], include_in_schema=False, name=f"page_{name}")
