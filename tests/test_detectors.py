@@ -100,3 +100,30 @@ def test_collection_create_and_set_detector(tmp_path: Path) -> None:
     assert "collection.detector" in actions
     detected = json.loads(fv("detect", lfw("Tony_Blair", 3), "--detector", "dlib-mmod", "--json"))
     assert detected["detector"] == "dlib-mmod" and detected["faces"]
+
+
+def test_doctor_reports_each_collections_detector_and_one_that_went_missing(tmp_path: Path) -> None:
+    install_yunet(tmp_path / "vault" / "models", tmp_path)
+    import facevault
+
+    v = facevault.open(str(tmp_path / "vault"), create=True)
+    try:
+        v.create_collection("own")
+        v.create_collection("y", detector="yunet")
+        report = {c["collection"]: c for c in v.doctor().collections}
+        assert report["own"]["detector"] == "dlib-hog" and report["y"]["detector"] == "yunet"
+        assert report["y"]["problems"] == []
+        shutil.rmtree(tmp_path / "vault" / "models" / "yunet")
+    finally:
+        v.close()
+    from facevault.models import detectors
+
+    detectors._named.cache_clear()  # a new process would not find it either
+    v = facevault.open(str(tmp_path / "vault"))
+    try:
+        doc = v.doctor(repair=True)
+        y = next(c for c in doc.collections if c["collection"] == "y")
+        assert not doc.ok and y["repaired"] is False
+        assert any("yunet" in p and "--detector own" in p for p in y["problems"])
+    finally:
+        v.close()

@@ -125,7 +125,8 @@ def doctor(
 def _health(rep: Any) -> Iterator[str]:
     for c in rep.collections:
         verdict = "ok" if not c["problems"] else ("repaired" if c["repaired"] else "PROBLEM")
-        yield f"{c['collection']}: {verdict} ({c['samples']} samples, {c['indexed']} indexed)"
+        found_by = f", faces found by {c['detector']}" if c.get("detector") else ""
+        yield f"{c['collection']}: {verdict} ({c['samples']} samples, {c['indexed']} indexed{found_by})"
         for p in c["problems"]:
             yield f"  - {p}"
     a = rep.audit

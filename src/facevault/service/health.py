@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FaceVaultError
+from ..models.registry import get_pack
 from ..results import DoctorReport
+from .collections import usable_detector
 from .context import ServiceContext
 from .erasure import finish_pending_erasures
 from .photos import STAGED_NAME, owned, staging_leftovers, unowned_copies
@@ -103,7 +105,27 @@ def _check_index(ctx: ServiceContext, coll: dict[str, Any], repair: bool) -> dic
     if problems and repair and not foreign:
         entry["indexed"] = ctx.indexes.recreate(coll)
         entry["repaired"] = True
+    entry["detector"], unusable = _detector_state(ctx, coll)
+    if unusable:  # no repair can bring a removed or changed detector back: the operator must
+        problems.append(unusable)
+        entry["repaired"] = False
     return entry
+
+
+def _detector_state(ctx: ServiceContext, coll: dict[str, Any]) -> tuple[str, str | None]:
+    """(the detector that finds the collection's faces, why it cannot be used or None)."""
+    chosen = coll.get("detector")
+    if not chosen:
+        try:
+            return get_pack(coll["model_id"]).detector.name, None
+        except FaceVaultError as exc:
+            return "?", exc.message
+    try:
+        usable_detector(ctx, coll["model_id"], chosen)
+    except FaceVaultError as exc:
+        back = f"`collection set {coll['name']} --detector own` goes back to the pack's"
+        return chosen, f"{exc.message}; {back}"
+    return chosen, None
 
 
 def file_problems(ctx: ServiceContext) -> dict[int, FileProblems]:
