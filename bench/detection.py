@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     print(table(doc["results"]))
     print()
     print(targets(doc["results"]))
-    print(f"\nwrote {out}")
+    if names:
+        print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":
