@@ -254,7 +254,11 @@ class DlibMmodDetector(DlibHogDetector):
     ``upsample``: the number of 2x upsampling steps (dlib's ``upsample_num_times``), or ``None`` to let
     ``min_face`` decide: the image is scaled so that a face of ``min_face`` pixels fills the 80 px window
     (never scaled down). ``adjust_threshold``: added to dlib's score threshold of 0. ``landmarks`` and
-    ``refine``: as for ``DlibHogDetector``, whose shape predictor and ``landmarks_in_box`` this reuses."""
+    ``refine``: as for ``DlibHogDetector``, whose shape predictor and ``landmarks_in_box`` this reuses.
+
+    Shared FDDB folds (1,408 images, 2,532 faces; greedy one-to-one matching at IoU >= 0.3): upsample 1
+    finds 0.874 of the faces with 25 false detections at threshold 0 (0.887 / 40 at -0.4), upsample 0
+    0.739 / 14, for about 4x the time of the HOG search path (8 GMAC per 400x370 image at upsample 1)."""
 
     def __init__(
         self,
