@@ -122,6 +122,7 @@ def test_sign_in_enroll_search_erase_and_audit_in_chromium(
         page.get_by_label("Name", exact=True).fill("Tony Blair")
         page.get_by_label("Consent purpose").fill("building access")
         page.get_by_label("Consent text").fill("Signed consent form #12, kept by HR")
+        page.get_by_label("Consent given by").fill("Tony Blair")
         page.get_by_label("External id (optional)").fill("EMP-12")
         page.get_by_role("button", name="Add subject").click()
         expect(page.locator("#subject-title")).to_have_text("Tony Blair")

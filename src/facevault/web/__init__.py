@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from importlib import resources
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from .docs import mount_docs
 
-PAGES = ("signin", "search", "subjects", "audit", "review")
+PAGES = ("signin", "search", "verify", "subjects", "audit", "review")
 
 
 def mount_web(app: FastAPI) -> None:
@@ -31,6 +31,12 @@ def mount_web(app: FastAPI) -> None:
 
     async def page() -> FileResponse:
         return FileResponse(str(index), media_type="text/html")
+
+    @app.get("/ui/limits", include_in_schema=False)
+    async def limits(request: Request) -> dict[str, int]:
+        """What the upload forms check before sending (no secret: the server's own limits)."""
+        api = request.app.state.api_settings
+        return {"max_upload_bytes": api.max_upload_bytes, "max_files_per_request": api.max_files_per_request}
 
     mount_docs(app)
     for name in PAGES:

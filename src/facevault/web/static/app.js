@@ -4,6 +4,7 @@
 
 const PAGES = {
   search: { title: "Search", roles: ["admin", "searcher"] },
+  verify: { title: "Verify", roles: ["admin", "searcher"] },
   subjects: { title: "Subjects", roles: ["admin", "enroller", "reviewer"] },
   audit: { title: "Audit", roles: ["admin", "auditor"] },
   review: { title: "Review", roles: ["admin", "reviewer"] },
@@ -20,6 +21,8 @@ const session = {
   get collection() { return sessionStorage.getItem("fv.collection") || ""; },
   set collection(name) { sessionStorage.setItem("fv.collection", name); },
   get caseId() { return sessionStorage.getItem("fv.case") || ""; },
+  get purpose() { return sessionStorage.getItem("fv.purpose") || ""; },
+  set purpose(text) { sessionStorage.setItem("fv.purpose", text); },
   set caseId(id) { sessionStorage.setItem("fv.case", id); },
 };
 const role = () => (session.me ? session.me.role : null);
@@ -64,9 +67,11 @@ async function api(path, { method = "GET", json, form, key } = {}) {
   return data;
 }
 
+// The server's message in words; the code and request id stay available for support (title, data-).
 function errorBox(err) {
-  const text = err instanceof ApiError ? `${err.message} (${err.code})` : String(err.message || err);
-  return h("div", { class: "error", role: "alert" }, text);
+  const text = String(err.message || err);
+  const extra = err instanceof ApiError ? `error ${err.code}${err.requestId ? `, request ${err.requestId}` : ""}` : null;
+  return h("div", { class: "error", role: "alert", title: extra, "data-code": err.code || null }, text);
 }
 
 function toast(text) {
@@ -83,6 +88,22 @@ async function busy(button, work) {
 const enc = encodeURIComponent;
 const fmtFmr = (x) => (x === null || x === undefined ? "–" : Number(x).toExponential(1));
 const fmtSim = (x) => Number(x).toFixed(3);
+// A false-match rate in words: 4e-7 -> "about 1 in 2.5 million comparisons".
+function fmrWords(x) {
+  if (x === null || x === undefined || !(x > 0)) return "–";
+  const n = 1 / Number(x);
+  const words = n >= 1e9 ? `${+(n / 1e9).toPrecision(2)} billion` : n >= 1e6 ? `${+(n / 1e6).toPrecision(2)} million`
+    : n >= 1e4 ? `${Math.round(n / 1e3).toLocaleString("en")},000` : Math.round(n).toLocaleString("en");
+  return `about 1 in ${words} comparisons`;
+}
+const THRESHOLD_HELP = "A similarity is a score between two faces, not a probability. The threshold is set from a " +
+  "target false-match rate: how often two different people score that high. For a search it follows the gallery's " +
+  "size (the rate per comparison is 1% divided by the number of enrolled photos, at most 1 in 1,000), so a person " +
+  "who is not enrolled is wrongly matched about 1% of the time whatever the gallery size.";
+function explain() {
+  return h("details", { class: "explain" }, h("summary", {}, "What do similarity and false-match rate mean?"),
+    h("p", {}, THRESHOLD_HELP));
+}
 
 // A thumbnail needs the key, so it is fetched and shown from a blob: URL.
 function thumb(collection, subjectId, sampleId, alt) {
@@ -137,7 +158,7 @@ function render() {
     return;
   }
   document.title = `${PAGES[page].title} · facevault`;
-  ({ search: searchPage, subjects: subjectsPage, audit: auditPage, review: reviewPage })[page]();
+  ({ search: searchPage, verify: verifyPage, subjects: subjectsPage, audit: auditPage, review: reviewPage })[page]();
 }
 
 window.addEventListener("popstate", render);
@@ -156,7 +177,7 @@ async function collectionPicker(onChange) {
   try {
     const rows = await api("/api/v1/collections");
     if (!rows.length) select.append(h("option", { value: "" }, "(no collections yet)"));
-    for (const c of rows) select.append(h("option", { value: c.name }, `${c.name} (${c.subjects} subjects)`));
+    for (const c of rows) select.append(h("option", { value: c.name }, `${c.name} (${plural(c.subjects, "subject")})`));
     if (rows.some((c) => c.name === session.collection)) select.value = session.collection;
     else if (rows.length) session.collection = rows[0].name;
   } catch (err) { label.append(errorBox(err)); }
@@ -203,10 +224,20 @@ async function searchPage() {
     e.preventDefault(); drop.classList.remove("over");
     if (e.dataTransfer.files.length) file.files = e.dataTransfer.files;
   });
-  const purpose = h("input", { type: "text", id: "purpose", name: "purpose", required: true, maxlength: 500 });
+  const purpose = h("input", { type: "text", id: "purpose", name: "purpose", required: true, maxlength: 500, value: session.purpose });
   const caseId = h("input", { type: "text", id: "case_id", name: "case_id", maxlength: 200, value: session.caseId,
     "aria-describedby": "case-hint" });
   const button = h("button", { type: "submit" }, "Search");
+  const top = h("input", { type: "number", id: "top", name: "top", min: 1, max: role() === "admin" ? 1000 : 20, value: 5 });
+  const fmr = h("select", { id: "fmr", name: "fmr" }, [["", "follow the gallery size (recommended)"], ["1e-3", "1 in 1,000"],
+    ["1e-4", "1 in 10,000"], ["1e-5", "1 in 100,000"], ["1e-6", "1 in 1 million"]].map(([v, t]) => h("option", { value: v }, t)));
+  const thr = h("input", { type: "number", id: "threshold", name: "threshold", min: -1, max: 1, step: 0.001, placeholder: "from the rate" });
+  const advanced = h("details", { class: "advanced" }, h("summary", {}, "Options: candidates per face, false-match rate, threshold"),
+    h("div", { class: "row" },
+      h("label", { for: "top" }, "Candidates per face", top, h("span", { class: "hint" }, role() === "admin" ? "1 to 1000." : "1 to 20 for your role.")),
+      h("label", { for: "fmr" }, "False-match rate per comparison", fmr),
+      h("label", { for: "threshold" }, "Or a similarity threshold", thr, h("span", { class: "hint" }, "Overrides the rate when set."))),
+    explain());
   const results = h("section", { "aria-live": "polite", "aria-label": "Search results", id: "results" });
   const form = h("form", { class: "stack panel" },
     await collectionPicker(),
@@ -216,16 +247,19 @@ async function searchPage() {
         h("span", { class: "hint" }, "Why this search is run. Recorded in the audit log.")),
       h("label", { for: "case_id" }, "Case id (optional)", caseId,
         h("span", { class: "hint", id: "case-hint" }, "With a case id, the candidates wait for two reviewers."))),
-    h("div", {}, button));
+    advanced, h("div", {}, button));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     if (!file.files.length) { results.replaceChildren(errorBox(new Error("Pick a photo first."))); return; }
     busy(button, async () => {
-      results.replaceChildren(h("p", {}, "Searching…"));
+      results.replaceChildren(h("p", { class: "busy" }, "Finding the faces and searching the gallery…"));
       const data = new FormData();
       data.append("image", file.files[0]);
       data.append("purpose", purpose.value);
+      session.purpose = purpose.value;
       if (caseId.value.trim()) { data.append("case_id", caseId.value.trim()); session.caseId = caseId.value.trim(); }
+      if (top.value && top.value !== "5") data.append("top", top.value);
+      if (thr.value.trim()) data.append("threshold", thr.value.trim()); else if (fmr.value) data.append("fmr", fmr.value);
       const collection = session.collection;
       try {
         const res = await api(`/api/v1/collections/${enc(collection)}/search`, { method: "POST", form: data });
@@ -331,8 +365,8 @@ function showResult(results, res, photo) {
     h("h2", {}, `${plural(res.faces.length, "face")} found`),
     h("p", { class: "summary", "data-testid": "summary" }, summaryLine(labels)),
     h("p", { class: "meta" },
-      `Threshold: similarity ≥ ${fmtSim(res.threshold)} (false-match rate ${fmtFmr(res.threshold_fmr)} per comparison). ` +
-      `Request ${res.request_id}, audit entry #${res.audit_seq}.`),
+      `A match needs similarity ≥ ${fmtSim(res.threshold)}: two different people score that high ${fmrWords(res.threshold_fmr)}` +
+      ` (${fmtFmr(res.threshold_fmr)}). Request ${res.request_id}, audit entry #${res.audit_seq}.`), explain(),
     h("div", { class: "grid2" }, h("div", {}, figure, list,
       h("p", { class: "hint" }, "Green: a match; amber: nobody in this gallery. Pick a face to see its candidates."),
       download), candidates));
@@ -347,17 +381,83 @@ function faceCandidates(res, face, position) {
   if (!face.candidates.length) {
     return h("div", {}, title, h("div", { class: "nomatch", "data-testid": "no-match" },
       h("strong", {}, "No match in this gallery"),
-      `Nobody in “${res.collection}” matches this face at similarity ≥ ${fmtSim(res.threshold)}.`));
+      `Nobody in “${res.collection}” matches this face at similarity ≥ ${fmtSim(res.threshold)}. ` +
+      "Try a sharper, more frontal photo, or enroll this person with their consent first."));
   }
   const list = h("ol", { class: "candidates", "aria-label": "Candidates, best first" });
   face.candidates.forEach((c, rank) => {
     list.append(h("li", { class: "candidate", "data-testid": "candidate" },
       h("span", { class: "name" }, `${rank + 1}. ${c.name}`, c.external_id ? ` (${c.external_id})` : ""),
-      h("span", {}, `Similarity ${fmtSim(c.similarity)} · estimated false-match rate ${fmtFmr(c.estimated_fmr)}`),
+      h("span", {}, `Similarity ${fmtSim(c.similarity)}: different people score this high ${fmrWords(c.estimated_fmr)}`),
       h("div", { class: "thumbs" }, c.samples.slice(0, 4).map((s) =>
         thumb(res.collection, c.subject_id, s.sample_id, `Enrolled photo of ${c.name} (sample ${s.sample_id})`)))));
   });
   return h("div", {}, title, list);
+}
+
+// ---- verify (1:1) --------------------------------------------------------------------------------
+function verifyPage() {
+  main.append(heading("Verify two photos"));
+  const pick = (id, text) => {
+    const input = h("input", { type: "file", id, name: id, accept: "image/*", required: true });
+    return [h("label", { for: id }, text, input), input];
+  };
+  const [aL, a] = pick("photo-a", "First photo");
+  const [bL, b] = pick("photo-b", "Second photo");
+  const purpose = h("input", { type: "text", id: "verify-purpose", name: "purpose", required: true, maxlength: 500, value: session.purpose });
+  const button = h("button", { type: "submit" }, "Compare the faces");
+  const out = h("section", { id: "verify-result", "aria-live": "polite", "aria-label": "Comparison" });
+  const form = h("form", { class: "stack panel" },
+    h("p", { class: "meta" }, "Do two photos show the same person? Each photo should show one face (the largest is used). " +
+      "Nothing is stored; the comparison is recorded in the audit log with its purpose."),
+    h("div", { class: "grid2" }, aL, bL),
+    h("label", { for: "verify-purpose" }, "Purpose", purpose, h("span", { class: "hint" }, "Why the comparison is made. Recorded in the audit log.")),
+    h("div", {}, button));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!a.files.length || !b.files.length) { out.replaceChildren(errorBox(new Error("Pick two photos first."))); return; }
+    busy(button, async () => {
+      out.replaceChildren(h("p", { class: "busy" }, "Finding and comparing the faces…"));
+      const data = new FormData();
+      data.append("image_a", a.files[0]); data.append("image_b", b.files[0]); data.append("purpose", purpose.value);
+      session.purpose = purpose.value;
+      try {
+        const res = await api("/api/v1/verify", { method: "POST", form: data });
+        const faces = await Promise.all([faceFromFile(a.files[0], res.face_a.box), faceFromFile(b.files[0], res.face_b.box)]);
+        out.replaceChildren(
+          h("div", { class: "pair", "data-testid": "verify-faces" },
+            h("figure", {}, faces[0], h("figcaption", {}, a.files[0].name)),
+            h("figure", {}, faces[1], h("figcaption", {}, b.files[0].name))),
+          h("p", { class: res.same_person ? "okay" : "nomatch", "data-testid": "verify-verdict" },
+            h("strong", {}, res.same_person ? "Same person" : "Not the same person"),
+            ` Similarity ${fmtSim(res.similarity)}; the threshold is ${fmtSim(res.threshold)}, where two different people ` +
+            `score that high ${fmrWords(res.threshold_fmr)}. ` +
+            (res.same_person ? `Different people score ${fmtSim(res.similarity)} or more ${fmrWords(res.estimated_fmr)}.`
+              : "Below the threshold: these faces are not shown to be the same person.")),
+          h("p", { class: "meta" }, `Audit entry #${res.audit_seq} · model ${res.model_id}.`), explain());
+      } catch (err) {
+        out.replaceChildren(err.code === "no_face" ? h("div", { class: "nomatch", role: "alert" }, h("strong", {}, "No face found"),
+          "One of the photos shows no face the detector can find. Try a sharper, frontal photo.") : errorBox(err));
+      }
+    });
+  });
+  main.append(form, out);
+}
+
+// The face at `box` of a local photo, cut out in the browser (nothing is uploaded again).
+function faceFromFile(file, box) {
+  return new Promise((resolve) => {
+    const img = new Image();
+    img.onload = () => {
+      const [x1, y1, x2, y2] = box, pad = 0.3 * Math.max(x2 - x1, y2 - y1);
+      const sx = Math.max(0, x1 - pad), sy = Math.max(0, y1 - pad);
+      const sw = Math.min(img.naturalWidth, x2 + pad) - sx, sh = Math.min(img.naturalHeight, y2 + pad) - sy;
+      const c = document.createElement("canvas"); c.width = 240; c.height = Math.round(240 * sh / sw);
+      c.getContext("2d").drawImage(img, sx, sy, sw, sh, 0, 0, c.width, c.height);
+      resolve(h("img", { src: c.toDataURL("image/jpeg", 0.9), alt: `The face found in ${file.name}`, class: "face big" }));
+    };
+    img.src = URL.createObjectURL(file);
+  });
 }
 
 // ---- subjects ------------------------------------------------------------------------------------
@@ -376,20 +476,28 @@ async function subjectsPage() {
         `${r.name}${r.external_id ? ` (${r.external_id})` : ""} · ${r.samples} sample${r.samples === 1 ? "" : "s"}`)));
     }
     listArea.replaceChildren(h("h2", {}, `${shown.length} of ${rows.length} subjects`),
-      shown.length ? ul : h("p", {}, "No subjects match."));
+      shown.length ? ul : h("p", {}, rows.length ? "No subjects match. Clear the search box to see everyone."
+        : "No subjects yet. Add a person with their consent (above), then enroll their photos."));
   };
   const load = async () => {
     if (!session.collection) { listArea.replaceChildren(h("p", {}, "No collection yet.")); return; }
-    try { rows = await api(`/api/v1/collections/${enc(session.collection)}/subjects`); drawList(); }
+    try {
+      rows = await api(`/api/v1/collections/${enc(session.collection)}/subjects`); drawList();
+      const opt = document.querySelector(`#collection option[value="${CSS.escape(session.collection)}"]`);
+      if (opt) opt.textContent = `${session.collection} (${plural(rows.length, "subject")})`;
+    }
     catch (err) { listArea.replaceChildren(errorBox(err)); }
   };
-  const openSubject = (id) => showSubject(detail, id, load);
+  const openSubject = async (id) => {
+    await showSubject(detail, id, load);
+    detail.scrollIntoView({ block: "start" });  // on a phone the details are below the list
+  };
   filter.addEventListener("input", drawList);
   const tools = h("div", { class: "stack panel" }, await collectionPicker(() => { detail.replaceChildren(); load(); }),
     h("label", { for: "filter" }, "Find a subject", filter));
   main.append(tools);
   if (role() === "admin") main.append(newCollectionForm());
-  if (allowed(CAN_ENROLL)) main.append(newSubjectForm(openSubject, load));
+  if (allowed(CAN_ENROLL)) main.append(newSubjectForm(openSubject, load, () => rows));
   main.append(h("div", { class: "grid2" }, listArea, detail));
   await load();
 }
@@ -422,7 +530,7 @@ function newCollectionForm() {
   return h("details", { class: "panel" }, h("summary", {}, "New collection"), form);
 }
 
-function newSubjectForm(openSubject, reload) {
+function newSubjectForm(openSubject, reload, rows = () => []) {
   const field = (id, label, attrs = {}, hint) => {
     const input = h("input", { type: "text", id, name: id, ...attrs });
     return [h("label", { for: id }, label, input, hint ? h("span", { class: "hint" }, hint) : null), input];
@@ -432,7 +540,8 @@ function newSubjectForm(openSubject, reload) {
     "What the person agreed their face may be used for.");
   const text = h("textarea", { id: "consent-text", name: "consent_text", rows: 3 });
   const file = h("input", { type: "file", id: "consent-file", name: "consent_file" });
-  const [byL, by] = field("consent-by", "Consent given by (optional)", { maxlength: 200 });
+  const [byL, by] = field("consent-by", "Consent given by", { required: true, maxlength: 200 },
+    "The person themselves, or who signed for them (e.g. a parent).");
   const [expL, expires] = field("consent-expires", "Consent expires (optional)", { type: "date" });
   const [extL, ext] = field("external-id", "External id (optional)", { maxlength: 200 });
   const button = h("button", { type: "submit" }, "Add subject");
@@ -448,14 +557,15 @@ function newSubjectForm(openSubject, reload) {
       const data = new FormData();
       data.append("name", name.value); data.append("purpose", purpose.value);
       if (file.files.length) data.append("consent_file", file.files[0]); else data.append("consent_text", text.value);
-      if (by.value) data.append("consent_by", by.value);
+      data.append("consent_by", by.value.trim());
       if (expires.value) data.append("expires", expires.value);
       if (ext.value) data.append("external_id", ext.value);
       try {
         const subj = await api(`/api/v1/collections/${enc(session.collection)}/subjects`, { method: "POST", form: data });
-        form.reset(); status.replaceChildren();
-        form.closest("details").open = false;
-        toast(`Added ${subj.name}`);
+        const keptPurpose = purpose.value;
+        form.reset(); purpose.value = keptPurpose; status.replaceChildren();
+        toast(`Added ${subj.name}. The form stays open for the next person.`);
+        if (!ext.value && rows().some((r) => r.name === subj.name && r.id !== subj.id)) toast(`Added ${subj.name}: another subject has this name; give each an external id to tell them apart.`);
         await reload(); openSubject(subj.id);
       } catch (err) { status.replaceChildren(errorBox(err)); }
     });
@@ -550,18 +660,49 @@ function enrollForm(base, refresh, reload) {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     busy(button, async () => {
-      const data = new FormData();
-      for (const f of files.files) data.append("images", f);
-      if (largest.checked) data.append("largest", "true");
       const chosen = [...files.files];
-      try {
-        const res = await api(`${base}/samples`, { method: "POST", form: data });
-        await refresh(); await reload();
-        showOutcomes(res, chosen, base, largest.checked, refresh, reload);
-      } catch (err) { out.replaceChildren(errorBox(err)); }
+      const res = await uploadEach(base, chosen, { largest: largest.checked }, out);
+      if (!res) return;
+      await refresh(); await reload();
+      showOutcomes(res, chosen, base, largest.checked, refresh, reload);
     });
   });
   return form;
+}
+
+const mb = (n) => `${(n / 1048576).toFixed(n < 1048576 ? 2 : 1)} MB`;
+let LIMITS = null;
+async function limits() {
+  if (!LIMITS) LIMITS = await fetch("/ui/limits").then((r) => r.json()).catch(() => ({ max_upload_bytes: 10485760 }));
+  return LIMITS;
+}
+
+// Enroll photos one request each, with a progress bar; a file over the server's size limit is refused
+// here, before it is sent. Returns the merged answer ({enrolled, rejected, outcomes}) or null on error.
+async function uploadEach(base, chosen, { largest = false, anyway = false } = {}, out) {
+  const { max_upload_bytes: limit } = await limits();
+  const bar = h("progress", { max: chosen.length, value: 0, "aria-label": "Photos enrolled so far" });
+  const line = h("p", { class: "busy", "data-testid": "enroll-progress" }, "Starting…");
+  out.replaceChildren(line, bar);
+  const outcomes = [];
+  for (const [i, f] of chosen.entries()) {
+    line.textContent = `Enrolling photo ${i + 1} of ${chosen.length}: ${f.name} (finding the face, checking it, storing it)…`;
+    if (f.size > limit) {
+      outcomes.push({ image: f.name, status: "rejected", reason: "file_too_large",
+        message: `${mb(f.size)} is over the server's ${mb(limit)} limit; not sent. Use a smaller copy of the photo.` });
+    } else {
+      const data = new FormData();
+      data.append("images", f);
+      if (largest) data.append("largest", "true");
+      try {
+        const res = await api(`${base}/samples${anyway ? "?anyway=true" : ""}`, { method: "POST", form: data });
+        outcomes.push(...res.outcomes);
+      } catch (err) { out.replaceChildren(errorBox(err)); return null; }
+    }
+    bar.value = i + 1;
+  }
+  const enrolled = outcomes.filter((o) => o.status === "enrolled").length;
+  return { enrolled, rejected: outcomes.length - enrolled, outcomes };
 }
 
 // The outcome per photo; photos that resemble another subject can be enrolled anyway, explicitly.
@@ -576,20 +717,17 @@ function showOutcomes(res, chosen, base, largest, refresh, reload) {
       h("td", {}, o.image),
       h("td", { class: `status-${o.status}`, title: o.reason || "" }, o.status === "enrolled" ? "enrolled"
         : (REASONS[o.reason] || o.reason || "rejected")),
-      h("td", {}, o.status === "enrolled" ? `sample #${o.sample_id}${o.message ? ` · ${o.message}` : ""}` : (o.message || ""))))));
+      h("td", {}, o.status === "enrolled" ? `sample #${o.sample_id}${o.message ? ` · ${o.message}` : ""}`
+        : o.reason === "multiple_faces" ? `${o.message.split(";")[0]}. Tick “Use the largest face” and enroll it again.` : (o.message || ""))))));
   const summary = h("p", { class: res.rejected ? (warned.length === res.rejected ? "warning" : "error") : "okay" },
     `${res.enrolled} enrolled, ${res.rejected} rejected.`);
   out.replaceChildren(summary, h("div", { class: "tablewrap" }, table));
   if (warned.length) {
     const anyway = h("button", { type: "button", class: "danger", "data-testid": "enroll-anyway", onclick: (e) => busy(e.currentTarget, async () => {
-      const data = new FormData();
-      for (const [, f] of warned) data.append("images", f);
-      if (largest) data.append("largest", "true");
-      try {
-        const again = await api(`${base}/samples?anyway=true`, { method: "POST", form: data });
-        await refresh(); await reload();
-        showOutcomes(again, warned.map(([, f]) => f), base, largest, refresh, reload);
-      } catch (err) { out.append(errorBox(err)); }
+      const again = await uploadEach(base, warned.map(([, f]) => f), { largest, anyway: true }, out);
+      if (!again) return;
+      await refresh(); await reload();
+      showOutcomes(again, warned.map(([, f]) => f), base, largest, refresh, reload);
     }) }, `Enroll anyway (${plural(warned.length, "photo")})`);
     out.append(h("div", { class: "warning", role: "alert" },
       h("strong", {}, "Check these photos: they look like another person in this collection."),
@@ -652,6 +790,8 @@ async function auditPage() {
   const since = h("input", { type: "date", id: "f-since", name: "since" });
   const until = h("input", { type: "date", id: "f-until", name: "until" });
   const button = h("button", { type: "submit" }, "Show entries");
+  const showLogins = h("input", { type: "checkbox", id: "f-logins", name: "logins" });
+  let shown = 100;
   // until is a date, inclusive on screen: the API takes the next midnight (exclusive)
   const untilParam = () => {
     if (!until.value) return "";
@@ -664,38 +804,54 @@ async function auditPage() {
     h("label", { for: "f-collection" }, "Collection", coll), h("label", { for: "f-case" }, "Case id", caseId),
     h("label", { for: "f-request" }, "Request id", req), h("label", { for: "f-since" }, "From (UTC date)", since),
     h("label", { for: "f-until" }, "To (UTC date, inclusive)", until), h("label", { for: "f-limit" }, "Entries", limit)),
+  h("label", { class: "check", for: "f-logins" }, showLogins, "Show sign-ins"),
   h("div", { class: "row buttons" }, button,
     h("button", { type: "button", class: "secondary", onclick: (e) => exportLog(e.currentTarget, "jsonl") }, "Export JSON Lines"),
     h("button", { type: "button", class: "secondary", onclick: (e) => exportLog(e.currentTarget, "csv") }, "Export CSV")));
+  // The export endpoint takes the dates; the other on-screen filters are applied to the (audited) export here.
+  const filters = () => [["action", action], ["actor", actor], ["collection", coll], ["case_id", caseId], ["request_id", req]]
+    .map(([k, el]) => [k, el.value.trim()]).filter(([, v]) => v);
+  const keep = (entry) => filters().every(([k, v]) => String(k === "request_id" ? (entry.details || {}).request_id ?? entry.request_id : entry[k]) === v)
+    && (showLogins.checked || entry.action !== "login" || action.value === "login");
   const exportLog = (btn, format) => busy(btn, async () => {
     const q = new URLSearchParams({ format });
     if (since.value) q.set("since", since.value);
     if (untilParam()) q.set("until", untilParam());
     try {
-      const blob = await api(`/api/v1/audit/export?${q}`);
+      let blob = await api(`/api/v1/audit/export?${q}`);
+      if (filters().length || !showLogins.checked) blob = await filterExport(blob, format, keep);
       const a = h("a", { href: URL.createObjectURL(blob), download: `facevault-audit.${format}` });
       document.body.append(a); a.click(); a.remove();
-      toast(`Audit log exported (${format}); the export is itself recorded.`);
+      toast(`Audit log exported (${format}, with the filters on screen); the export is itself recorded.`);
     } catch (err) { out.replaceChildren(errorBox(err)); }
   });
-  const load = () => busy(button, async () => {
-    const q = new URLSearchParams({ limit: limit.value || "100" });
-    for (const [k, el] of [["action", action], ["actor", actor], ["collection", coll], ["case_id", caseId], ["request_id", req], ["since", since]]) {
-      if (el.value.trim()) q.set(k, el.value.trim());
-    }
+  const load = (more = false) => busy(button, async () => {
+    if (!more) shown = Number(limit.value || "100");
+    const q = new URLSearchParams({ limit: String(shown) });
+    for (const [k, v] of filters()) q.set(k, v);
+    if (since.value) q.set("since", since.value);
     if (untilParam()) q.set("until", untilParam());
     try {
-      const rows = await api(`/api/v1/audit?${q}`);
-      const table = h("table", {}, h("caption", { class: "visually-hidden" }, "Audit entries, newest first"),
-        h("thead", {}, h("tr", {}, ["#", "Time (UTC)", "Action", "Actor", "Purpose", "Case", "Collection", "Details"]
+      const all = await api(`/api/v1/audit?${q}`);
+      const rows = all.filter(keep);
+      const hidden = all.length - rows.length;
+      const table = h("table", { class: "cards" }, h("caption", { class: "visually-hidden" }, "Audit entries, newest first"),
+        h("thead", {}, h("tr", {}, ["#", "Time (UTC)", "Action", "Who", "Purpose", "Case", "Collection", "Details"]
           .map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", {}, rows.map((e) => h("tr", {}, h("td", {}, e.seq), h("td", {}, e.at.replace("T", " ").slice(0, 19)),
-          h("td", {}, e.action), h("td", {}, e.actor), h("td", {}, e.purpose || ""), h("td", {}, e.case_id || ""),
-          h("td", {}, e.collection || ""), h("td", { class: "details" }, JSON.stringify(e.details))))));
-      out.replaceChildren(h("h2", {}, `${rows.length} entries`), h("div", { class: "tablewrap" }, table));
+        h("tbody", {}, rows.map((e) => h("tr", {},
+          h("td", { "data-label": "#" }, e.seq), h("td", { "data-label": "Time" }, e.at.replace("T", " ").slice(0, 19)),
+          h("td", { "data-label": "Action" }, e.action), h("td", { "data-label": "Who" }, e.actor_name ? `${e.actor_name} (${e.actor})` : e.actor),
+          h("td", { "data-label": "Purpose" }, e.purpose || ""), h("td", { "data-label": "Case" }, e.case_id || ""),
+          h("td", { "data-label": "Collection" }, e.collection || ""), h("td", { class: "details", "data-label": "Details" }, detailList(e.details))))));
+      out.replaceChildren(h("h2", {}, plural(rows.length, "entry").replace("entrys", "entries")),
+        hidden ? h("p", { class: "meta" }, `${plural(hidden, "sign-in").replace("sign-ins", "sign-ins")} hidden (tick “Show sign-ins”).`) : null,
+        h("div", { class: "tablewrap" }, table),
+        all.length >= shown && shown < 1000 ? h("button", { type: "button", class: "secondary", onclick: () => { shown = Math.min(1000, shown * 2); load(true); } },
+          "Show older entries") : null);
     } catch (err) { out.replaceChildren(errorBox(err)); }
   });
   form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
+  showLogins.addEventListener("change", () => load());
   main.append(chain, form, out);
   api("/api/v1/audit/verify").then((s) => {
     chain.replaceChildren(s.ok
@@ -703,6 +859,51 @@ async function auditPage() {
       : h("p", { class: "error", role: "alert" }, `Hash chain BROKEN at entry #${s.first_bad_seq}: ${s.problem}.`));
   }).catch((err) => chain.replaceChildren(errorBox(err)));
   load();
+}
+
+// An entry's details as "key: value" lines, without the nesting of its JSON.
+function detailList(details) {
+  const dl = h("dl", { class: "kv" });
+  for (const [k, v] of Object.entries(details || {})) {
+    const text = v === null ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    dl.append(h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, text));
+  }
+  return dl;
+}
+
+// Keep the export lines the on-screen filters keep (JSON Lines, or CSV with a header row).
+async function filterExport(blob, format, keep) {
+  const text = await blob.text();
+  if (format === "jsonl") {
+    const lines = text.split("\n").filter((l) => l.trim() && keep(JSON.parse(l)));
+    return new Blob([lines.map((l) => `${l}\n`).join("")], { type: "application/x-ndjson" });
+  }
+  const rows = parseCsv(text);
+  const head = rows[0] || [];
+  const kept = rows.slice(1).filter((r) => {
+    const entry = Object.fromEntries(head.map((k, i) => [k, r[i]]));
+    try { entry.details = JSON.parse(entry.details || "{}"); } catch { entry.details = {}; }
+    return keep(entry);
+  });
+  const cell = (c) => (/[",\n\r]/.test(c) ? `"${c.replaceAll('"', '""')}"` : c);
+  return new Blob([[head, ...kept].map((r) => r.map(cell).join(",")).join("\r\n") + "\r\n"], { type: "text/csv" });
+}
+
+function parseCsv(text) {
+  const rows = []; let row = [], cell = "", quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (ch === '"') quoted = false; else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") { row.push(cell); cell = ""; }
+    else if (ch === "\n" || ch === "\r") {
+      if (ch === "\r" && text[i + 1] === "\n") i++;
+      row.push(cell); rows.push(row); row = []; cell = "";
+    } else cell += ch;
+  }
+  if (cell || row.length) { row.push(cell); rows.push(row); }
+  return rows;
 }
 
 // ---- review --------------------------------------------------------------------------------------
