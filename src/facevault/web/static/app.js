@@ -8,6 +8,7 @@ const PAGES = {
   subjects: { title: "Subjects", roles: ["admin", "enroller", "reviewer"] },
   audit: { title: "Audit", roles: ["admin", "auditor"] },
   review: { title: "Review", roles: ["admin", "reviewer"] },
+  admin: { title: "Admin", roles: ["admin"] },
 };
 const CAN_ENROLL = ["admin", "enroller"];
 const main = document.getElementById("main");
@@ -158,7 +159,7 @@ function render() {
     return;
   }
   document.title = `${PAGES[page].title} · facevault`;
-  ({ search: searchPage, verify: verifyPage, subjects: subjectsPage, audit: auditPage, review: reviewPage })[page]();
+  ({ search: searchPage, verify: verifyPage, subjects: subjectsPage, audit: auditPage, review: reviewPage, admin: adminPage })[page]();
 }
 
 window.addEventListener("popstate", render);
@@ -904,6 +905,88 @@ function parseCsv(text) {
   }
   if (cell || row.length) { row.push(cell); rows.push(row); }
   return rows;
+}
+
+// ---- admin: API keys and collections ---------------------------------------------------------------
+async function adminPage() {
+  main.append(heading("Admin"));
+  const keys = h("section", { id: "admin-keys", "aria-label": "API keys" });
+  const colls = h("section", { id: "admin-collections", "aria-label": "Collections" });
+  main.append(keys, colls);
+  await Promise.all([drawKeys(keys), drawCollections(colls)]);
+}
+
+const ROLE_NAMES = ["searcher", "enroller", "reviewer", "auditor", "admin"];
+const when = (t) => (t ? t.replace("T", " ").slice(0, 16) : "never");
+
+async function drawKeys(section) {
+  let rows;
+  try { rows = await api("/api/v1/keys"); } catch (err) { section.replaceChildren(errorBox(err)); return; }
+  const name = h("input", { type: "text", id: "key-name", name: "name", required: true, maxlength: 200, placeholder: "e.g. Alice (reviewer)" });
+  const roleSel = h("select", { id: "key-role", name: "role" }, ROLE_NAMES.map((r) => h("option", { value: r }, r)));
+  const created = h("div", { "aria-live": "polite", id: "key-created" });
+  const button = h("button", { type: "submit" }, "Create key");
+  const form = h("form", { class: "stack panel" }, h("h3", {}, "New API key"),
+    h("div", { class: "row" }, h("label", { for: "key-name" }, "Who will use it", name), h("label", { for: "key-role" }, "Role", roleSel)),
+    h("div", {}, button), created);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy(button, async () => {
+      try {
+        const k = await api("/api/v1/keys", { method: "POST", json: { name: name.value.trim(), role: roleSel.value } });
+        await drawKeys(section);
+        document.getElementById("key-created").replaceChildren(h("div", { class: "okay", role: "status" },
+          h("strong", {}, `Key for ${k.name} (${k.role}) created. Copy it now: it is shown only once.`),
+          h("code", { class: "secret", "data-testid": "new-key" }, k.key)));
+      } catch (err) { created.replaceChildren(errorBox(err)); }
+    });
+  });
+  const table = h("table", { class: "cards", "data-testid": "keys" }, h("caption", { class: "visually-hidden" }, "API keys"),
+    h("thead", {}, h("tr", {}, ["Name", "Role", "Prefix", "Created", "Last used", "State", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.map((k) => h("tr", {},
+      h("td", { "data-label": "Name" }, k.name), h("td", { "data-label": "Role" }, k.role), h("td", { "data-label": "Prefix" }, k.prefix),
+      h("td", { "data-label": "Created" }, when(k.created_at)), h("td", { "data-label": "Last used" }, when(k.last_used_at)),
+      h("td", { "data-label": "State" }, k.active ? "active" : `revoked ${when(k.revoked_at)}`),
+      h("td", {}, k.active && k.prefix !== session.me.prefix ? h("button", { type: "button", class: "danger small",
+        "aria-label": `Revoke the key of ${k.name}`, onclick: (e) => busy(e.currentTarget, async () => {
+          if (!confirm(`Revoke the key of ${k.name}? Whoever uses it is signed out at once.`)) return;
+          try { await api(`/api/v1/keys/${enc(k.prefix)}`, { method: "DELETE" }); toast(`Key of ${k.name} revoked.`); await drawKeys(section); }
+          catch (err) { section.append(errorBox(err)); }
+        }) }, "Revoke") : k.active ? h("span", { class: "meta" }, "your key") : null)))));
+  section.replaceChildren(h("h2", {}, `API keys (${rows.filter((k) => k.active).length} active)`),
+    h("div", { class: "tablewrap" }, table), form);
+}
+
+async function drawCollections(section) {
+  let rows;
+  try { rows = await api("/api/v1/collections"); } catch (err) { section.replaceChildren(errorBox(err)); return; }
+  const list = h("ul", { class: "candidates" });
+  for (const c of rows) {
+    const days = h("input", { type: "number", id: `ret-${c.id}`, min: 1, max: 1095, value: c.retention_days });
+    const keep = h("input", { type: "checkbox", id: `crops-${c.id}`, checked: c.keep_crops });
+    const status = h("span", { class: "meta", "aria-live": "polite" });
+    const save = h("button", { type: "button", class: "small", onclick: (e) => busy(e.currentTarget, async () => {
+      try {
+        if (Number(days.value) !== c.retention_days) {
+          await api(`/api/v1/collections/${enc(c.name)}/retention`, { method: "PUT", json: { days: Number(days.value) } });
+        }
+        if (keep.checked !== c.keep_crops) {
+          if (!keep.checked && !confirm(`Stop keeping face crops in ${c.name}? Every kept crop is deleted now.`)) { keep.checked = true; return; }
+          await api(`/api/v1/collections/${enc(c.name)}/keep-crops`, { method: "PUT", json: { keep_crops: keep.checked } });
+        }
+        toast(`Saved ${c.name}.`); await drawCollections(section);
+      } catch (err) { status.replaceChildren(errorBox(err)); }
+    }) }, `Save ${c.name}`);
+    list.append(h("li", { class: "candidate", "data-testid": "admin-collection" },
+      h("span", { class: "name" }, c.name),
+      h("span", {}, `${plural(c.subjects, "subject")}, ${plural(c.samples, "sample")} · model ${c.model_id} · detector ${c.detector || "the model's own"}`),
+      h("div", { class: "row" }, h("label", { for: `ret-${c.id}` }, "Retention (days after the last interaction)", days,
+        h("span", { class: "hint" }, "At most 1,095 (3 years).")),
+        h("label", { class: "check", for: `crops-${c.id}` }, keep, "Keep encrypted face crops (to move to another model later)")),
+      h("div", { class: "row buttons" }, save, status)));
+  }
+  section.replaceChildren(h("h2", {}, `Collections (${rows.length})`),
+    rows.length ? list : h("p", {}, "No collection yet: create one on the Subjects page."));
 }
 
 // ---- review --------------------------------------------------------------------------------------
