@@ -66,7 +66,9 @@ def summary(result: Any) -> str:
 
 
 def draw_boxes(
-    pixels: np.ndarray, boxes: Sequence[tuple[Sequence[float], str, tuple[int, int, int]]]
+    pixels: np.ndarray,
+    boxes: Sequence[tuple[Sequence[float], str, tuple[int, int, int]]],
+    line_share: float = 1 / 300,
 ) -> bytes:
     """A JPEG of ``pixels`` with each (box, label, colour) drawn: a frame and the label above it (below
     when there is no room above)."""
@@ -75,7 +77,7 @@ def draw_boxes(
     img = Image.fromarray(pixels)
     draw = ImageDraw.Draw(img)
     side = max(img.width, img.height)
-    width = max(2, round(side / 300))
+    width = max(2, round(side * line_share))
     font = ImageFont.load_default(size=max(12, round(side / 45)))
     for box, label, colour in boxes:
         x1, y1, x2, y2 = (float(v) for v in box)

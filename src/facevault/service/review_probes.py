@@ -177,7 +177,9 @@ def view(ctx: ServiceContext, case_id: str, candidate_id: int, shown: str) -> by
         data = _face_crop(pixels, face["box"])
     else:
         others = [(f["box"], "", annotate.SKIPPED_COLOUR) for f in record["faces"] if f is not face]
-        data = annotate.draw_boxes(pixels, [*others, (face["box"], "", annotate.MATCH_COLOUR)])
+        data = annotate.draw_boxes(
+            pixels, [*others, (face["box"], "", annotate.MATCH_COLOUR)], line_share=1 / 100
+        )
     with ctx.write() as conn:  # no face leaves without its audit entry
         ctx.log(
             conn,

@@ -93,8 +93,9 @@ const fmtSim = (x) => Number(x).toFixed(3);
 function fmrWords(x) {
   if (x === null || x === undefined || !(x > 0)) return "–";
   const n = 1 / Number(x);
-  const words = n >= 1e9 ? `${+(n / 1e9).toPrecision(2)} billion` : n >= 1e6 ? `${+(n / 1e6).toPrecision(2)} million`
-    : n >= 1e4 ? `${Math.round(n / 1e3).toLocaleString("en")},000` : Math.round(n).toLocaleString("en");
+  const round2 = (v) => Number(v.toPrecision(2));
+  const words = n >= 1e9 ? `${round2(n / 1e9)} billion` : n >= 1e6 ? `${round2(n / 1e6)} million`
+    : round2(n).toLocaleString("en");
   return `about 1 in ${words} comparisons`;
 }
 const THRESHOLD_HELP = "A similarity is a score between two faces, not a probability. The threshold is set from a " +
@@ -1028,12 +1029,13 @@ async function loadQueue(queue, open) {
   }
   const openCount = rows.filter((r) => r.pending).length;
   queue.replaceChildren(h("h2", {}, `Review queue: ${plural(openCount, "open case")}`),
-    h("div", { class: "tablewrap" }, h("table", { "data-testid": "review-queue" },
+    h("div", { class: "tablewrap" }, h("table", { class: "cards", "data-testid": "review-queue" },
       h("caption", { class: "visually-hidden" }, "Cases with candidates, open cases first"),
       h("thead", {}, h("tr", {}, ["Case", "Pending", "Confirmed", "Rejected", "Collection", ""].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rows.map((r) => h("tr", { class: r.pending ? "open" : "" },
-        h("td", {}, r.case_id), h("td", {}, r.pending), h("td", {}, r.confirmed), h("td", {}, r.rejected),
-        h("td", {}, r.collections.join(", ")),
+        h("td", { "data-label": "Case" }, r.case_id), h("td", { "data-label": "Pending" }, r.pending),
+        h("td", { "data-label": "Confirmed" }, r.confirmed), h("td", { "data-label": "Rejected" }, r.rejected),
+        h("td", { "data-label": "Collection" }, r.collections.join(", ")),
         h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": `Open case ${r.case_id}`,
           onclick: () => open(r.case_id) }, "Open"))))))));
 }
