@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 
 from .. import calibration
 from ..audit_events import LibraryReclustered
-from ..eval.cluster import DEFAULT_CLUSTER_FMR
+from ..eval.cluster import DEFAULT_CLUSTER_FMR, DEFAULT_PAIR_FMR
 from ..eval.grouping import DEFAULT_K, Graph, agglomerate
 from .context import ServiceContext
 
@@ -44,8 +44,10 @@ def crop_context(library_id: int, face_id: int) -> bytes:
     return f"library-crop:{library_id}:{face_id}".encode()
 
 
-def cluster_threshold(model_id: str, fmr: float = DEFAULT_CLUSTER_FMR) -> float:
-    return calibration.for_model(model_id).threshold_for(fmr)
+def cluster_threshold(model_id: str) -> tuple[float, float]:
+    """(group threshold, single-pair threshold) of ``model_id`` from its calibration."""
+    cal = calibration.for_model(model_id)
+    return cal.threshold_for(DEFAULT_CLUSTER_FMR), cal.threshold_for(DEFAULT_PAIR_FMR)
 
 
 @dataclass
@@ -141,7 +143,7 @@ def assign_new_faces(ctx: ServiceContext, library: Library, conn: Connection) ->
     if not len(free_pos):
         return {"placed": 0, "people_created": 0, "people_merged": 0}
     lv = library_vectors(ctx, library, conn, ids.tolist())
-    thr = cluster_threshold(library["model_id"])
+    thr, pair = cluster_threshold(library["model_id"])
     sims, nn_ids = lv.search(lv.vectors[free_pos], DEFAULT_K + 1)
     touched = {int(person[p]) for p in lv.positions(nn_ids[(nn_ids >= 0) & (sims >= thr)])} - {-1}
     sub = np.flatnonzero((person < 0) | np.isin(person, list(touched)))
@@ -163,7 +165,9 @@ def assign_new_faces(ctx: ServiceContext, library: Library, conn: Connection) ->
     pinned_people = {r[1] for r in rows if r[2] and r[1] is not None}
     soft = {pid for pid, p in people.items() if p["consent_id"] is None and pid not in pinned_people}
     forbid = _forbid(ctx, conn, library, ids[sub])
-    labels = agglomerate(lv.vectors[sub], thr, seeds=person[sub], forbid=forbid, graph=graph, soft=soft)
+    labels = agglomerate(
+        lv.vectors[sub], thr, seeds=person[sub], forbid=forbid, graph=graph, soft=soft, pair_threshold=pair
+    )
     return _apply_labels(ctx, conn, library, ids[sub], person[sub], labels)
 
 
@@ -224,7 +228,8 @@ def recluster(ctx: ServiceContext, library_name: str) -> dict[str, Any]:
         lv = library_vectors(ctx, library, conn, ids.tolist())
         seeds = np.where(pinned, before, -1)
         forbid = _forbid(ctx, conn, library, ids)
-        labels = agglomerate(lv.vectors, cluster_threshold(library["model_id"]), seeds=seeds, forbid=forbid)
+        thr, pair = cluster_threshold(library["model_id"])
+        labels = agglomerate(lv.vectors, thr, seeds=seeds, forbid=forbid, pair_threshold=pair)
         labels = _keep_identities(labels, before, seeds, forbid)
         _apply_labels(ctx, conn, library, ids, before, labels)
         people_after = len(ctx.store.list_people(conn, library["id"]))
