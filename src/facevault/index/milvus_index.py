@@ -17,6 +17,13 @@ whatever it supports (IVF_SQ8, IVF_PQ, DISKANN, ...). The quantized types' score
 them the search asks for ``rerank`` (default 4) times ``k`` candidates with their stored vectors and
 returns the best ``k`` by exact inner product, as the FAISS IVF-PQ kind does.
 
+``consistency`` (searches only; default Strong) trades freshness for latency: a Strong search waits for the
+server's time tick to pass the request (measured ~200 ms per query on Milvus 2.3, docs/INDEX.md); Session
+still sees this process's own writes; Bounded and Eventually may miss the last seconds of writes from any
+process (an erased sample never comes back: the service re-scores candidates against the store, where
+it is gone; a just-enrolled one may be missed by the duplicate check). Counts, listings and the removal
+check always read Strong.
+
 A server call that fails (the server is down, or does not answer within ``timeout`` seconds, default 60)
 raises IndexUnavailableError, never a half-done change that looks complete: the store stays the truth and
 the index manager rebuilds or re-applies from it once the server is back (``facevault doctor --repair``).
@@ -44,7 +51,7 @@ class IndexUnavailableError(FaceVaultError):
     """The Milvus server did not answer (down, restarting, or slower than the timeout)."""
 
     code = "index_unavailable"
-    exit_code = 9
+    exit_code = 12  # 1-11 are taken (docs/CLI.md)
 
 
 LITE_INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT")
@@ -54,6 +61,8 @@ _BUILD_KEYS = {"M": "M", "m": "M", "ef_construction": "efConstruction", "efConst
 _SEARCH_KEYS = {"ef": "ef", "ef_search": "ef", "nprobe": "nprobe", "search_list": "search_list"}
 # Types whose server-side distances are approximate: re-scored exactly from the stored vectors.
 QUANTIZED = ("IVF_SQ8", "IVF_PQ", "SCANN", "DISKANN", "AUTOINDEX")
+# Searches only; counts, listings and the removal check always read Strong.
+CONSISTENCY = ("Strong", "Session", "Bounded", "Eventually")
 _MAX_LIMIT = 16_384  # Milvus's largest topk
 _DEFAULT_TIMEOUT_S = 60.0
 _LOAD_TIMEOUT_S = 300.0
@@ -212,6 +221,9 @@ class MilvusIndex(VectorIndex):
         self.model_id = model_id
         self.index_type = options.pop("index", "HNSW").upper()
         self.timeout = _timeout(options, self.lite)
+        self.consistency = options.pop("consistency", "Strong").capitalize()
+        if self.consistency not in CONSISTENCY:
+            raise ConfigError(f"Milvus consistency must be one of {', '.join(CONSISTENCY)} in {url!r}")
         self.rerank = int(options.pop("rerank", 4))
         if self.rerank < 1:
             raise ConfigError(f"Milvus rerank must be at least 1 in {url!r}")
@@ -342,7 +354,12 @@ class MilvusIndex(VectorIndex):
             params["params"]["ef"] = max(params["params"]["ef"], limit)
         fields = ["id"] if exact else ["id", "vector"]
         results = self.client.search(
-            self.name, data=queries.tolist(), limit=limit, search_params=params, output_fields=fields
+            self.name,
+            data=queries.tolist(),
+            limit=limit,
+            search_params=params,
+            output_fields=fields,
+            consistency_level=self.consistency,
         )
         for row, hits in enumerate(results):
             hits = list(hits)
@@ -460,6 +477,7 @@ class MilvusIndex(VectorIndex):
             "indexed_rows": described.get("indexed_rows"),
             "pending_index_rows": described.get("pending_index_rows"),
             "rerank": None if self.index_type not in QUANTIZED else self.rerank,
+            "consistency": self.consistency,
             "build_params": self.build_params,
             "search_params": self.search_params,
             "ram_bytes": None,
