@@ -55,7 +55,7 @@ def test_detect_finds_both_people_stores_nothing_and_audits_once(people_vault) -
     before_entries = len(vault.audit_entries(1000))
     before_rows = _stored(vault)
     res = vault.detect(str(two_people()))
-    assert res.width == 1126 and res.height == 661 and res.detector == "dlib-hog"
+    assert res.width == 1126 and res.height == 661 and res.detector == "dlib-mmod"
     assert len(res.faces) == 2
     boxes = sorted(f.box for f in res.faces)
     assert boxes[0][2] < boxes[1][0]  # side by side, not overlapping
@@ -86,8 +86,11 @@ def test_detect_finds_both_people_stores_nothing_and_audits_once(people_vault) -
 
 def test_a_tiny_face_gets_its_reason_and_a_big_one_none(vault, tmp_path: Path) -> None:
     res = vault.detect(str(_big_and_tiny(tmp_path)), purpose="photo check")
-    assert len(res.faces) == 2
-    big, tiny = sorted(res.faces, key=lambda f: -f.quality["eye_distance"])
+    # the two pasted faces (the LFW crop also shows part of a neighbour at its left edge, which the
+    # default detector finds too)
+    pasted = [f for f in res.faces if f.box[0] >= 50]
+    assert len(pasted) == 2
+    big, tiny = sorted(pasted, key=lambda f: -f.quality["eye_distance"])
     assert big.enrollable and big.reasons == []
     assert tiny.quality["eye_distance"] < 24
     assert tiny.reasons == ["face_too_small"] and not tiny.enrollable
@@ -178,7 +181,8 @@ async def test_api_detect_with_roles(api_app, role_keys, tmp_path: Path) -> None
             files={"image": ("t.jpg", tiny, "image/jpeg")},
             headers=auth(role_keys["searcher"]),
         )
-        assert r.status_code == 200 and sorted(len(f["reasons"]) for f in r.json()["faces"]) == [0, 1]
+        pasted = [f for f in r.json()["faces"] if f["box"][0] >= 50]
+        assert r.status_code == 200 and sorted(len(f["reasons"]) for f in pasted) == [0, 1]
 
         for role in ("reviewer", "auditor"):
             r = await c.post(
@@ -196,7 +200,7 @@ async def test_api_detect_with_roles(api_app, role_keys, tmp_path: Path) -> None
         )
         assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_model"
         buf = io.BytesIO()
-        Image.open(lfw("Tony_Blair", 1)).save(buf, format="PNG")
+        Image.open(lfw("Tony_Blair", 2)).save(buf, format="PNG")  # one face only
         r = await c.post(
             "/api/v1/detect",
             json={"image_base64": base64.b64encode(buf.getvalue()).decode()},

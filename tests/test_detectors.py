@@ -18,6 +18,7 @@ from facevault.config import load_settings
 from facevault.errors import ConfigError
 from facevault.models.detectors import BoxesThenLandmarks, available_detectors, with_detector
 from facevault.models.dlib.mmod import DlibMmodDetector
+from facevault.models.dlib.models import DlibHogDetector
 from facevault.models.registry import get_pack
 from facevault.pipeline import Pipeline
 
@@ -48,9 +49,10 @@ def install_yunet(models_root: Path, tmp_path: Path) -> None:
 def test_mmod_is_used_as_it_is_and_a_five_point_detector_gets_dlib_landmarks(tmp_path: Path) -> None:
     pack = get_pack("dlib-resnet-v1")
     assert with_detector(pack, None, tmp_path) is pack
-    assert with_detector(pack, "dlib-hog", tmp_path) is pack  # the pack's own
-    mmod = with_detector(pack, "dlib-mmod", tmp_path)
-    assert isinstance(mmod.detector, DlibMmodDetector) and mmod.embedder is pack.embedder
+    assert with_detector(pack, "dlib-mmod", tmp_path) is pack  # the pack's own
+    assert isinstance(pack.detector, DlibMmodDetector)
+    hog = with_detector(pack, "dlib-hog", tmp_path)
+    assert type(hog.detector) is DlibHogDetector and hog.embedder is pack.embedder
     with pytest.raises(ConfigError, match="not usable"):
         with_detector(pack, "no-such-detector", tmp_path)
     install_yunet(tmp_path, tmp_path)
@@ -83,23 +85,23 @@ def test_collection_create_and_set_detector(tmp_path: Path) -> None:
     fv("init")
     bad = runner.invoke(app, ["collection", "create", "bad", "--detector", "nope", "--json"])
     assert bad.exit_code == 2 and json.loads(bad.stdout)["error"]["code"] == "config_error"
-    out = json.loads(fv("collection", "create", "g", "--detector", "dlib-mmod", "--json"))
-    assert out["detector"] == "dlib-mmod"
+    out = json.loads(fv("collection", "create", "g", "--detector", "dlib-hog", "--json"))
+    assert out["detector"] == "dlib-hog"
     fv("subject", "add", "g", "--name", "Tony Blair", "--purpose", "testing", "--consent-text", "signed")
     fv("enroll", "g", "Tony Blair", lfw("Tony_Blair", 1), lfw("Tony_Blair", 2))
     found = json.loads(fv("search", "g", lfw("Tony_Blair", 3), "--purpose", "check", "--json"))
     assert found["faces"][0]["candidates"][0]["name"] == "Tony Blair"
     listed = json.loads(fv("collection", "list", "--json"))
-    assert listed[0]["detector"] == "dlib-mmod"
+    assert listed[0]["detector"] == "dlib-hog"
     changed = json.loads(fv("collection", "set", "g", "--detector", "own", "--json"))
-    assert changed["detector"] == "dlib-hog"
+    assert changed["detector"] == "dlib-mmod"
     assert json.loads(fv("collection", "list", "--json"))[0]["detector"] is None
     again = json.loads(fv("search", "g", lfw("Tony_Blair", 3), "--purpose", "check", "--json"))
     assert again["faces"][0]["candidates"][0]["name"] == "Tony Blair"  # the same vectors, another detector
     actions = [e["action"] for e in json.loads(fv("audit", "list", "--limit", "50", "--json"))]
     assert "collection.detector" in actions
-    detected = json.loads(fv("detect", lfw("Tony_Blair", 3), "--detector", "dlib-mmod", "--json"))
-    assert detected["detector"] == "dlib-mmod" and detected["faces"]
+    detected = json.loads(fv("detect", lfw("Tony_Blair", 3), "--detector", "dlib-hog", "--json"))
+    assert detected["detector"] == "dlib-hog" and detected["faces"]
 
 
 def test_doctor_reports_each_collections_detector_and_one_that_went_missing(tmp_path: Path) -> None:
@@ -111,7 +113,7 @@ def test_doctor_reports_each_collections_detector_and_one_that_went_missing(tmp_
         v.create_collection("own")
         v.create_collection("y", detector="yunet")
         report = {c["collection"]: c for c in v.doctor().collections}
-        assert report["own"]["detector"] == "dlib-hog" and report["y"]["detector"] == "yunet"
+        assert report["own"]["detector"] == "dlib-mmod" and report["y"]["detector"] == "yunet"
         assert report["y"]["problems"] == []
         shutil.rmtree(tmp_path / "vault" / "models" / "yunet")
     finally:

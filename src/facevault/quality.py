@@ -133,6 +133,7 @@ def turned_over(pixels: np.ndarray, face: DetectedFace, detector: Detector) -> b
     upright faces scored higher turned over. It costs one more detection on a small region (~18 ms on
     one core) for the 11% of faces that need it with dlib HOG (``UPRIGHT_SCORE``), 3.4 ms per face on
     average, so it is meant for enrollment only."""
+    detector = detector.scorer_of(face)  # compare scores of one detector only
     if face.score >= UPRIGHT_SCORE.get(detector.name, math.inf):
         return False
     h, w = pixels.shape[:2]

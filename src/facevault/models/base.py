@@ -66,6 +66,11 @@ class Detector(ABC):
     def landmarks_in_box(self, pixels: np.ndarray, box: tuple[float, float, float, float]) -> DetectedFace:
         """Landmarks for a box given by the caller (used when a protocol fixes the face position)."""
 
+    def scorer_of(self, face: DetectedFace) -> Detector:
+        """The detector whose scores ``face`` carries (a detector made of two answers with the one that
+        found it), for checks that compare scores, such as ``quality.turned_over``."""
+        return self
+
 
 class Embedder(ABC):
     """Aligns a face to the network's template and turns aligned chips into vectors."""

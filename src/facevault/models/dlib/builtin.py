@@ -48,13 +48,14 @@ def dlib_resnet_v1() -> ModelPack:
     """The default pack. ``FACEVAULT_LANDMARK_REFINE=1`` averages the landmarks over shifted boxes and
     the mirror image (``models.REFINE_SHIFTS``): more accurate, but about 5 ms more per face on a busy
     core, which costs the ingest target, so it is off by default (docs/BENCHMARKS.md)."""
-    from .models import DlibHogDetector
+    from .default_detector import DefaultDlibDetector
 
     return ModelPack(
         model_id=DEFAULT_PACK,
-        detector=DlibHogDetector(refine=landmark_refine_setting()),
+        detector=DefaultDlibDetector(refine=landmark_refine_setting()),
         embedder=dlib_embedder(),
-        description="dlib HOG frontal detector, 5-point landmarks, 128-d ResNet (face-recognition-models)",
+        description="dlib MMOD CNN detector (HOG first for portraits), 5-point landmarks, 128-d ResNet "
+        "(face-recognition-models)",
     )
 
 
@@ -80,7 +81,7 @@ def summary(name: str, models_root: Path) -> dict[str, Any]:
     record = acceptance(models_root) if lm68 else None
     return {
         "name": name,
-        "detector": "dlib-hog-68" if lm68 else "dlib-hog",
+        "detector": "dlib-hog-68" if lm68 else "dlib-mmod",
         "recognizer": "dlib-resnet",
         "embedding_dim": 128,
         "license": _LICENSES[name][0],
@@ -114,10 +115,14 @@ def describe(name: str, models_root: Path) -> dict[str, Any]:
     return {
         "name": name,
         "version": "built-in",
-        "description": "dlib HOG detector, "
+        "description": ("dlib HOG detector, " if lm68 else "dlib MMOD CNN detector (HOG for portraits), ")
         + ("68-point (iBUG 300-W)" if lm68 else "5-point")
         + " landmarks, 128-d ResNet run by ONNX Runtime",
-        "detector": {"kind": "dlib-hog", "landmarks": 68 if lm68 else 5, "file": landmarks.name},
+        "detector": {
+            "kind": "dlib-hog" if lm68 else "dlib-mmod",
+            "landmarks": 68 if lm68 else 5,
+            "file": landmarks.name,
+        },
         "recognizer": {
             "kind": "dlib-resnet",
             "file": resnet.name,

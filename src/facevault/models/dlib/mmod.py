@@ -338,6 +338,16 @@ class DlibMmodDetector(DlibHogDetector):
         back = _round(boxes.astype(np.float64) * np.array([fx, fy, fx, fy]))
         return [(_as_rect(b), float(s)) for b, s in zip(back, scores, strict=True)]
 
+    def _found(
+        self, pixels: np.ndarray, threshold: float, upsample: int | None = None
+    ) -> list[tuple[Rect, float]]:
+        """dlib's rectangles and scores at ``upsample`` steps (default: the detector's own rule)."""
+        if upsample is not None:
+            return self.run(pixels, upsample, threshold)
+        if self.upsample is not None:
+            return self.run(pixels, self.upsample, threshold)
+        return self._run_min_face(pixels, threshold)
+
     # -- the Detector interface ---------------------------------------------------------------------
 
     def detect(self, pixels: np.ndarray) -> list[DetectedFace]:
@@ -360,12 +370,7 @@ class DlibMmodDetector(DlibHogDetector):
         self, pixels: np.ndarray, adjust_threshold: float, upsample: int | None = None
     ) -> list[DetectedFace]:
         pixels = _as_rgb(pixels)
-        if upsample is not None:
-            found = self.run(pixels, upsample, adjust_threshold)
-        elif self.upsample is not None:
-            found = self.run(pixels, self.upsample, adjust_threshold)
-        else:
-            found = self._run_min_face(pixels, adjust_threshold)
+        found = self._found(pixels, adjust_threshold, upsample)
         if not found:
             return []
         dlib = _dlib()
