@@ -758,22 +758,22 @@ function confirmButton({ id, label, title, text, confirm, run }, detail, reload)
 
 function eraseButton(base, s, detail, reload) {
   return confirmButton({ id: "erase", label: "Erase subject…", title: `Erase ${s.name}?`, confirm: "Erase permanently",
-    text: `This deletes ${s.samples.length} sample(s), their kept photos and the consent record. It cannot be undone. ` +
+    text: `This deletes ${plural(s.samples.length, "sample")}, their kept photos and the consent record. It cannot be undone. ` +
       "The audit log keeps a record that the erasure happened.",
     run: async () => {
       const res = await api(base, { method: "DELETE" });
-      return `Erased ${res.name}: ${res.samples_removed} sample(s) removed.`;
+      return `Erased ${res.name}: ${plural(res.samples_removed, "sample")} removed.`;
     } }, detail, reload);
 }
 
 function withdrawButton(base, s, detail, reload) {
   return confirmButton({ id: "withdraw", label: "Withdraw consent…", title: `Withdraw ${s.name}'s consent?`,
     confirm: "Withdraw and erase",
-    text: `Withdrawing consent erases ${s.name}'s ${s.samples.length} sample(s), kept photos and face data at once. ` +
+    text: `Withdrawing consent erases ${s.name}'s ${plural(s.samples.length, "sample")}, kept photos and face data at once. ` +
       "It cannot be undone. The audit log records the withdrawal and the erasure receipt.",
     run: async () => {
       const res = await api(`${base}/consent/withdraw`, { method: "POST" });
-      return `Consent withdrawn for ${res.name}: ${res.samples_removed} sample(s) erased.`;
+      return `Consent withdrawn for ${res.name}: ${plural(res.samples_removed, "sample")} erased.`;
     } }, detail, reload);
 }
 
