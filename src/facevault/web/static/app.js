@@ -118,6 +118,9 @@ function thumb(collection, subjectId, sampleId, alt) {
 
 // ---- layout and routing ---------------------------------------------------------------------------
 function go(path) { history.pushState({}, "", path); render(); }
+let renderSeq = 0;
+// Whether the page being drawn is still the one shown (the user may have moved on during an await).
+const current = (seq) => main.dataset.render === seq;
 
 function renderChrome(page) {
   const nav = document.getElementById("nav");
@@ -152,6 +155,7 @@ function render() {
   renderChrome(page);
   document.getElementById("toast").classList.remove("show");
   main.replaceChildren();
+  main.dataset.render = String(++renderSeq);  // an async page drawn for an older render stops (see `current`)
   if (page === "signin") return signinPage();
   if (!allowed(PAGES[page].roles)) {
     document.title = "Not allowed · facevault";
@@ -215,6 +219,7 @@ function signinPage() {
 
 // ---- search --------------------------------------------------------------------------------------
 async function searchPage() {
+  const seq = main.dataset.render;
   main.append(heading("Search"));
   const file = h("input", { type: "file", id: "photo", name: "photo", accept: "image/*", required: true });
   const drop = h("div", { class: "drop" },
@@ -241,8 +246,10 @@ async function searchPage() {
       h("label", { for: "threshold" }, "Or a similarity threshold", thr, h("span", { class: "hint" }, "Overrides the rate when set."))),
     explain());
   const results = h("section", { "aria-live": "polite", "aria-label": "Search results", id: "results" });
+  const picker = await collectionPicker();
+  if (!current(seq)) return;
   const form = h("form", { class: "stack panel" },
-    await collectionPicker(),
+    picker,
     drop,
     h("div", { class: "row" },
       h("label", { for: "purpose" }, "Purpose", purpose,
@@ -464,6 +471,7 @@ function faceFromFile(file, box) {
 
 // ---- subjects ------------------------------------------------------------------------------------
 async function subjectsPage() {
+  const seq = main.dataset.render;
   main.append(heading("Subjects"));
   const listArea = h("section", { "aria-label": "Subject list" });
   const detail = h("section", { id: "subject-detail", "aria-live": "polite" });
@@ -495,8 +503,9 @@ async function subjectsPage() {
     detail.scrollIntoView({ block: "start" });  // on a phone the details are below the list
   };
   filter.addEventListener("input", drawList);
-  const tools = h("div", { class: "stack panel" }, await collectionPicker(() => { detail.replaceChildren(); load(); }),
-    h("label", { for: "filter" }, "Find a subject", filter));
+  const picker = await collectionPicker(() => { detail.replaceChildren(); load(); });
+  if (!current(seq)) return;
+  const tools = h("div", { class: "stack panel" }, picker, h("label", { for: "filter" }, "Find a subject", filter));
   main.append(tools);
   if (role() === "admin") main.append(newCollectionForm());
   if (allowed(CAN_ENROLL)) main.append(newSubjectForm(openSubject, load, () => rows));
@@ -582,8 +591,8 @@ async function showSubject(detail, id, reload) {
   try { s = await api(base); } catch (err) { detail.replaceChildren(errorBox(err)); return; }
   const c = s.consent;
   const record = h("dl", { class: "record" },
-    ...[["Purpose", c.purpose], ["Given by", c.granted_by], ["Given at", c.granted_at], ["Expires", c.expires_at || "never"],
-      ["Withdrawn", c.withdrawn_at || "no"], ["Evidence", `${c.evidence_kind}${c.evidence_name ? `: ${c.evidence_name}` : ""}`],
+    ...[["Purpose", c.purpose], ["Given by", c.granted_by], ["Given at", `${when(c.granted_at)} UTC`],
+      ["Expires", c.expires_at ? when(c.expires_at) : "never"], ["Withdrawn", c.withdrawn_at ? when(c.withdrawn_at) : "no"], ["Evidence", `${c.evidence_kind}${c.evidence_name ? `: ${c.evidence_name}` : ""}`],
       ["Evidence SHA-256", c.evidence_sha256]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
   const refresh = () => showSubject(detail, id, reload);
   const samples = h("div", { class: "thumbs samples", "data-testid": "samples" }, s.samples.map((x) =>
@@ -592,7 +601,7 @@ async function showSubject(detail, id, reload) {
       h("figcaption", {}, `#${x.sample_id}`),
       allowed(CAN_ENROLL) ? sampleActions(base, s, x, refresh, reload) : null)));
   detail.replaceChildren(h("h2", { tabindex: "-1", id: "subject-title" }, s.name),
-    h("p", { class: "meta" }, `Subject #${s.id}${s.external_id ? ` · external id ${s.external_id}` : ""} · created ${s.created_at}`),
+    h("p", { class: "meta" }, `Subject #${s.id}${s.external_id ? ` · external id ${s.external_id}` : ""} · created ${when(s.created_at)} UTC`),
     h("h3", {}, "Consent record"), record,
     h("h3", {}, `Samples (${s.samples.length})`), s.samples.length ? samples
       : h("p", {}, "No samples yet. Enroll a few clear, frontal photos of this person below."));
@@ -712,14 +721,14 @@ function showOutcomes(res, chosen, base, largest, refresh, reload) {
   const out = document.getElementById("enroll-results");
   if (!out) return;
   const warned = res.outcomes.map((o, i) => [o, chosen[i]]).filter(([o]) => o.reason === "resembles_another_subject");
-  const table = h("table", {}, h("caption", { class: "visually-hidden" }, "Outcome per photo"),
+  const table = h("table", { class: "cards" }, h("caption", { class: "visually-hidden" }, "Outcome per photo"),
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Photo"), h("th", { scope: "col" }, "Outcome"),
       h("th", { scope: "col" }, "Details"))),
     h("tbody", {}, res.outcomes.map((o) => h("tr", { class: o.reason === "resembles_another_subject" ? "warn" : "" },
-      h("td", {}, o.image),
-      h("td", { class: `status-${o.status}`, title: o.reason || "" }, o.status === "enrolled" ? "enrolled"
+      h("td", { "data-label": "Photo" }, o.image),
+      h("td", { class: `status-${o.status}`, title: o.reason || "", "data-label": "Outcome" }, o.status === "enrolled" ? "enrolled"
         : (REASONS[o.reason] || o.reason || "rejected")),
-      h("td", {}, o.status === "enrolled" ? `sample #${o.sample_id}${o.message ? ` · ${o.message}` : ""}`
+      h("td", { "data-label": "Details" }, o.status === "enrolled" ? `sample #${o.sample_id}${o.message ? ` · ${o.message}` : ""}`
         : o.reason === "multiple_faces" ? `${o.message.split(";")[0]}. Tick “Use the largest face” and enroll it again.` : (o.message || ""))))));
   const summary = h("p", { class: res.rejected ? (warned.length === res.rejected ? "warning" : "error") : "okay" },
     `${res.enrolled} enrolled, ${res.rejected} rejected.`);
