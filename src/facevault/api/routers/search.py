@@ -3,13 +3,14 @@ which is also recorded in the audit entry of the call."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...errors import InputError
+from ...errors import FaceVaultError, InputError
 from ...results import SearchResult
 from ...service import Vault, annotate
 from ..deps import request_id, vault_for
@@ -28,6 +29,7 @@ from ..serialize import to_json
 from ..uploads import decode_base64, read_upload, safe_name
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
+log = logging.getLogger(__name__)
 
 
 async def _image(request: Request, files: Files, field: str, b64: str | None) -> tuple[str, bytes]:
@@ -53,7 +55,10 @@ def _search_and_keep(vault: Vault, collection: str, probe: tuple[str, bytes], bo
         threshold=body.threshold,
     )
     if result.case_id:
-        vault.keep_review_probe(result, probe)
+        try:
+            vault.keep_review_probe(result, probe)
+        except (OSError, FaceVaultError) as exc:  # the search stands; its reviewers see "not kept"
+            log.warning("the probe of search #%s was not kept for review: %s", result.audit_seq, exc)
     return result
 
 
