@@ -33,6 +33,7 @@ from .models import PORTRAIT_FRACTION, DlibHogDetector, _dlib
 PIXEL_BUDGET = 800_000  # pixels of the first pyramid level (an FDDB photo upsampled once: ~600,000)
 SMALL_SIDE = 200
 MAX_SCALE = 2.0
+SNAP_TO_MAX = 1.75
 BY = "found_by_hog"  # in DetectedFace.extra: the portrait look's HOG found this face (a HOG score)
 RectScore = tuple[tuple[int, int, int, int], float]
 
@@ -53,7 +54,9 @@ class DefaultDlibDetector(DlibMmodDetector):
         h, w = pixels.shape[:2]
         if max(h, w) <= SMALL_SIDE:
             return 2 * MAX_SCALE
-        return min(MAX_SCALE, math.sqrt(PIXEL_BUDGET / max(1, h * w)))
+        scale = math.sqrt(PIXEL_BUDGET / max(1, h * w))
+        # close to 2x: dlib's own 2x step (its exact boxes; at most ~30% over the budget)
+        return MAX_SCALE if scale >= SNAP_TO_MAX else scale
 
     def _scanned(self, pixels: np.ndarray, threshold: float) -> list[RectScore]:
         scale = self.scan_scale(pixels)
