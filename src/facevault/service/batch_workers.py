@@ -49,7 +49,7 @@ def analyze_job(pipe: Pipeline, job: Job) -> Analysis:
             )
         else:
             decoded = imaging.load_image(job.image, max_bytes=job.max_bytes, max_pixels=job.max_pixels)
-        faces = pipe.analyze(decoded.pixels, upright=True)
+        faces = pipe.analyze(decoded.pixels, portrait=True, upright=True)  # enrollment, as Vault.enroll
         crop = crops.make_crop(decoded.pixels, faces[0].face.box) if job.crop and faces else None
         return Analysis(job.row, decoded.sha256, decoded.width, decoded.height, faces, crop=crop)
     except FaceVaultError as exc:
