@@ -17,9 +17,12 @@ from facevault.audit_events import ConcurrencyProbe
 from facevault.errors import ConfigError, NotFoundError
 from facevault.store import Store
 from facevault.store import schema as t
+from facevault.store.schema import SCHEMA_VERSION
 
 from .conftest import lfw
 from .pg_support import fresh_database, pg_url  # noqa: F401  (fixture)
+
+HEAD_REVISION = f"{SCHEMA_VERSION:04d}"  # the newest migration's id
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -50,7 +53,7 @@ def test_migrations_build_exactly_the_schema(db_url: str, tmp_path: Path) -> Non
     try:
         store.create_schema()
         store.create_schema()  # idempotent: already at head
-        assert store.schema_revision() == "0007"
+        assert store.schema_revision() == HEAD_REVISION
         with store.engine.connect() as conn:
             diffs = compare_metadata(
                 MigrationContext.configure(conn, opts={"compare_type": True}), t.metadata
@@ -84,7 +87,7 @@ def test_vault_made_before_migrations_is_stamped_and_upgraded(db_url: str, tmp_p
                 )
             )
         store.create_schema()
-        assert store.schema_revision() == "0007"
+        assert store.schema_revision() == HEAD_REVISION
         insp = inspect(store.engine)
         assert insp.has_table("batch_rows") and insp.has_table("sample_crops")
         with store.begin() as conn:  # collections made before keep_crops existed keep no crops
@@ -115,7 +118,7 @@ def test_vault_of_the_previous_schema_is_refused_until_init_upgrades_it(db_url: 
     assert err.value.code == "schema_outdated"
     facevault.open(home, create=True).close()  # what `facevault init` does
     with facevault.open(home) as v:
-        assert v.store.schema_revision() == "0007"
+        assert v.store.schema_revision() == HEAD_REVISION
         assert v.get_collection("c")["keep_crops"] is False  # crops were never kept before 0003
 
 
