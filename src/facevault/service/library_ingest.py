@@ -295,4 +295,3 @@ def _commit(
             counts["faces"] += stored
         placed = assign_new_faces(ctx, lib, conn)
         counts["people_created"] += placed["people_created"]
-
