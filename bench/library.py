@@ -59,9 +59,9 @@ def bench_ingest(n: int, workers: int) -> dict[str, Any]:
         home = Path(tempfile.mkdtemp(prefix="fv-bench-lib-"))
         try:
             v = facevault.open(str(home / "vault"), create=True)
-            v.create_library("bench", purpose="benchmark", basis="benchmark")
+            v.libraries.create_library("bench", purpose="benchmark", basis="benchmark")
             t0 = time.perf_counter()
-            r = v.library_add("bench", [str(f) for f in files], workers=workers)
+            r = v.libraries.library_add("bench", [str(f) for f in files], workers=workers)
             dt = time.perf_counter() - t0
             db = Path(v.settings.db_path)
             v.close()

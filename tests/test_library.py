@@ -42,8 +42,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     root = tmp_path_factory.mktemp("library")
     photos = _folder(root)
     v = facevault.open(str(root / "home"), create=True)
-    v.create_library("fam", purpose="family photo collection", basis="household", keep_crops=True)
-    first = v.library_add("fam", [str(photos)], recursive=True, workers=1)
+    v.libraries.create_library("fam", purpose="family photo collection", basis="household", keep_crops=True)
+    first = v.libraries.library_add("fam", [str(photos)], recursive=True, workers=1)
     v.close()
     return root / "home", photos, first
 
@@ -72,16 +72,16 @@ def _central(face: dict) -> bool:
 
 def _people_by_identity(v) -> dict[str, set[int]]:  # type: ignore[no-untyped-def]
     out: dict[str, set[int]] = {}
-    for p in v.library_people("fam", include_hidden=True):
-        for f in v.library_person("fam", p["person"])["faces_list"]:
+    for p in v.libraries.library_people("fam", include_hidden=True):
+        for f in v.libraries.library_person("fam", p["person"])["faces_list"]:
             if _central(f):
                 out.setdefault(_identity(f["photo"]), set()).add(p["person"])
     return out
 
 
 def _person_of(v, photo_name: str) -> int:  # type: ignore[no-untyped-def]
-    for p in v.library_people("fam", include_hidden=True):
-        faces = v.library_person("fam", p["person"])["faces_list"]
+    for p in v.libraries.library_people("fam", include_hidden=True):
+        faces = v.libraries.library_person("fam", p["person"])["faces_list"]
         if any(Path(f["photo"]).name == photo_name and _central(f) for f in faces):
             return int(p["person"])
     raise AssertionError(f"no person holds {photo_name}")
@@ -93,7 +93,7 @@ def test_add_is_resumable_deduplicated_and_groups_people(lib) -> None:
     assert first["photos"] == n_lfw + 3 and first["added"] == n_lfw + 1  # LFW + the group photo
     assert first["skipped"] == 1 and first["failed"] == 1  # the copy; the broken file did not stop it
     assert first["faces"] >= n_lfw + 3  # at least one face per LFW photo, three in the group photo
-    again = v.library_add("fam", [str(photos)], recursive=True, workers=1)
+    again = v.libraries.library_add("fam", [str(photos)], recursive=True, workers=1)
     assert again["added"] == 0 and again["faces"] == 0 and again["skipped"] == again["photos"]
     grouped = _people_by_identity(v)
     # No person holds two identities (no wrong merge); each identity is mostly one person.
@@ -107,27 +107,29 @@ def test_add_is_resumable_deduplicated_and_groups_people(lib) -> None:
     assert len(grouped["Colin_Powell"]) == 1
     entry = v.audit_entries(5, action="library.add")[-1]
     assert entry["purpose"] == "family photo collection" and entry["details"]["library"] == "fam"
-    shown = v.library_person("fam", _person_of(v, "Colin_Powell_1.jpg"))
+    shown = v.libraries.library_person("fam", _person_of(v, "Colin_Powell_1.jpg"))
     face = shown["faces_list"][0]
     assert len(face["box"]) == 4 and len(face["landmarks"]) == 5 and face["detector_score"] > 0
-    assert v.library_face_crop("fam", face["face_id"])[1] == "image/jpeg"  # keep_crops: a thumbnail
+    assert v.libraries.library_face_crop("fam", face["face_id"])[1] == "image/jpeg"  # keep_crops: a thumbnail
 
 
 def test_naming_needs_consent_and_search_is_audited(lib) -> None:
     v, _, _ = lib
     powell = _person_of(v, "Colin_Powell_2.jpg")
     with pytest.raises(ConsentError):
-        v.library_name_person("fam", powell, "Colin Powell", purpose="family album")  # no evidence
-    named = v.library_name_person("fam", powell, "Colin Powell", purpose="family album", consent_text="yes")
+        v.libraries.library_name_person("fam", powell, "Colin Powell", purpose="family album")  # no evidence
+    named = v.libraries.library_name_person(
+        "fam", powell, "Colin Powell", purpose="family album", consent_text="yes"
+    )
     assert named["consent_id"] > 0
-    assert v.library_person("fam", powell)["consent"]["purpose"] == "family album"
+    assert v.libraries.library_person("fam", powell)["consent"]["purpose"] == "family album"
     with pytest.raises(ConsentError):  # once named, a second consent is not stacked on the same person
-        v.library_name_person("fam", powell, "Other", purpose="x", consent_text="y")
+        v.libraries.library_name_person("fam", powell, "Other", purpose="x", consent_text="y")
 
     probe = str(lfw("Colin_Powell", 9))  # a photo not in the library
     with pytest.raises(PurposeRequiredError):
-        v.library_search("fam", probe, purpose=" ")
-    res = v.library_search("fam", probe, purpose="find grandpa's photos", case_id="c-1")
+        v.libraries.library_search("fam", probe, purpose=" ")
+    res = v.libraries.library_search("fam", probe, purpose="find grandpa's photos", case_id="c-1")
     face = res["faces"][0]
     assert face["person"] == powell and face["person_label"] == "Colin Powell"
     found = {Path(m["photo"]).name for m in face["matches"]}
@@ -146,25 +148,27 @@ def test_manual_decisions_survive_recluster(lib) -> None:
     powell = _person_of(v, "Colin_Powell_1.jpg")
     chavez = _person_of(v, "Hugo_Chavez_1.jpg")
     chirac = _person_of(v, "Jacques_Chirac_1.jpg")
-    faces = v.library_person("fam", powell)["faces_list"]
+    faces = v.libraries.library_person("fam", powell)["faces_list"]
     split_off = faces[0]["face_id"]
-    new = v.library_split("fam", powell, [split_off])["new_person"]
-    moved = v.library_person("fam", chirac)["faces_list"][0]["face_id"]
-    v.library_move_face("fam", moved, chavez)  # a wrong decision on purpose: kept all the same
+    new = v.libraries.library_split("fam", powell, [split_off])["new_person"]
+    moved = v.libraries.library_person("fam", chirac)["faces_list"][0]["face_id"]
+    v.libraries.library_move_face("fam", moved, chavez)  # a wrong decision on purpose: kept all the same
     blair = sorted(_people_by_identity(v)["Tony_Blair"])
-    merged = v.library_merge("fam", chavez, blair[0])["person"]
+    merged = v.libraries.library_merge("fam", chavez, blair[0])["person"]
     assert merged == chavez
-    v.library_hide("fam", chirac)
-    assert chirac not in {p["person"] for p in v.library_people("fam")}
+    v.libraries.library_hide("fam", chirac)
+    assert chirac not in {p["person"] for p in v.libraries.library_people("fam")}
 
-    report = v.library_recluster("fam")
+    report = v.libraries.library_recluster("fam")
     assert report["faces"] >= 21 and report["pinned_faces"] >= 3
-    assert {f["face_id"] for f in v.library_person("fam", new)["faces_list"]} == {split_off}
-    assert split_off not in {f["face_id"] for f in v.library_person("fam", powell)["faces_list"]}
-    chavez_faces = {Path(f["photo"]).stem for f in v.library_person("fam", chavez)["faces_list"]}
+    assert {f["face_id"] for f in v.libraries.library_person("fam", new)["faces_list"]} == {split_off}
+    assert split_off not in {f["face_id"] for f in v.libraries.library_person("fam", powell)["faces_list"]}
+    chavez_faces = {Path(f["photo"]).stem for f in v.libraries.library_person("fam", chavez)["faces_list"]}
     assert any(s.startswith("Tony_Blair") for s in chavez_faces)  # the merge held
-    assert moved in {f["face_id"] for f in v.library_person("fam", chavez)["faces_list"]}  # the move held
-    assert chirac not in {p["person"] for p in v.library_people("fam")}  # still hidden
+    assert moved in {
+        f["face_id"] for f in v.libraries.library_person("fam", chavez)["faces_list"]
+    }  # the move held
+    assert chirac not in {p["person"] for p in v.libraries.library_people("fam")}  # still hidden
     entry = v.audit_entries(1, action="library.recluster")[0]
     assert entry["details"]["pinned_faces"] == report["pinned_faces"]
 
@@ -180,8 +184,10 @@ def _scan(v, needles: list[bytes]) -> list[tuple[str, int]]:  # type: ignore[no-
 def test_erasing_a_person_leaves_no_template_crop_or_name_bytes(lib) -> None:
     v, photos, _ = lib
     powell = _person_of(v, "Colin_Powell_3.jpg")
-    v.library_name_person("fam", powell, SECRET_NAME, purpose="family album", consent_text="signed by her")
-    ids = [f["face_id"] for f in v.library_person("fam", powell)["faces_list"]]
+    v.libraries.library_name_person(
+        "fam", powell, SECRET_NAME, purpose="family album", consent_text="signed by her"
+    )
+    ids = [f["face_id"] for f in v.libraries.library_person("fam", powell)["faces_list"]]
     marks = ",".join("?" * len(ids))
     with sqlite3.connect(v.settings.db_path) as db:
         blobs = [r[0] for r in db.execute(f"SELECT vector FROM library_faces WHERE id IN ({marks})", ids)]
@@ -202,7 +208,7 @@ def test_erasing_a_person_leaves_no_template_crop_or_name_bytes(lib) -> None:
     assert {i for _, i in before} >= {2, 3}  # the name and the sealed templates are there before
     assert not [hit for hit in before if hit[1] == 0]  # never a plain template
 
-    receipt = v.library_erase_person("fam", powell)
+    receipt = v.libraries.library_erase_person("fam", powell)
     assert receipt["faces_erased"] == len(ids) and receipt["crops_erased"] == len(crop_blobs) == len(ids)
     assert receipt["was_named"] and len(receipt["consent_evidence_sha256"]) == 64
     assert _scan(v, needles) == []
@@ -210,7 +216,7 @@ def test_erasing_a_person_leaves_no_template_crop_or_name_bytes(lib) -> None:
         assert db.execute("SELECT count(*) FROM library_photos").fetchone()[0] == photos_before
     entry = v.audit_entries(1, action="library.erase")[0]
     assert entry["details"]["faces_erased"] == len(ids) and SECRET_NAME not in str(entry)
-    res = v.library_search("fam", str(lfw("Colin_Powell", 9)), purpose="after erasure")
+    res = v.libraries.library_search("fam", str(lfw("Colin_Powell", 9)), purpose="after erasure")
     assert not any(
         Path(m["photo"]).name.startswith("Colin_Powell") for f in res["faces"] for m in f["matches"]
     )
@@ -226,7 +232,7 @@ def test_optout_reaches_libraries_and_blocks_later_ingest(lib, tmp_path: Path) -
     later.mkdir()
     shutil.copy(lfw("Colin_Powell", 10), later / "p.jpg")
     shutil.copy(lfw("Tony_Blair", 10), later / "t.jpg")
-    added = v.library_add("fam", [str(later)], workers=1)
+    added = v.libraries.library_add("fam", [str(later)], workers=1)
     assert added["added"] == 2 and added["blocked"] == 1 and added["faces"] >= 1  # Blair (and bystanders)
     assert "Colin_Powell" not in _people_by_identity(v)
 
@@ -235,9 +241,9 @@ def test_retention_sweeps_library_faces(lib) -> None:
     v, _, _ = lib
     powell = _person_of(v, "Colin_Powell_1.jpg")
     soon = (utcnow() + timedelta(days=2)).date()
-    v.library_name_person("fam", powell, "Powell", purpose="album", consent_text="ok", expires=soon)
-    assert v.library_retention_due() == []
-    due = v.library_retention_due(utcnow() + timedelta(days=3))
+    v.libraries.library_name_person("fam", powell, "Powell", purpose="album", consent_text="ok", expires=soon)
+    assert v.libraries.library_retention_due() == []
+    due = v.libraries.library_retention_due(utcnow() + timedelta(days=3))
     assert [d for d in due if d["person"] == powell] == [
         {"library": "fam", "person": powell, "reason": "consent_expired"}
     ]
@@ -245,4 +251,4 @@ def test_retention_sweeps_library_faces(lib) -> None:
     assert [r["person"] for r in sweep["library_erased"]] == [powell]
     assert "Colin_Powell" not in _people_by_identity(v) and "Tony_Blair" in _people_by_identity(v)
     everyone = v.retention_sweep(utcnow() + timedelta(days=1200))  # past the library's retention period
-    assert everyone["library_erased"] and v.library_people("fam", include_hidden=True) == []
+    assert everyone["library_erased"] and v.libraries.library_people("fam", include_hidden=True) == []

@@ -64,8 +64,14 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/review"): {"admin", "reviewer"},
     ("GET", "/api/v1/review/{case_id}/probe"): {"admin", "reviewer"},
     ("POST", "/api/v1/collections/{collection}/search/annotated"): {"admin", "searcher"},
-    ("DELETE", "/api/v1/collections/{collection}/subjects/{subject}/samples/{sample_id}"): {"admin", "enroller"},
-    ("POST", "/api/v1/collections/{collection}/subjects/{subject}/samples/{sample_id}/move"): {"admin", "enroller"},
+    ("DELETE", "/api/v1/collections/{collection}/subjects/{subject}/samples/{sample_id}"): {
+        "admin",
+        "enroller",
+    },
+    ("POST", "/api/v1/collections/{collection}/subjects/{subject}/samples/{sample_id}/move"): {
+        "admin",
+        "enroller",
+    },
     ("GET", "/api/v1/audit/verify"): {"admin", "auditor"},
     ("GET", "/api/v1/audit/export"): {"admin", "auditor"},
     ("POST", "/api/v1/audit/verify"): {"admin", "auditor"},  # against a signed checkpoint

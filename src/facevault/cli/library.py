@@ -39,7 +39,7 @@ def library_create(
     """Create a photo library with its declared purpose, legal basis and retention period."""
 
     def create(v: Any) -> Any:
-        return v.create_library(
+        return v.libraries.create_library(
             name,
             purpose=purpose,
             basis=basis,
@@ -67,7 +67,7 @@ def library_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
             counts = f"{r['photos']} photos, {r['faces']} faces, {r['people']} people"
             yield f"{r['name']}: {counts} ({r['purpose']})"
 
-    emit(with_vault(home, as_json, lambda v: v.list_libraries()), as_json, lines)
+    emit(with_vault(home, as_json, lambda v: v.libraries.list_libraries()), as_json, lines)
 
 
 @library_app.command("add")
@@ -102,7 +102,7 @@ def library_add(
 
     def action() -> Any:
         with bar, open_vault(home) as v:
-            return v.library_add(
+            return v.libraries.library_add(
                 name, [str(s) for s in sources], recursive=recursive, workers=workers, progress=on_progress
             )
 
@@ -131,7 +131,11 @@ def library_people(
             flag = " (hidden)" if r["hidden"] else ""
             yield f"#{r['person']} {r['label']}: {r['faces']} faces in {r['photos']} photos{flag}"
 
-    emit(with_vault(home, as_json, lambda v: v.library_people(name, include_hidden=hidden)), as_json, lines)
+    emit(
+        with_vault(home, as_json, lambda v: v.libraries.library_people(name, include_hidden=hidden)),
+        as_json,
+        lines,
+    )
 
 
 @library_app.command("search")
@@ -156,7 +160,9 @@ def library_search(
                 yield f"  {m['similarity']:.4f}  {m['photo']}  box {m['box']}  ({m['person_label']})"
 
     def search(v: Any) -> Any:
-        return v.library_search(name, str(probe), purpose=purpose, case_id=case, fmr=fmr, threshold=threshold)
+        return v.libraries.library_search(
+            name, str(probe), purpose=purpose, case_id=case, fmr=fmr, threshold=threshold
+        )
 
     emit(with_vault(home, as_json, search), as_json, lines)
 
@@ -165,7 +171,7 @@ def library_search(
 def library_recluster(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Group every face again (the full pass), keeping the manual decisions."""
     emit(
-        with_vault(home, as_json, lambda v: v.library_recluster(name)),
+        with_vault(home, as_json, lambda v: v.libraries.library_recluster(name)),
         as_json,
         lambda r: f"{r['faces']} faces: {r['people_before']} people before, {r['people_after']} after",
     )
@@ -181,7 +187,7 @@ def person_show(name: str, person: PersonArg, home: HomeOpt = None, as_json: Jso
         for f in r["faces_list"]:
             yield f"  face {f['face_id']}: {f['photo']} box {f['box']}{' (pinned)' if f['pinned'] else ''}"
 
-    emit(with_vault(home, as_json, lambda v: v.library_person(name, person)), as_json, lines)
+    emit(with_vault(home, as_json, lambda v: v.libraries.library_person(name, person)), as_json, lines)
 
 
 @person_app.command("name")
@@ -204,7 +210,7 @@ def person_name(
     """Name a person: only with a consent record, exactly as ``subject add``."""
 
     def act(v: Any) -> Any:
-        return v.library_name_person(
+        return v.libraries.library_name_person(
             name,
             person,
             person_name,
@@ -228,7 +234,7 @@ def person_merge(
 ) -> None:
     """OTHER is the same person as PERSON: its faces move to PERSON."""
     emit(
-        with_vault(home, as_json, lambda v: v.library_merge(name, person, other)),
+        with_vault(home, as_json, lambda v: v.libraries.library_merge(name, person, other)),
         as_json,
         lambda r: f"person #{r['merged']} merged into #{r['person']} ({r['faces_moved']} faces)",
     )
@@ -244,7 +250,7 @@ def person_split(
 ) -> None:
     """Move faces out of a person into a new person."""
     emit(
-        with_vault(home, as_json, lambda v: v.library_split(name, person, list(faces))),
+        with_vault(home, as_json, lambda v: v.libraries.library_split(name, person, list(faces))),
         as_json,
         lambda r: f"{r['faces_moved']} faces of #{r['person']} are now person #{r['new_person']}",
     )
@@ -260,7 +266,7 @@ def person_move_face(
 ) -> None:
     """Put a face on another person."""
     emit(
-        with_vault(home, as_json, lambda v: v.library_move_face(name, face, to)),
+        with_vault(home, as_json, lambda v: v.libraries.library_move_face(name, face, to)),
         as_json,
         lambda r: f"face {r['face_id']} is now person #{r['person']}'s",
     )
@@ -276,7 +282,7 @@ def person_remove_face(
 ) -> None:
     """ "Not this person": the face leaves the person and is never put back."""
     emit(
-        with_vault(home, as_json, lambda v: v.library_remove_face(name, person, face)),
+        with_vault(home, as_json, lambda v: v.libraries.library_remove_face(name, person, face)),
         as_json,
         lambda r: f"face {r['face_id']} removed from #{r['person']} (now person #{r['now_person']})",
     )
@@ -292,7 +298,7 @@ def person_hide(
 ) -> None:
     """Hide a person from the people listing."""
     emit(
-        with_vault(home, as_json, lambda v: v.library_hide(name, person, not unhide)),
+        with_vault(home, as_json, lambda v: v.libraries.library_hide(name, person, not unhide)),
         as_json,
         lambda r: f"person #{r['person']} {'hidden' if r['hidden'] else 'shown'}",
     )
@@ -302,7 +308,7 @@ def person_hide(
 def person_erase(name: str, person: PersonArg, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Erase a person: face templates, crops, name and consent record; the photos stay."""
     emit(
-        with_vault(home, as_json, lambda v: v.library_erase_person(name, person)),
+        with_vault(home, as_json, lambda v: v.libraries.library_erase_person(name, person)),
         as_json,
         lambda r: f"person #{r['person']} erased: {r['faces_erased']} faces, {r['crops_erased']} crops",
     )

@@ -1,5 +1,6 @@
 """The photo-library use cases of the ``Vault`` facade (service/library*.py), one line each, kept apart
-so the facade stays one readable module. ``Vault`` inherits them; ``_ctx`` is its service context."""
+so the facade stays one readable module. ``Vault.libraries`` returns them bound to its context
+(composition: the facade has no base classes)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import Any
 from .context import ImageInput, ServiceContext
 
 
-class LibraryFacade:
-    _ctx: ServiceContext
+class Libraries:
+    """``Vault.libraries``: the photo-library use cases, one line each, on the vault's context."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
 
     def create_library(self, name: str, **options: Any) -> dict[str, Any]:
         from . import library

@@ -79,13 +79,13 @@ from . import (
     verify,
 )
 from .context import ImageInput, ServiceContext
-from .library_facade import LibraryFacade
+from .library_facade import Libraries
 from .prefetch import ProbeAnalysis
 
 __all__ = ["ImageInput", "Vault", "open_vault"]
 
 
-class Vault(LibraryFacade):
+class Vault:
     """An open vault: one store, its indexes, its audit log."""
 
     def __init__(self, settings: Settings, *, actor: str | None = None, create_keys: bool = False) -> None:
@@ -161,6 +161,11 @@ class Vault(LibraryFacade):
     @property
     def settings(self) -> Settings:
         return self._ctx.settings
+
+    @property
+    def libraries(self) -> Libraries:
+        """The photo-library use cases (``service/library*.py``)."""
+        return Libraries(self._ctx)
 
     @property
     def store(self) -> Store:

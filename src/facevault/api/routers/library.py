@@ -63,13 +63,13 @@ class Hide(BaseModel):
 
 @router.get("", summary="List the photo libraries")
 async def list_libraries(request: Request, vault: Vault = vault_for(*BROWSE)) -> list[dict[str, Any]]:
-    return to_json(await run_sync(request, vault.list_libraries))
+    return to_json(await run_sync(request, vault.libraries.list_libraries))
 
 
 @router.post("", status_code=201, summary="Create a library with its purpose, legal basis and retention")
 async def create_library(request: Request, body: LibraryCreate, vault: Vault = vault_for()) -> dict[str, Any]:
     opts = body.model_dump(exclude={"name"})
-    return to_json(await run_sync(request, vault.create_library, body.name, **opts))
+    return to_json(await run_sync(request, vault.libraries.create_library, body.name, **opts))
 
 
 @router.post("/{library}/photos", summary="Add photos (server paths): resumable, de-duplicated")
@@ -77,7 +77,9 @@ async def add_photos(
     request: Request, library: str, body: PhotosAdd, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
     return to_json(
-        await run_sync(request, vault.library_add, library, body.paths, recursive=body.recursive, workers=1)
+        await run_sync(
+            request, vault.libraries.library_add, library, body.paths, recursive=body.recursive, workers=1
+        )
     )
 
 
@@ -85,19 +87,19 @@ async def add_photos(
 async def people(
     request: Request, library: str, hidden: bool = False, vault: Vault = vault_for(*BROWSE)
 ) -> list[dict[str, Any]]:
-    return to_json(await run_sync(request, vault.library_people, library, include_hidden=hidden))
+    return to_json(await run_sync(request, vault.libraries.library_people, library, include_hidden=hidden))
 
 
 @router.get("/{library}/people/{person}", summary="One person and every face, with its photo")
 async def person(
     request: Request, library: str, person: str, vault: Vault = vault_for(*BROWSE)
 ) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.library_person, library, person))
+    return to_json(await run_sync(request, vault.libraries.library_person, library, person))
 
 
 @router.get("/{library}/faces/{face_id}/crop", summary="A face's thumbnail (libraries that keep crops)")
 async def crop(request: Request, library: str, face_id: int, vault: Vault = vault_for(*BROWSE)) -> Response:
-    found = await run_sync(request, vault.library_face_crop, library, face_id)
+    found = await run_sync(request, vault.libraries.library_face_crop, library, face_id)
     if found is None:
         raise InputError("this library keeps no face crops", code="no_crop")
     data, media_type = found
@@ -109,52 +111,54 @@ async def name(
     request: Request, library: str, person: str, body: PersonName, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
     consent = body.model_dump(exclude={"name"})
-    return to_json(await run_sync(request, vault.library_name_person, library, person, body.name, **consent))
+    return to_json(
+        await run_sync(request, vault.libraries.library_name_person, library, person, body.name, **consent)
+    )
 
 
 @router.post("/{library}/people/{person}/merge", summary="Merge another person into this one")
 async def merge(
     request: Request, library: str, person: str, body: Merge, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.library_merge, library, person, body.other))
+    return to_json(await run_sync(request, vault.libraries.library_merge, library, person, body.other))
 
 
 @router.post("/{library}/people/{person}/split", summary="Move faces out into a new person")
 async def split(
     request: Request, library: str, person: str, body: Faces, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.library_split, library, person, body.faces))
+    return to_json(await run_sync(request, vault.libraries.library_split, library, person, body.faces))
 
 
 @router.post("/{library}/faces/{face_id}/move", summary="Put a face on another person")
 async def move(
     request: Request, library: str, face_id: int, body: MoveFace, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.library_move_face, library, face_id, body.to))
+    return to_json(await run_sync(request, vault.libraries.library_move_face, library, face_id, body.to))
 
 
 @router.post("/{library}/people/{person}/remove/{face_id}", summary="Not this person: remove a face")
 async def remove(
     request: Request, library: str, person: str, face_id: int, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.library_remove_face, library, person, face_id))
+    return to_json(await run_sync(request, vault.libraries.library_remove_face, library, person, face_id))
 
 
 @router.post("/{library}/people/{person}/hide", summary="Hide (or show) a person")
 async def hide(
     request: Request, library: str, person: str, body: Hide, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.library_hide, library, person, body.hidden))
+    return to_json(await run_sync(request, vault.libraries.library_hide, library, person, body.hidden))
 
 
 @router.post("/{library}/recluster", summary="Group every face again, keeping manual decisions")
 async def recluster(request: Request, library: str, vault: Vault = vault_for("enroller")) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.library_recluster, library))
+    return to_json(await run_sync(request, vault.libraries.library_recluster, library))
 
 
 @router.delete("/{library}/people/{person}", summary="Erase a person: templates, crops, name; photos stay")
 async def erase(request: Request, library: str, person: str, vault: Vault = vault_for()) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.library_erase_person, library, person))
+    return to_json(await run_sync(request, vault.libraries.library_erase_person, library, person))
 
 
 @router.post("/{library}/search", summary="Every photo of the probe's person (purpose required, audited)")
@@ -170,7 +174,7 @@ async def search(request: Request, library: str, vault: Vault = vault_for("searc
     return to_json(
         await run_sync(
             request,
-            vault.library_search,
+            vault.libraries.library_search,
             library,
             probe,
             purpose=str(purpose or ""),
