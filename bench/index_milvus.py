@@ -110,7 +110,7 @@ def run_milvus_kind(
     state_file: Path,
     metrics: dict[str, Callable[..., Any]],
 ) -> dict[str, Any]:
-    from facevault.index.milvus_index import MilvusIndex
+    from facevault.index.milvus_index import IndexUnavailableError, MilvusIndex
 
     base, probes, nonmated = data["base"], data["probes"], data["nonmated"]
     n = len(base)
@@ -125,8 +125,13 @@ def run_milvus_kind(
     insert_s = time.perf_counter() - t0
     idx.save()  # flush: seal the segments so the server indexes them
     flush_s = time.perf_counter() - t0 - insert_s
-    described = idx.wait_built(rows=n, timeout=args.milvus_build_timeout)
-    build_s = time.perf_counter() - t0
+    idx.wait_built(rows=n, timeout=args.milvus_build_timeout, settled=False)
+    build_s = time.perf_counter() - t0  # every row is in an indexed segment
+    try:  # and the re-index of segments merged by compaction is done (2.3 may report it for long)
+        described = idx.wait_built(rows=n, timeout=300)
+        settled_s: float | None = time.perf_counter() - t0
+    except IndexUnavailableError:
+        described, settled_s = idx.client.describe_index(idx.name, "vector"), None
     assert len(idx) == n, (len(idx), n)
     _, ids = idx.search(probes, 10)
     _, ids_nm = idx.search(nonmated, 10)
@@ -147,6 +152,7 @@ def run_milvus_kind(
         "insert_s": round(insert_s, 1),
         "flush_s": round(flush_s, 1),
         "build_s": round(build_s, 1),
+        "settled_s": None if settled_s is None else round(settled_s, 1),
         "rank1_agreement": float(np.mean(ids[:, 0] == exact["ids"][:, 0])),
         "rank1_mate_found": float(np.mean(ids[:, 0] == data["mate_pos"])),
         "recall10_mated": recall_at(ids, exact["ids"], 10),
