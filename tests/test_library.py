@@ -252,3 +252,24 @@ def test_retention_sweeps_library_faces(lib) -> None:
     assert "Colin_Powell" not in _people_by_identity(v) and "Tony_Blair" in _people_by_identity(v)
     everyone = v.retention_sweep(utcnow() + timedelta(days=1200))  # past the library's retention period
     assert everyone["library_erased"] and v.libraries.library_people("fam", include_hidden=True) == []
+
+
+def test_key_rotation_reseals_library_faces_and_crops(lib) -> None:
+    """After a rotation the old key is forgotten: library faces and crops must be readable under the new
+    one, and a search must still find the person's photos."""
+    v, _, _ = lib
+    powell = _person_of(v, "Colin_Powell_2.jpg")
+    face_id = next(
+        f["face_id"] for f in v.libraries.library_person("fam", powell)["faces_list"] if _central(f)
+    )
+    crop_before = v.libraries.library_face_crop("fam", face_id)
+    probe = str(lfw("Colin_Powell", 9))
+    before = v.libraries.library_search("fam", probe, purpose="before rotation")["faces"][0]
+    rotated = v.rotate_keys()
+    assert crop_before is not None  # this library keeps crops
+    assert rotated.library_faces > 0 and rotated.library_crops > 0
+    assert list(v._ctx.keys.template_keys) == [rotated.to_version]  # the old key is gone
+    after = v.libraries.library_search("fam", probe, purpose="after rotation")["faces"][0]
+    assert after["person"] == before["person"] == powell
+    assert {m["photo"] for m in after["matches"]} == {m["photo"] for m in before["matches"]}
+    assert v.libraries.library_face_crop("fam", face_id) == crop_before

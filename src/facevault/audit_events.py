@@ -201,6 +201,8 @@ class KeysRotated(AuditEvent):
     samples: int
     crops: int
     optouts: int
+    library_faces: int = 0
+    library_crops: int = 0
 
 
 @_event("audit.export")

@@ -248,6 +248,8 @@ class KeyRotation(Record):
     samples: int
     crops: int
     optouts: int
+    library_faces: int = 0
+    library_crops: int = 0
 
 
 @dataclass(eq=False)

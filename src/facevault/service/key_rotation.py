@@ -10,12 +10,15 @@ next open removes the unused key.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import crops, faults
 from ..audit_events import KeysRotated
 from ..protection import TemplateKey
 from ..results import KeyRotation
 from .collections import list_collections
 from .context import ServiceContext
+from .library_cluster import crop_context, face_context
 from .optout import open_optout, optout_context
 
 
@@ -26,7 +29,7 @@ def rotate_keys(ctx: ServiceContext) -> KeyRotation:
     ring.template_keys[new.version] = new
     ring.save()
     faults.point("rotate:key_added")
-    counts = {"samples": 0, "crops": 0, "optouts": 0}
+    counts = {"samples": 0, "crops": 0, "optouts": 0, "library_faces": 0, "library_crops": 0}
     colls = {c["id"]: c for c in list_collections(ctx)}
     with ctx.indexes.exclusive():
         for c in colls.values():
@@ -51,6 +54,9 @@ def rotate_keys(ctx: ServiceContext) -> KeyRotation:
                 sealed = new.seal(new.protect(open_optout(ctx, r)), optout_context(r))
                 ctx.store.update_optout_blob(conn, r["id"], sealed, new.version)
                 counts["optouts"] += 1
+            faces, crops_done = reseal_libraries(ctx, conn, new)
+            counts["library_faces"] += faces
+            counts["library_crops"] += crops_done
             ctx.store.set_meta(conn, "template_key_version", str(new.version))
             ctx.log(conn, KeysRotated(from_version=old.version, to_version=new.version, **counts))
             faults.point("rotate:before_commit")
@@ -59,6 +65,31 @@ def rotate_keys(ctx: ServiceContext) -> KeyRotation:
     for c in colls.values():
         ctx.indexes.get(c)  # rebuild now rather than on the first search
     return KeyRotation(from_version=old.version, to_version=new.version, **counts)
+
+
+def reseal_libraries(ctx: ServiceContext, conn: Any, new: TemplateKey) -> tuple[int, int]:
+    """Every photo library's face templates and crops sealed again under ``new``, in the rotation's
+    transaction (a library face under a forgotten key could never be read again)."""
+    faces = crop_count = 0
+    for lib in ctx.store.list_libraries(conn):
+        ad = face_context(lib)
+        pages = list(ctx.store.library_face_blobs(conn, lib["id"], 0))  # read all before writing
+        for rows in pages:
+            for face_id, blob, version in rows:
+                old = ctx.keys.key(version)
+                raw = old.unprotect(old.open(blob, ad, lib["dim"]))
+                ctx.store.set_library_face_blob(conn, face_id, new.seal(new.protect(raw), ad), new.version)
+                faces += 1
+        for face_id in ctx.store.library_crop_ids(conn, lib["id"]):
+            row = ctx.store.library_crop(conn, face_id)
+            if row is None:
+                continue
+            where = crop_context(lib["id"], face_id)
+            old_key = ctx.keys.key(row["key_version"])
+            data = old_key.decrypt(row["image"], where, f"the crop of face #{face_id}")
+            ctx.store.set_library_crop_blob(conn, face_id, new.encrypt(data, where), new.version)
+            crop_count += 1
+    return faces, crop_count
 
 
 def forget_unused_keys(ctx: ServiceContext) -> list[int]:

@@ -161,6 +161,24 @@ class LibraryQueries:
             yield rows
             last = rows[-1][0]
 
+    def set_library_face_blob(self, conn: Connection, face_id: int, blob: bytes, key_version: int) -> None:
+        conn.execute(
+            update(t.library_faces)
+            .where(t.library_faces.c.id == face_id)
+            .values(vector=blob, key_version=key_version)
+        )
+
+    def library_crop_ids(self, conn: Connection, library_id: int) -> list[int]:
+        q = select(t.library_crops.c.face_id).where(t.library_crops.c.library_id == library_id)
+        return [int(r[0]) for r in conn.execute(q)]
+
+    def set_library_crop_blob(self, conn: Connection, face_id: int, image: bytes, key_version: int) -> None:
+        conn.execute(
+            update(t.library_crops)
+            .where(t.library_crops.c.face_id == face_id)
+            .values(image=image, key_version=key_version)
+        )
+
     def library_faces(self, conn: Connection, face_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         ids = sorted(set(face_ids))
         out: dict[int, dict[str, Any]] = {}
