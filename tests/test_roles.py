@@ -19,6 +19,7 @@ pytestmark = pytest.mark.anyio
 
 ALL = set(ROLES)
 # The intended policy, written out by hand: (method, path) -> roles allowed. Admin may do everything.
+BROWSE = {"admin", "enroller", "reviewer", "searcher"}
 POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/me"): ALL,
     ("POST", "/api/v1/login"): ALL,
@@ -91,10 +92,29 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/keys"): {"admin"},
     ("POST", "/api/v1/keys"): {"admin"},
     ("DELETE", "/api/v1/keys/{prefix}"): {"admin"},
+    # photo libraries: admin creates and erases, enrollers add and curate, searchers search
+    ("GET", "/api/v1/libraries"): BROWSE,
+    ("POST", "/api/v1/libraries"): {"admin"},
+    ("POST", "/api/v1/libraries/{library}/photos"): {"admin", "enroller"},
+    ("GET", "/api/v1/libraries/{library}/people"): BROWSE,
+    ("GET", "/api/v1/libraries/{library}/people/{person}"): BROWSE,
+    ("GET", "/api/v1/libraries/{library}/faces/{face_id}/crop"): BROWSE,
+    ("POST", "/api/v1/libraries/{library}/people/{person}/name"): {"admin", "enroller"},
+    ("POST", "/api/v1/libraries/{library}/people/{person}/merge"): {"admin", "enroller"},
+    ("POST", "/api/v1/libraries/{library}/people/{person}/split"): {"admin", "enroller"},
+    ("POST", "/api/v1/libraries/{library}/faces/{face_id}/move"): {"admin", "enroller"},
+    ("POST", "/api/v1/libraries/{library}/people/{person}/remove/{face_id}"): {"admin", "enroller"},
+    ("POST", "/api/v1/libraries/{library}/people/{person}/hide"): {"admin", "enroller"},
+    ("POST", "/api/v1/libraries/{library}/recluster"): {"admin", "enroller"},
+    ("DELETE", "/api/v1/libraries/{library}/people/{person}"): {"admin"},
+    ("POST", "/api/v1/libraries/{library}/search"): {"admin", "searcher"},
 }
 # The retention policy must be public (BIPA 740 ILCS 14/15(a)): no key.
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/retention/policy")}
 PATH_VALUES = {
+    "library": "no-such-library",
+    "person": "1",
+    "face_id": "1",
     "collection": "no-such-collection",
     "subject": "1",
     "sample_id": "1",
