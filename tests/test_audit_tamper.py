@@ -88,12 +88,16 @@ def head_file(home: Path) -> Path:
     return home / "keys" / "facevault.audit-head.json"
 
 
+NEW_PEOPLE = {1: "Andre_Agassi", 2: "Angela_Bassett", 3: "Ann_Veneman"}
+
+
 def more_work(home: Path, n: int) -> None:
     """Ordinary use after the tampering: a real search and a real enrollment (new person)."""
     with facevault.open(str(home)) as v:
         v.search("c", lfw("Tony_Blair", 5 + n), purpose="after the tampering")
-        v.add_subject("c", f"Agassi {n}", purpose="t", consent_text="yes")
-        assert v.enroll("c", f"Agassi {n}", [lfw("Andre_Agassi", 1 + n)])[0].ok
+        person = NEW_PEOPLE[n]  # a different real person each time: the same face under two subjects
+        v.add_subject("c", person, purpose="t", consent_text="yes")  # is refused as resembling another
+        assert v.enroll("c", person, [lfw(person, 1)])[0].ok
 
 
 N = 8
