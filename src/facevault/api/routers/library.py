@@ -15,6 +15,7 @@ from ...errors import InputError
 from ...service import Vault
 from ..deps import vault_for
 from ..runner import run_sync
+from ..schemas import known_model
 from ..serialize import to_json
 from ..uploads import read_upload, safe_name
 
@@ -69,6 +70,8 @@ async def list_libraries(request: Request, vault: Vault = vault_for(*BROWSE)) ->
 @router.post("", status_code=201, summary="Create a library with its purpose, legal basis and retention")
 async def create_library(request: Request, body: LibraryCreate, vault: Vault = vault_for()) -> dict[str, Any]:
     opts = body.model_dump(exclude={"name"})
+    if "model" in opts:
+        opts["model"] = known_model(opts["model"])  # an unknown model is bad input (422), not a 503
     return to_json(await run_sync(request, vault.libraries.create_library, body.name, **opts))
 
 
