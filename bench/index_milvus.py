@@ -17,6 +17,7 @@ a fresh server when the benchmark starts its own, so one type's memory is not th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -166,5 +167,24 @@ def run_milvus_kind(
         "server_rss_after_bytes": rss_after,
         "rss_anon_bytes_per_face": round((rss_after - rss_before) / n, 1),
     }
+    if args.sweep:  # the same build at other nprobe (IVF) or ef (HNSW) values
+        key = "ef" if kind == "HNSW" else "nprobe"
+        res["sweep"] = []
+        for value in (int(v) for v in args.sweep.split(",")):
+            idx.tune(**{key: value})
+            bounded.tune(**{key: value})
+            _, ids = idx.search(probes, 10)
+            _, ids_nm = idx.search(nonmated, 10)
+            point = {
+                key: value,
+                "rank1_agreement": float(np.mean(ids[:, 0] == exact["ids"][:, 0])),
+                "recall10_mated": recall_at(ids, exact["ids"], 10),
+                "recall10_nonmated": recall_at(ids_nm, exact["ids_nm"], 10),
+                **{f"bounded_{k}": v for k, v in metrics["latency"](
+                    lambda q: bounded.search(q, 10), probes[: args.single]).items()},
+                "bounded_qps_batch": round(metrics["throughput"](lambda q: bounded.search(q, 10), probes), 1),
+            }  # fmt: skip
+            res["sweep"].append(point)
+            print("  milvus sweep", json.dumps(point), flush=True)
     idx.destroy()
     return res
