@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import imaging
-from ..config import Settings
+from ..config import Settings, eval_portrait_setting
 from ..errors import FaceVaultError
 from ..pipeline import Pipeline, map_with_pipeline
 
@@ -31,13 +31,13 @@ class FileEmbedding:
     error: str | None = None
 
 
-def _embed_one(pipe: Pipeline, job: tuple[str, str]) -> FileEmbedding:
-    path, fallback = job
+def _embed_one(pipe: Pipeline, job: tuple[str, str, bool]) -> FileEmbedding:
+    path, fallback, portrait = job
     try:
         decoded = imaging.load_image(path)
     except FaceVaultError as exc:
         return FileEmbedding(path, None, False, exc.code)
-    work, scale, faces = pipe.detect(decoded.pixels)
+    work, scale, faces = pipe.detect(decoded.pixels, portrait=portrait)
     if not faces:
         faces = pipe.pack.detector.detect_lenient(work)
     detected = bool(faces)
@@ -68,7 +68,8 @@ def embed_files(
     workers: int | None = None,
     progress: bool = True,
 ) -> list[FileEmbedding]:
-    jobs = [(p, fallback) for p in paths]
+    portrait = eval_portrait_setting()  # read here: the workers get it with each job
+    jobs = [(p, fallback, portrait) for p in paths]
     results = map_with_pipeline(_embed_one, jobs, model_id=model_id, settings=settings, workers=workers)
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
