@@ -46,10 +46,12 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+if TYPE_CHECKING:  # onnx is imported only to convert (0.3-2 s): loading a converted model never needs it
+    import onnx
 
 __all__ = [
     "DlibLayer",
@@ -423,6 +425,9 @@ def _f32(a: np.ndarray | float | list[float]) -> np.ndarray:
 
 
 def build_onnx(weights: DlibResnetWeights) -> onnx.ModelProto:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     """Build an ONNX model (opset 17) computing exactly dlib's forward pass; see module docstring."""
     steps = _plan(weights)
     layers = weights.layers

@@ -30,7 +30,7 @@ import numpy as np
 from ...config import threads_setting
 from ...errors import ModelError
 from ..base import DetectedFace
-from .mmod_convert import MmodConfig, converted_mmod_path, read_config
+from .mmod_convert import CONFIG_KEY, MmodConfig, converted_mmod_path, read_config
 from .models import (
     LENIENT_THRESHOLD,
     PORTRAIT_FRACTION,
@@ -295,6 +295,11 @@ class DlibMmodDetector(DlibHogDetector):
 
     @cached_property
     def config(self) -> MmodConfig:
+        """The detector options the converter stored in the model, read from the running session's
+        metadata (``read_config`` would import onnx only to read them)."""
+        meta = self._session.get_modelmeta().custom_metadata_map
+        if CONFIG_KEY in meta:
+            return MmodConfig.from_json(meta[CONFIG_KEY])
         return read_config(self.model_path)
 
     # -- the raw detector ---------------------------------------------------------------------------

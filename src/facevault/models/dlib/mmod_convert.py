@@ -34,10 +34,12 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+if TYPE_CHECKING:  # onnx is imported only to convert (0.3-2 s): a search never needs it
+    import onnx
 
 from .convert import (
     IR_VERSION,
@@ -277,6 +279,9 @@ def _check_topology(layers: list[DlibLayer], n_windows: int, use_bbr: bool) -> t
 
 
 def build_onnx(weights: DlibMmodWeights) -> onnx.ModelProto:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     """An ONNX model (opset 17) of the detector's convolutions; see the module docstring."""
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
@@ -340,6 +345,8 @@ def build_onnx(weights: DlibMmodWeights) -> onnx.ModelProto:
 
 def read_config(model_path: str | os.PathLike[str]) -> MmodConfig:
     """The detector options stored in a converted model."""
+    import onnx
+
     model = onnx.load(str(model_path), load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}
     if CONFIG_KEY not in props:
