@@ -15,20 +15,19 @@ import hashlib
 import json
 import os
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
-from .. import calibration, imaging
+from .. import calibration
 from ..audit_events import LibraryCreated, LibraryPersonChanged, LibraryPersonNamed
-from ..clock import iso, utcnow
+from ..clock import iso
 from ..config import DEFAULT_RETENTION_DAYS, check_retention_days
 from ..errors import ConsentError, InputError, NotFoundError
 from ..models.registry import get_pack
 from .collections import accepted_license, check_name
 from .context import ServiceContext
-from .subjects import MAX_CONSENT_FILE_BYTES, parse_expiry
+from .subjects import consent_evidence
 
 Library = dict[str, Any]
 
@@ -229,24 +228,8 @@ def name_person(
     """Put a name on a person: only with a consent record, made exactly as ``subject add`` makes one
     (a purpose and one piece of evidence: a file or a text; an optional end date)."""
     name = check_name(name or "", "person")
-    if not (purpose or "").strip():
-        raise ConsentError("a consent purpose is required")
-    if (consent_text is None) == (consent_file is None):
-        raise ConsentError("give exactly one piece of consent evidence: a file or a text")
-    if consent_file is not None:
-        evidence = imaging.read_file_bytes(consent_file, max_bytes=MAX_CONSENT_FILE_BYTES)
-        if not evidence:
-            raise ConsentError(f"consent file {consent_file} is empty")
-        kind, evidence_name = "file", Path(consent_file).name
-    else:
-        assert consent_text is not None
-        if not consent_text.strip():
-            raise ConsentError("consent text must not be empty")
-        evidence, kind, evidence_name = consent_text.encode("utf-8"), "text", None
-    expires_at = parse_expiry(expires)
-    now = utcnow()
-    if expires_at is not None and expires_at <= now:
-        raise ConsentError(f"consent expiry {expires_at.date()} is in the past")
+    checked = consent_evidence(purpose, consent_text, consent_file, expires)
+    evidence, kind, evidence_name, expires_at, now = checked
     with ctx.write() as conn:
         lib, row = _person(ctx, conn, library, person)
         if row["consent_id"] is not None:

@@ -35,6 +35,36 @@ from .erasure import erase_subject
 MAX_CONSENT_FILE_BYTES = 50 * 1024 * 1024
 
 
+def consent_evidence(
+    purpose: str | None,
+    consent_text: str | None,
+    consent_file: str | os.PathLike[str] | None,
+    expires: date | datetime | str | None,
+) -> tuple[bytes, str, str | None, datetime | None, datetime]:
+    """The checks every consent record passes, the same for a subject and a library person: a purpose,
+    exactly one piece of evidence (a file or a text), an end date not in the past. Returns (evidence,
+    its kind, the file's name, the end date, now)."""
+    if not (purpose or "").strip():
+        raise ConsentError("a consent purpose is required")
+    if (consent_text is None) == (consent_file is None):
+        raise ConsentError("give exactly one piece of consent evidence: a file or a text")
+    if consent_file is not None:
+        evidence = imaging.read_file_bytes(consent_file, max_bytes=MAX_CONSENT_FILE_BYTES)
+        if not evidence:
+            raise ConsentError(f"consent file {consent_file} is empty")
+        kind, evidence_name = "file", Path(consent_file).name
+    else:
+        assert consent_text is not None
+        if not consent_text.strip():
+            raise ConsentError("consent text must not be empty")
+        evidence, kind, evidence_name = consent_text.encode("utf-8"), "text", None
+    expires_at = parse_expiry(expires)
+    now = utcnow()
+    if expires_at is not None and expires_at <= now:
+        raise ConsentError(f"consent expiry {expires_at.date()} is in the past")
+    return evidence, kind, evidence_name, expires_at, now
+
+
 def parse_expiry(value: date | datetime | str | None) -> datetime | None:
     """A consent end date (a date is midnight UTC of that day), or None."""
     if value is None or value == "":
@@ -61,24 +91,8 @@ def add_subject(
 ) -> SubjectInfo:
     """Create a subject together with the consent record that allows it to exist."""
     name = check_name(name or "", "subject")
-    if not (purpose or "").strip():
-        raise ConsentError("a consent purpose is required")
-    if (consent_text is None) == (consent_file is None):
-        raise ConsentError("give exactly one piece of consent evidence: a file or a text")
-    if consent_file is not None:
-        evidence = imaging.read_file_bytes(consent_file, max_bytes=MAX_CONSENT_FILE_BYTES)
-        if not evidence:
-            raise ConsentError(f"consent file {consent_file} is empty")
-        kind, evidence_name = "file", Path(consent_file).name
-    else:
-        assert consent_text is not None
-        if not consent_text.strip():
-            raise ConsentError("consent text must not be empty")
-        evidence, kind, evidence_name = consent_text.encode("utf-8"), "text", None
-    expires_at = parse_expiry(expires)
-    now = utcnow()
-    if expires_at is not None and expires_at <= now:
-        raise ConsentError(f"consent expiry {expires_at.date()} is in the past")
+    checked = consent_evidence(purpose, consent_text, consent_file, expires)
+    evidence, kind, evidence_name, expires_at, now = checked
     with ctx.write() as conn:
         coll = ctx.store.get_collection(conn, collection)
         consent_id = ctx.store.add_consent(
