@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo demo-cli test test-quick lint eval-lfw eval-identify clean
+.PHONY: setup demo demo-cli test test-quick test-milvus-server lint eval-lfw eval-identify clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 test-quick: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# A real Milvus standalone server, only inside a loopback-only network namespace (root; ~10 min).
+test-milvus-server: $(STAMP)
+	bash tests/milvus_server/run.sh
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench

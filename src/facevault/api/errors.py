@@ -94,6 +94,8 @@ def status_for(exc: FaceVaultError) -> int:
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status
+    if exc.code == "index_unavailable":  # the vector index server is down or restarting: try again
+        return 503
     return 500  # IntegrityError and anything unexpected from the engine
 
 
