@@ -17,6 +17,7 @@ from facevault import calibration, imaging
 from facevault.cli.models import models_app
 from facevault.errors import ModelError
 from facevault.models import get_pack
+from facevault.models.detectors import with_detector
 from facevault.models.dlib.license import LICENSE_TEXT, LM68_PACK, record_path
 from facevault.pipeline import Pipeline
 
@@ -86,7 +87,9 @@ def test_68_point_alignment_on_a_real_face(_fresh_pack: Path) -> None:
     model puts them, and the two packs' vectors of one face are close (one embedding space)."""
     pixels = imaging.load_image(lfw("Tony_Blair", 1)).pixels
     _accept(_fresh_pack)
-    five = Pipeline(get_pack("dlib-resnet-v1"), tta="flip").analyze(pixels)
+    # the same detector for both (the default pack's own is the CNN; the 68-point pack's is HOG)
+    hog = with_detector(get_pack("dlib-resnet-v1"), "dlib-hog", _fresh_pack)
+    five = Pipeline(hog, tta="flip").analyze(pixels)
     sixty_eight = Pipeline(get_pack(LM68_PACK), tta="flip").analyze(pixels)
     assert len(five) == len(sixty_eight) == 1
     a, b = five[0], sixty_eight[0]
