@@ -555,7 +555,7 @@ def test_cli_collection_commands(vault, packs, photos) -> None:  # type: ignore[
         return json.loads(res.stdout)
 
     made = fvj("collection", "create", "k", "--model", "pack-a", "--keep-crops")
-    assert made == {"name": "k", "model_id": "pack-a", "dim": 512, "keep_crops": True}
+    assert made == {"name": "k", "model_id": "pack-a", "dim": 512, "keep_crops": True, "detector": None}
     fvj("subject", "add", "k", "--name", "Dark", "--purpose", "t", "--consent-text", "yes")
     fvj("subject", "add", "k", "--name", "Grey", "--purpose", "t", "--consent-text", "yes")
     fvj("enroll", "k", "Dark", photos["dark0"], photos["dark1"])
