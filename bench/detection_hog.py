@@ -26,13 +26,13 @@ import json
 import os
 import platform
 import time
-import xml.etree.ElementTree as ET
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench.detection_fddb import read_imglab
 from bench.detection_match import match
 
 from facevault import imaging
@@ -114,21 +114,6 @@ class DetectorSetting:
                 if self.portrait_fraction:
                     up += f" or when faces < {self.portrait_fraction:g} x image side"
         return f"{up}, adjust_threshold={self.adjust_threshold:g}"
-
-
-def read_imglab(path: Path) -> dict[str, list[Box]]:
-    """dlib imglab XML -> {file: [(x1, y1, x2, y2)]}; boxes marked ignore='1' are dropped."""
-    out: dict[str, list[Box]] = {}
-    for image in ET.parse(path).getroot().iter("image"):
-        boxes = []
-        for b in image.iter("box"):
-            if b.get("ignore") == "1":
-                continue
-            x, y = float(b.get("left", 0)), float(b.get("top", 0))
-            w, h = float(b.get("width", 0)), float(b.get("height", 0))
-            boxes.append((x, y, x + w, y + h))
-        out[image.get("file", "")] = boxes
-    return out
 
 
 _worker: dict[str, Any] = {}
