@@ -8,7 +8,6 @@ const PAGES = {
   subjects: { title: "Subjects", roles: ["admin", "enroller", "reviewer"] },
   audit: { title: "Audit", roles: ["admin", "auditor"] },
   review: { title: "Review", roles: ["admin", "reviewer"] },
-  people: { title: "People", roles: ["admin", "enroller", "reviewer", "searcher"] },
   admin: { title: "Admin", roles: ["admin"] },
 };
 const CAN_ENROLL = ["admin", "enroller"];
@@ -165,7 +164,7 @@ function render() {
     return;
   }
   document.title = `${PAGES[page].title} · facevault`;
-  ({ search: searchPage, verify: verifyPage, subjects: subjectsPage, audit: auditPage, review: reviewPage, people: () => peoplePage(), admin: adminPage })[page]();
+  ({ search: searchPage, verify: verifyPage, subjects: subjectsPage, audit: auditPage, review: reviewPage, admin: adminPage })[page]();
 }
 
 window.addEventListener("popstate", render);
