@@ -1,7 +1,8 @@
 """Ingest speed: faces per second of the whole pipeline against the ``face_recognition`` package, in the
 same run on the same images, plus embedding-only latency and ``facevault --help`` start-up time.
 
-facevault: decode (``imaging.load_image``) -> detect (dlib HOG, 5 landmarks) -> align -> quality ->
+facevault: decode (``imaging.load_image``) -> detect (the default pack's detector as enrollment runs it: HOG first on a portrait, the MMOD CNN
+when HOG finds nothing; 5 landmarks) -> align -> quality ->
 embed (dlib ResNet in ONNX Runtime, flip-averaged as by default: two forward passes per face) in
 ``map_with_pipeline`` worker processes (one per core, 1 ONNX thread each), then store: one subject per
 LFW identity, every face as an image + sample row (batched transactions) and the FAISS index rebuilt
@@ -66,7 +67,7 @@ def _on_miss_pack() -> Any:
 
 def use_detector(variant: str) -> None:
     """Swap the default pack's detector for a variant (same weights, same model id): ``default`` is
-    DlibHogDetector as shipped, ``on-miss`` upsamples only when the image's own scale finds no face."""
+    the pack's detector as shipped, ``on-miss`` upsamples only when the image's own scale finds no face."""
     from facevault.models import register_pack
     from facevault.models.dlib.builtin import dlib_resnet_v1
 
@@ -246,7 +247,7 @@ def main() -> None:
     ap.add_argument(
         "--detectors",
         default="default",
-        help="comma-separated facevault detector variants: default (DlibHogDetector as shipped), "
+        help="comma-separated facevault detector variants: default (the pack's detector as shipped), "
         "on-miss (upsample only when the image's own scale finds no face); a -noflip suffix turns "
         "flip test-time augmentation off (one forward pass per face instead of two)",
     )
