@@ -1,8 +1,8 @@
 """Ingest speed: faces per second of the whole pipeline against the ``face_recognition`` package, in the
 same run on the same images, plus embedding-only latency and ``facevault --help`` start-up time.
 
-facevault: decode (``imaging.load_image``) -> detect (the default pack's detector as enrollment runs it: HOG first on a portrait, the MMOD CNN
-when HOG finds nothing; 5 landmarks) -> align -> quality ->
+facevault: decode (``imaging.load_image``) -> detect (the default pack's detector as enrollment runs
+it: HOG first on a portrait, the MMOD CNN when HOG finds nothing; 5 landmarks) -> align -> quality ->
 embed (dlib ResNet in ONNX Runtime, flip-averaged as by default: two forward passes per face) in
 ``map_with_pipeline`` worker processes (one per core, 1 ONNX thread each), then store: one subject per
 LFW identity, every face as an image + sample row (batched transactions) and the FAISS index rebuilt
