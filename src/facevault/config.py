@@ -69,6 +69,9 @@ class Settings:
     # Test-time augmentation, averaged into one embedding: "none", "flip" (chip + mirror image), or
     # "flip+views" (the model's extra views, e.g. a wider crop, each with its mirror image).
     tta: str = "flip"
+    # Photos larger than ``max_detect_side``: "on" also runs the detector over full-resolution tiles so
+    # small faces in large group photos are found (seconds per photo with dlib's MMOD; models/tiling.py).
+    detect_tiles: str = "off"
     workers: int = 0  # 0 = number of CPUs
     # Vector index backend: "faiss" (embedded, kind by size), "faiss:flat|hnsw|ivfpq", "milvus://PATH.db"
     # (Milvus Lite) or "milvus+http://HOST:19530". Chosen at init and remembered by the vault.
@@ -112,6 +115,16 @@ class Settings:
 
     def photo_path(self, collection_id: int, sha256: str) -> Path:
         return self.collection_photos_dir(collection_id) / sha256
+
+    @property
+    def library_photos_root(self) -> Path:
+        """Copies of photos uploaded to photo libraries, and their staging area."""
+        return self.photos_dir / "libraries"
+
+    def library_photo_path(self, library_id: int, sha256: str) -> Path:
+        """The one definition of the library copy layout:
+        ``<home>/photos/libraries/l<library id>/<sha256>``."""
+        return self.library_photos_root / f"l{library_id}" / sha256
 
     def with_overrides(self, **overrides: Any) -> Settings:
         clean = {k: v for k, v in overrides.items() if v is not None}

@@ -20,7 +20,7 @@ import numpy as np
 from . import imaging
 from .config import Settings, models_dir_setting
 from .errors import ConfigError
-from .models import ModelPack, get_pack, l2_normalize
+from .models import ModelPack, get_pack, l2_normalize, tiling
 from .models.base import DetectedFace
 from .models.detectors import with_detector
 from .models.registry import ensure_registered
@@ -50,9 +50,14 @@ def _scaled(face: DetectedFace, factor: float) -> DetectedFace:
 
 
 class Pipeline:
-    def __init__(self, pack: ModelPack, *, max_detect_side: int = 1600, tta: str = "flip") -> None:
+    def __init__(
+        self, pack: ModelPack, *, max_detect_side: int = 1600, tta: str = "flip", tiles: str = "off"
+    ) -> None:
         if tta not in TTA_MODES:
             raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+        if tiles not in tiling.MODES:
+            raise ConfigError(f"detect_tiles must be one of {', '.join(tiling.MODES)}, got {tiles!r}")
+        self.tiles = tiles
         self.pack = pack
         # dlib's detector objects are not documented as thread-safe: one image at a time per pipeline.
         self.lock = threading.Lock()  # detectors are not documented as thread-safe: one model call at a time
@@ -66,7 +71,9 @@ class Pipeline:
         pack = with_detector(
             get_pack(model_id), detector or settings.detector, models_dir_setting(settings.home)
         )
-        return cls(pack, max_detect_side=settings.max_detect_side, tta=settings.tta)
+        return cls(
+            pack, max_detect_side=settings.max_detect_side, tta=settings.tta, tiles=settings.detect_tiles
+        )
 
     @property
     def model_id(self) -> str:
@@ -76,7 +83,7 @@ class Pipeline:
         """What decides this pipeline's faces for a given image: two pipelines with the same signature
         give the same faces (``service.prefetch`` relies on it)."""
         det = self.pack.detector
-        return (self.model_id, type(det).__qualname__, det.name, self.max_detect_side, self.tta)
+        return (self.model_id, type(det).__qualname__, det.name, self.max_detect_side, self.tta, self.tiles)
 
     def detect(
         self, pixels: np.ndarray, portrait: bool = False
@@ -85,7 +92,13 @@ class Pipeline:
         ``portrait``: the photo is meant to show one person large (enrollment)."""
         work, scale = imaging.downscale(pixels, self.max_detect_side)
         det = self.pack.detector
-        return work, scale, det.detect_portrait(work) if portrait else det.detect(work)
+        if portrait:
+            return work, scale, det.detect_portrait(work)
+        faces = det.detect(work)
+        if self.tiles == "on" and scale < 1.0:  # a large photo: its small faces, at full resolution
+            small = [tiling.shifted(f, 0, 0, scale) for f in tiling.detect_tiles(det, pixels)]
+            faces = sorted(tiling.merge(faces, small), key=lambda f: -f.area)  # largest first, as detect
+        return work, scale, faces
 
     def embed_faces(
         self, work: np.ndarray, scale: float, faces: list[DetectedFace], full: np.ndarray | None = None
