@@ -305,10 +305,32 @@ def person_hide(
 
 
 @person_app.command("erase")
-def person_erase(name: str, person: PersonArg, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """Erase a person: face templates, crops, name and consent record; the photos stay."""
+def person_erase(
+    name: str,
+    person: PersonArg,
+    photos: Annotated[
+        str,
+        typer.Option(
+            "--photos",
+            help="The photos the person is in: keep, blur (the person's faces, in the copies the "
+            "library keeps) or remove (from the library, for everyone in them).",
+        ),
+    ] = "keep",
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase a person: face templates, crops, name and consent record; the photos stay unless --photos
+    says otherwise."""
+
+    def lines(r: dict[str, Any]) -> Iterator[str]:
+        yield f"person #{r['person']} erased: {r['faces_erased']} faces, {r['crops_erased']} crops"
+        yield (
+            f"photos: {r['photos_kept']} kept, {r['photos_blurred']} blurred, {r['photos_removed']} removed"
+            f" ({r['other_faces_removed']} other faces removed with them)"
+        )
+
     emit(
-        with_vault(home, as_json, lambda v: v.libraries.library_erase_person(name, person)),
+        with_vault(home, as_json, lambda v: v.libraries.library_erase_person(name, person, photos=photos)),
         as_json,
-        lambda r: f"person #{r['person']} erased: {r['faces_erased']} faces, {r['crops_erased']} crops",
+        lines,
     )

@@ -5,8 +5,9 @@ This module holds the library's records and the manual decisions on people: list
 a consent record, made exactly as ``subject add`` makes one), hide, feature face, merge, split, move a
 face, remove a face ("not this person"). Every decision is one write transaction with its audit entry;
 faces placed by hand are ``pinned`` and a removal is a ``not_person`` decision, so ``recluster`` keeps
-them. Adding photos is service/library_ingest.py, search service/library_search.py, erasure
-service/library_erasure.py.
+them. Adding photos is service/library_ingest.py (server paths) and service/library_uploads.py
+(uploads, kept as copies), a photo's pixels service/library_photos.py, search
+service/library_search.py, erasure service/library_erasure.py.
 """
 
 from __future__ import annotations
@@ -84,7 +85,17 @@ def create_library(
 
 
 def library_view(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "name", "owner", "purpose", "legal_basis", "retention_days", "model_id", "keep_crops")
+    keys = (
+        "id",
+        "name",
+        "owner",
+        "purpose",
+        "legal_basis",
+        "retention_days",
+        "model_id",
+        "keep_crops",
+        "keep_copies",
+    )
     out = {k: row[k] for k in keys}
     out["created_at"] = iso(row["created_at"])
     for k in ("photos", "faces", "people"):
@@ -146,6 +157,9 @@ def face_view(face: dict[str, Any], photo: dict[str, Any] | None) -> dict[str, A
         "photo_sha256": photo["sha256"] if photo else None,
         "taken_at": iso(photo["taken_at"]) if photo else None,
         "box": [round(float(face[k]), 1) for k in ("box_x1", "box_y1", "box_x2", "box_y2")],
+        # the frame of ``box``: the photo's upright pixel size at ingest (what library_photos serves)
+        "image_width": photo["width"] if photo else None,
+        "image_height": photo["height"] if photo else None,
         "landmarks": json.loads(face["landmarks"]),
         "quality": json.loads(face["quality"]),
         "detector_score": round(float(face["det_score"]), 3),

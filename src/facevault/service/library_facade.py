@@ -37,6 +37,16 @@ class Libraries:
 
         return library_ingest.add_photos(self._ctx, name, sources, **options)
 
+    def library_upload(self, name: str, files: Sequence[tuple[str, bytes]], **options: Any) -> dict[str, Any]:
+        from . import library_uploads
+
+        return library_uploads.add_uploads(self._ctx, name, files, **options)
+
+    def library_photo(self, name: str, photo_id: int) -> tuple[bytes, str]:
+        from . import library_photos
+
+        return library_photos.photo_image(self._ctx, name, photo_id)
+
     def library_people(self, name: str, *, include_hidden: bool = False) -> list[dict[str, Any]]:
         from . import library
 
@@ -99,10 +109,12 @@ class Libraries:
 
         return library_cluster.recluster(self._ctx, name)
 
-    def library_erase_person(self, name: str, person: str | int, reason: str = "request") -> dict[str, Any]:
+    def library_erase_person(
+        self, name: str, person: str | int, reason: str = "request", *, photos: str = "keep"
+    ) -> dict[str, Any]:
         from . import library_erasure
 
-        return library_erasure.erase_person(self._ctx, name, person, reason=reason)
+        return library_erasure.erase_person(self._ctx, name, person, reason=reason, photos=photos)
 
     def library_retention_due(self, now: datetime | None = None) -> list[dict[str, Any]]:
         from . import library_erasure

@@ -7,13 +7,17 @@ stops the run: it is recorded as ``error`` with the error's code. Detection and 
 processes (``pipeline.map_with_pipeline``, as ``enroll-batch``); the single writer here applies the
 opt-out check (a face that matches an opt-out is never stored), protects and seals the templates, and
 after each chunk places the new faces among the library's people (``library_cluster.assign_new_faces``).
+
+``ingest`` is that one path for server paths (``add_photos``) and uploaded bytes (service/
+library_uploads.py, which also keeps a copy of each photo: staged before its chunk's transaction, moved
+into place after it); it returns the counts and one outcome per photo offered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,14 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import crops, imaging
+from .. import crops, faults, imaging
 from ..audit_events import LibraryPhotosAdded
 from ..clock import to_datetime
 from ..errors import FaceVaultError, InputError
 from ..pipeline import Pipeline, map_with_pipeline
+from ..store.library_queries import ERASED
 from .context import ServiceContext
 from .library_cluster import assign_new_faces, crop_context, face_context
 from .optout import library_optout_guard
+from .photos import Staged, place_library_copy, stage_library_copy
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CHUNK = 32  # photos per commit
@@ -89,14 +95,34 @@ def _exif(data: bytes) -> tuple[datetime | None, int | None]:
     return taken, int(orientation) if isinstance(orientation, int) else None
 
 
-def analyze_photo(pipe: Pipeline, job: tuple[str, str, int, int, int, bool]) -> PhotoResult:
+@dataclass(frozen=True)
+class PhotoJob:
+    """One photo for a worker: where it comes from and, for an upload, its bytes (sent to the worker)."""
+
+    source: str  # recorded as the photo's source: a server path, or ``upload:<name>``
+    sha256: str
+    size: int
+    max_bytes: int
+    max_pixels: int
+    keep_crops: bool
+    data: bytes | None = None  # an upload's bytes; None: read ``source`` from disk
+
+
+def _read(job: PhotoJob) -> bytes:
+    if job.data is not None:
+        return job.data
+    return imaging.read_file_bytes(job.source, max_bytes=job.max_bytes)
+
+
+def analyze_photo(pipe: Pipeline, job: PhotoJob) -> PhotoResult:
     """Worker side: decode, EXIF, every face with its template (raw: protected by the writer). Never
     raises: a bad file comes back with its error code."""
-    path, sha, size, max_bytes, max_pixels, keep_crops = job
-    out = PhotoResult(path=path, sha256=sha, size=size)
+    out = PhotoResult(path=job.source, sha256=job.sha256, size=job.size)
     try:
-        data = imaging.read_file_bytes(path, max_bytes=max_bytes)
-        decoded = imaging.decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, name=path)
+        data = _read(job)
+        decoded = imaging.decode_image(
+            data, max_bytes=job.max_bytes, max_pixels=job.max_pixels, name=job.source
+        )
         out.sha256 = decoded.sha256
         out.width, out.height = decoded.width, decoded.height
         out.taken_at, out.orientation = _exif(data)
@@ -108,7 +134,7 @@ def analyze_photo(pipe: Pipeline, job: tuple[str, str, int, int, int, bool]) -> 
                 score=float(f.face.score),
                 embedding=f.embedding,
             )
-            if keep_crops:
+            if job.keep_crops:
                 c = crops.make_crop(decoded.pixels, f.face.box)
                 found.crop = (c.data, c.media_type, c.size[0], c.size[1])
             out.faces.append(found)
@@ -147,6 +173,30 @@ def _sha256(path: str) -> tuple[str, int] | None:
         return None
 
 
+@dataclass
+class Incoming:
+    """One photo offered to a library: a server path (``data`` None) or an upload's name and bytes."""
+
+    source: str  # recorded as the photo's source: a server path, or ``upload:<name>``
+    data: bytes | None = None
+
+
+@dataclass
+class FileOutcome:
+    """What became of one offered photo: ``added``, ``skipped`` (the library has it, or it came twice)
+    or ``failed`` (with the error's code)."""
+
+    status: str
+    sha256: str | None = None
+    faces: int = 0
+    error: str | None = None
+    photo_id: int | None = None
+
+
+# A re-run skips the photos the library has: indexed, unreadable, or erased (library_erasure.py).
+SKIP_STATES = ("done", "error", ERASED)
+
+
 def add_photos(
     ctx: ServiceContext,
     library: str,
@@ -158,14 +208,38 @@ def add_photos(
 ) -> dict[str, Any]:
     """Add photos to ``library``; returns counts (added, skipped, failed, faces, blocked, people)."""
     with ctx.read() as conn:
+        ctx.store.get_library(conn, library)  # an unknown library before any file is looked at
+    files = photo_files(sources, recursive)
+    report, _ = ingest(ctx, library, [Incoming(f) for f in files], workers=workers, progress=progress)
+    return report
+
+
+def _hashed(item: Incoming) -> tuple[str, int] | None:
+    if item.data is not None:
+        return hashlib.sha256(item.data).hexdigest(), len(item.data)
+    return _sha256(item.source)
+
+
+def ingest(
+    ctx: ServiceContext,
+    library: str,
+    items: Sequence[Incoming],
+    *,
+    keep_copies: bool = False,
+    workers: int | None = None,
+    progress: Callable[[dict[str, int]], None] | None = None,
+) -> tuple[dict[str, Any], list[FileOutcome]]:
+    """The one ingest path of paths and uploads (module docstring): returns the counts, with the audit
+    entry's number, and one outcome per item, in order. ``keep_copies``: keep a copy of each photo
+    committed (uploads), staged before its chunk's transaction and moved into place after it."""
+    with ctx.read() as conn:
         lib = ctx.store.get_library(conn, library)
         states = ctx.store.library_photo_states(conn, lib["id"])
         key = ctx.current_key(conn)
         optout_rows = ctx.store.optouts_for(conn, None, "*")
     guard = library_optout_guard(ctx, lib, key, optout_rows)
-    files = photo_files(sources, recursive)
     counts = {
-        "photos": len(files),
+        "photos": len(items),
         "added": 0,
         "skipped": 0,
         "failed": 0,
@@ -173,35 +247,51 @@ def add_photos(
         "blocked": 0,
         "people_created": 0,
     }
-    jobs: list[tuple[str, str, int, int, int, bool]] = []
-    seen: set[str] = set()
-    for path in files:
-        hashed = _sha256(path)
+    outcomes = [FileOutcome("failed") for _ in items]
+    jobs: list[PhotoJob] = []
+    first: dict[str, int] = {}  # sha256 -> the index of the item analysed for it
+    s = ctx.settings
+    for i, item in enumerate(items):
+        hashed = _hashed(item)
         if hashed is None:
             counts["failed"] += 1
+            outcomes[i].error = "file_not_found"
             continue
         sha, size = hashed
-        if states.get(sha) in ("done", "error") or sha in seen:
+        outcomes[i].sha256 = sha
+        if states.get(sha) in SKIP_STATES or sha in first:
             counts["skipped"] += 1
+            outcomes[i].status = "skipped"
             continue
-        seen.add(sha)
-        s = ctx.settings
-        jobs.append((path, sha, size, s.max_image_bytes, s.max_image_pixels, bool(lib["keep_crops"])))
+        first[sha] = i
+        jobs.append(
+            PhotoJob(
+                item.source,
+                sha,
+                size,
+                s.max_image_bytes,
+                s.max_image_pixels,
+                bool(lib["keep_crops"]),
+                item.data,
+            )
+        )
     if progress:
         progress(counts)
     results = map_with_pipeline(
         analyze_photo, jobs, model_id=lib["model_id"], settings=ctx.settings, workers=workers, chunksize=2
     )
+    uploads = {sha: items[i].data for sha, i in first.items() if items[i].data is not None}
+    writer = _Writer(ctx, lib, key, guard, counts, states, uploads, keep_copies)
     chunk: list[PhotoResult] = []
     for res in results:
         chunk.append(res)
         if len(chunk) >= CHUNK:
-            _commit(ctx, lib, key, guard, chunk, counts, states)
+            _record(writer.commit(chunk), first, outcomes)
             chunk = []
             if progress:
                 progress(counts)
     if chunk:
-        _commit(ctx, lib, key, guard, chunk, counts, states)
+        _record(writer.commit(chunk), first, outcomes)
     with ctx.write() as conn:
         seq = ctx.log(
             conn,
@@ -216,82 +306,130 @@ def add_photos(
                 people_created=counts["people_created"],
             ),
         )
+        skipped = [o.sha256 for o in outcomes if o.status == "skipped" and o.sha256]
+        ids = ctx.store.library_photo_ids(conn, lib["id"], skipped) if skipped else {}
+    for o in outcomes:
+        if o.status == "skipped" and o.sha256 in ids:
+            o.photo_id = ids[o.sha256]
     if progress:
         progress(counts)
-    return {"library": lib["name"], **counts, "audit_seq": seq}
+    return {"library": lib["name"], **counts, "audit_seq": seq}, outcomes
 
 
-def _commit(
-    ctx: ServiceContext,
-    lib: dict[str, Any],
-    key: Any,
-    guard: Any,
-    chunk: Iterable[PhotoResult],
-    counts: dict[str, int],
-    states: dict[str, str],
-) -> None:
-    """One transaction: the chunk's photos, their faces (minus those an opt-out blocks), crops, and the
-    new faces placed among the library's people."""
-    ad = face_context(lib)
-    with ctx.write() as conn:
-        for res in chunk:
-            if ctx.store.library_photo_by_sha(conn, lib["id"], res.sha256) is not None:
-                counts["skipped"] += 1  # committed meanwhile by another run
-                continue
-            status = "error" if res.error else "done"
-            photo_id = ctx.store.add_library_photo(
-                conn,
-                library_id=lib["id"],
-                sha256=res.sha256,
-                source=res.path,
-                stored=False,
-                size_bytes=res.size,
-                width=res.width,
-                height=res.height,
-                taken_at=res.taken_at,
-                orientation=res.orientation,
-                status=status,
-                error=res.error,
-            )
-            states[res.sha256] = status
-            if res.error:
-                counts["failed"] += 1
-                continue
-            stored = 0
-            for face in res.faces:
-                protected = key.protect(face.embedding)
-                if guard.blocks(
-                    protected, face.box, lambda p=res.path: imaging.load_image(p).pixels, ctx.pipeline
-                ):
-                    counts["blocked"] += 1
+def _record(done: dict[str, FileOutcome], first: dict[str, int], outcomes: list[FileOutcome]) -> None:
+    for sha, outcome in done.items():
+        outcomes[first[sha]] = outcome
+
+
+@dataclass
+class _Writer:
+    """The single writer of one ingest run: commits chunks of analysed photos."""
+
+    ctx: ServiceContext
+    lib: dict[str, Any]
+    key: Any
+    guard: Any
+    counts: dict[str, int]
+    states: dict[str, str]
+    uploads: dict[str, bytes]  # sha256 -> bytes of the uploaded photos
+    keep_copies: bool
+
+    def _pixels(self, res: PhotoResult) -> np.ndarray:
+        data = self.uploads.get(res.sha256)
+        if data is None:
+            return imaging.load_image(res.path).pixels
+        return imaging.decode_image(
+            data, max_bytes=len(data) + 1, max_pixels=self.ctx.settings.max_image_pixels
+        ).pixels
+
+    def commit(self, chunk: list[PhotoResult]) -> dict[str, FileOutcome]:
+        """One chunk, with the copies of its photos (staged first, placed after the commit: service/
+        photos.py); returns the outcome of each photo by hash."""
+        staged: dict[str, Staged] = {}
+        try:
+            if self.keep_copies:
+                for res in chunk:
+                    data = self.uploads.get(res.sha256)
+                    if res.error is None and data is not None:
+                        staged[res.sha256] = stage_library_copy(self.ctx.settings, self.lib["id"], data)
+                faults.point("library:copies_staged")
+            done = self._commit(chunk, set(staged))
+            faults.point("library:photos_committed")
+            for sha, st in staged.items():
+                if done[sha].status == "added":
+                    place_library_copy(self.ctx, st)
+        finally:
+            for st in staged.values():  # the copies of photos not added (or all, on an error)
+                st.path.unlink(missing_ok=True)
+        return done
+
+    def _commit(self, chunk: list[PhotoResult], copied: set[str]) -> dict[str, FileOutcome]:
+        """One transaction: the chunk's photos, their faces (minus those an opt-out blocks), crops, and
+        the new faces placed among the library's people."""
+        ctx, lib, key, counts = self.ctx, self.lib, self.key, self.counts
+        ad = face_context(lib)
+        out: dict[str, FileOutcome] = {}
+        with ctx.write() as conn:
+            for res in chunk:
+                if ctx.store.library_photo_by_sha(conn, lib["id"], res.sha256) is not None:
+                    counts["skipped"] += 1  # committed meanwhile by another run
+                    out[res.sha256] = FileOutcome("skipped", res.sha256)
                     continue
-                face_id = ctx.store.add_library_face(
+                status = "error" if res.error else "done"
+                photo_id = ctx.store.add_library_photo(
                     conn,
                     library_id=lib["id"],
-                    photo_id=photo_id,
-                    person_id=None,
-                    box=face.box,
-                    landmarks=face.landmarks,
-                    quality=face.quality,
-                    det_score=face.score,
-                    blob=key.seal(protected, ad),
-                    key_version=key.version,
+                    sha256=res.sha256,
+                    source=res.path,
+                    stored=res.error is None and res.sha256 in copied,
+                    size_bytes=res.size,
+                    width=res.width,
+                    height=res.height,
+                    taken_at=res.taken_at,
+                    orientation=res.orientation,
+                    status=status,
+                    error=res.error,
                 )
-                if face.crop is not None:
-                    data, media_type, w, h = face.crop
-                    ctx.store.add_library_crop(
+                self.states[res.sha256] = status
+                if res.error:
+                    counts["failed"] += 1
+                    out[res.sha256] = FileOutcome("failed", res.sha256, error=res.error, photo_id=photo_id)
+                    continue
+                stored = 0
+                for face in res.faces:
+                    protected = key.protect(face.embedding)
+                    if self.guard.blocks(protected, face.box, lambda r=res: self._pixels(r), ctx.pipeline):
+                        counts["blocked"] += 1
+                        continue
+                    face_id = ctx.store.add_library_face(
                         conn,
-                        face_id=face_id,
                         library_id=lib["id"],
-                        media_type=media_type,
-                        width=w,
-                        height=h,
-                        image=key.encrypt(data, crop_context(lib["id"], face_id)),
+                        photo_id=photo_id,
+                        person_id=None,
+                        box=face.box,
+                        landmarks=face.landmarks,
+                        quality=face.quality,
+                        det_score=face.score,
+                        blob=key.seal(protected, ad),
                         key_version=key.version,
                     )
-                stored += 1
-            ctx.store.update_library_photo(conn, photo_id, faces=stored)
-            counts["added"] += 1
-            counts["faces"] += stored
-        placed = assign_new_faces(ctx, lib, conn)
-        counts["people_created"] += placed["people_created"]
+                    if face.crop is not None:
+                        data, media_type, w, h = face.crop
+                        ctx.store.add_library_crop(
+                            conn,
+                            face_id=face_id,
+                            library_id=lib["id"],
+                            media_type=media_type,
+                            width=w,
+                            height=h,
+                            image=key.encrypt(data, crop_context(lib["id"], face_id)),
+                            key_version=key.version,
+                        )
+                    stored += 1
+                ctx.store.update_library_photo(conn, photo_id, faces=stored)
+                counts["added"] += 1
+                counts["faces"] += stored
+                out[res.sha256] = FileOutcome("added", res.sha256, faces=stored, photo_id=photo_id)
+            placed = assign_new_faces(ctx, lib, conn)
+            counts["people_created"] += placed["people_created"]
+        return out

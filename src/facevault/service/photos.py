@@ -11,6 +11,11 @@ writer process, and moved into place only once the enrollment has committed; aft
 row is looked up again, so an erasure that committed in between cannot leave the copy behind. A writer
 killed on the way leaves a staging file: the next open finishes the move if the enrollment committed,
 and deletes it otherwise (``sweep_staging``); ``doctor`` finds any other file that no row owns.
+
+The copies a photo library keeps of uploaded photos (``settings.library_photo_path(library id,
+sha256)``, service/library_uploads.py) follow the same discipline with the same helpers
+(``write_staged``, ``move_into_place``), in a staging area of their own under the library copies
+folder; ``sweep_staging`` sweeps both.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,26 +69,49 @@ def final_path(settings: Settings, collection_id: int, sha256: str) -> Path:
 
 @dataclass(frozen=True)
 class Staged:
-    """A photo copy written to the staging area, waiting for its enrollment to commit."""
+    """A photo copy written to a staging area, waiting for the transaction that owns it to commit.
+    ``owner_id``: the collection (enrolled photos) or library (library photos) it belongs to."""
 
     path: Path
     final: Path
-    collection_id: int
+    owner_id: int
     sha256: str
 
 
-def stage(settings: Settings, collection_id: int, data: bytes) -> Staged:
-    """Write ``data`` to the staging area (0600, fsynced) under a name that says what it is."""
-    sha = hashlib.sha256(data).hexdigest()
-    folder = staging_dir(settings)
+def write_staged(folder: Path, stem: str, data: bytes) -> Path:
+    """Write ``data`` to ``folder/<stem>-<pid>-<random>.part`` (0600, fsynced, never over another
+    file): the name says what it is and which process is writing it."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = folder / f"c{int(collection_id)}-{sha}-{os.getpid()}-{uuid.uuid4().hex[:12]}.part"
+    path = folder / f"{stem}-{os.getpid()}-{uuid.uuid4().hex[:12]}.part"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+    return path
+
+
+def move_into_place(path: Path, final: Path, still_owned: Callable[[], bool], fault: str) -> bool:
+    """Move a staged file to ``final`` after the transaction owning it committed; returns whether it
+    stayed. Ownership is checked after the move: if an erasure committed meanwhile (its own unlink came
+    too early to see this file), the file goes again."""
+    final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.replace(path, final)
+    except FileNotFoundError:  # a sweep of another process took it (it thought this writer dead)
+        return False
+    faults.point(fault)
+    if still_owned():
+        return True
+    final.unlink(missing_ok=True)
+    return False
+
+
+def stage(settings: Settings, collection_id: int, data: bytes) -> Staged:
+    """Write an enrolled photo's copy to the staging area."""
+    sha = hashlib.sha256(data).hexdigest()
+    path = write_staged(staging_dir(settings), f"c{int(collection_id)}-{sha}", data)
     return Staged(path, final_path(settings, collection_id, sha), int(collection_id), sha)
 
 
@@ -94,19 +122,10 @@ def owned(ctx: ServiceContext, collection_id: int, sha256: str) -> bool:
 
 
 def place(ctx: ServiceContext, staged: Staged) -> bool:
-    """Move a staged copy into place after its enrollment committed; returns whether it stayed. The row
-    is looked up after the move: if an erasure committed meanwhile (its own unlink came too early to see
-    this file), the copy goes again."""
-    staged.final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        os.replace(staged.path, staged.final)
-    except FileNotFoundError:  # a sweep of another process took it (it thought this writer dead)
-        return False
-    faults.point("photos:placed")
-    if owned(ctx, staged.collection_id, staged.sha256):
-        return True
-    staged.final.unlink(missing_ok=True)
-    return False
+    """Move a staged copy into place after its enrollment committed; returns whether it stayed."""
+    return move_into_place(
+        staged.path, staged.final, lambda: owned(ctx, staged.owner_id, staged.sha256), "photos:placed"
+    )
 
 
 def _writer_alive(pid: int, path: Path) -> bool:
@@ -125,22 +144,28 @@ def _writer_alive(pid: int, path: Path) -> bool:
     return True
 
 
-def staging_leftovers(settings: Settings) -> list[Path]:
-    """Staging files whose writer is gone (killed between writing a copy and moving or removing it)."""
-    folder = staging_dir(settings)
+def _leftovers(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
+    """Files of ``folder`` whose writer is gone (group 3 of ``pattern`` is the writer's pid), and files
+    that are not named as a writer names them."""
     if not folder.is_dir():
         return []
     out = []
     for path in sorted(folder.iterdir()):
-        m = STAGED_NAME.fullmatch(path.name)
+        m = pattern.fullmatch(path.name)
         if m is None or not _writer_alive(int(m.group(3)), path):
             out.append(path)
     return out
 
 
+def staging_leftovers(settings: Settings) -> list[Path]:
+    """Staging files whose writer is gone (killed between writing a copy and moving or removing it)."""
+    return _leftovers(staging_dir(settings), STAGED_NAME)
+
+
 def sweep_staging(ctx: ServiceContext) -> tuple[int, int]:
-    """Finish what killed writers left in the staging area: a copy whose enrollment committed is moved
-    into place, any other is deleted. Returns (moved, deleted)."""
+    """Finish what killed writers left in the staging areas (enrolled photos, and library photos:
+    ``sweep_library_copies``): a copy whose transaction committed is moved into place, any other is
+    deleted. Returns (moved, deleted)."""
     moved = deleted = 0
     for path in staging_leftovers(ctx.settings):
         m = STAGED_NAME.fullmatch(path.name)
@@ -152,6 +177,92 @@ def sweep_staging(ctx: ServiceContext) -> tuple[int, int]:
                 continue
         path.unlink(missing_ok=True)
         deleted += 1
+    lib_moved, lib_deleted = sweep_library_copies(ctx)
+    return moved + lib_moved, deleted + lib_deleted
+
+
+# ---- kept copies of library photos (service/library_uploads.py, library_erasure.py) ----------------
+# l<library id>-<sha256>-<pid>-<random>.part: a copy waiting for its photo row to commit;
+# l<library id>-files-<pid>-<random>.part: an erasure is changing that library's copies (blur, remove).
+LIBRARY_STAGED_NAME = re.compile(r"l(\d+)-([0-9a-f]{64}|files)-(\d+)-[0-9a-f]+\.part")
+
+
+def library_staging_dir(settings: Settings) -> Path:
+    return Path(settings.library_photos_root).resolve() / STAGING
+
+
+def library_copy_path(settings: Settings, library_id: int, sha256: str) -> Path:
+    return Path(settings.library_photo_path(int(library_id), sha256)).resolve()
+
+
+def library_copy_owned(ctx: ServiceContext, library_id: int, sha256: str) -> bool:
+    """Whether a photo row of this library keeps a copy with this hash."""
+    with ctx.read() as conn:
+        row = ctx.store.library_photo_by_sha(conn, library_id, sha256)
+    return row is not None and bool(row["stored"]) and row["status"] == "done"
+
+
+def stage_library_copy(settings: Settings, library_id: int, data: bytes) -> Staged:
+    """Write a library photo's copy to the library staging area (moved into place after its row
+    commits: ``place_library_copy``)."""
+    sha = hashlib.sha256(data).hexdigest()
+    path = write_staged(library_staging_dir(settings), f"l{int(library_id)}-{sha}", data)
+    return Staged(path, library_copy_path(settings, library_id, sha), int(library_id), sha)
+
+
+def place_library_copy(ctx: ServiceContext, staged: Staged) -> bool:
+    return move_into_place(
+        staged.path,
+        staged.final,
+        lambda: library_copy_owned(ctx, staged.owner_id, staged.sha256),
+        "library:copy_placed",
+    )
+
+
+def begin_library_file_changes(settings: Settings, library_id: int) -> Path:
+    """A marker saying this process is about to change a library's kept copies after a commit (blur or
+    remove them): if it is killed on the way, the next sweep deletes the copies no row owns any more."""
+    return write_staged(library_staging_dir(settings), f"l{int(library_id)}-files", b"")
+
+
+def unowned_library_copies(ctx: ServiceContext, library_id: int) -> list[Path]:
+    """Files of a library's copy folder that no photo row keeps. The files are listed before the rows
+    are read: a copy moved into place after its commit is owned by a row that the later read sees."""
+    folder = library_copy_path(ctx.settings, library_id, "x").parent
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir())
+    with ctx.read() as conn:
+        kept = ctx.store.library_copy_shas(conn, library_id)
+    return [p for p in files if p.name not in kept]
+
+
+def sweep_library_copies(ctx: ServiceContext) -> tuple[int, int]:
+    """What killed library writers left: a staged copy whose row committed is moved into place, any
+    other staged file is deleted, and where an erasure was changing copies, the copies no row keeps
+    any more are deleted. Returns (moved, deleted)."""
+    moved = deleted = 0
+    changed: set[int] = set()
+    for path in _leftovers(library_staging_dir(ctx.settings), LIBRARY_STAGED_NAME):
+        m = LIBRARY_STAGED_NAME.fullmatch(path.name)
+        if m is not None and m.group(2) == "files":
+            changed.add(int(m.group(1)))
+        elif m is not None:
+            lid, sha = int(m.group(1)), m.group(2)
+            staged = Staged(path, library_copy_path(ctx.settings, lid, sha), lid, sha)
+            if (
+                not staged.final.exists()
+                and library_copy_owned(ctx, lid, sha)
+                and place_library_copy(ctx, staged)
+            ):
+                moved += 1
+                continue
+        path.unlink(missing_ok=True)
+        deleted += 1
+    for lid in sorted(changed):
+        for path in unowned_library_copies(ctx, lid):
+            path.unlink(missing_ok=True)
+            deleted += 1
     return moved, deleted
 
 

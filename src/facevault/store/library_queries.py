@@ -16,6 +16,9 @@ from ..errors import ConflictError, NotFoundError
 from . import schema as t
 
 FACE_PAGE = 5000
+# The status of a photo row whose content an erasure removed or replaced: it keeps only the hash, so that
+# adding the same file again is skipped (service/library_erasure.py).
+ERASED = "erased"
 
 
 class LibraryQueries:
@@ -34,9 +37,14 @@ class LibraryQueries:
             raise NotFoundError(f"no library named {name!r}", code="library_not_found")
         return dict(row)
 
+    def update_library(self, conn: Connection, library_id: int, **values: Any) -> None:
+        conn.execute(update(t.libraries).where(t.libraries.c.id == library_id).values(**values))
+
     def list_libraries(self, conn: Connection) -> list[dict[str, Any]]:
         lib, ph, fa, pe = t.libraries, t.library_photos, t.library_faces, t.library_people
-        photos = select(func.count()).where(ph.c.library_id == lib.c.id).scalar_subquery()
+        photos = (
+            select(func.count()).where(ph.c.library_id == lib.c.id, ph.c.status != ERASED).scalar_subquery()
+        )
         faces = select(func.count()).where(fa.c.library_id == lib.c.id).scalar_subquery()
         people = select(func.count()).where(pe.c.library_id == lib.c.id).scalar_subquery()
         q = select(lib, photos.label("photos"), faces.label("faces"), people.label("people")).order_by(
@@ -57,6 +65,30 @@ class LibraryQueries:
         return {
             r[0]: r[1] for r in conn.execute(select(p.sha256, p.status).where(p.library_id == library_id))
         }
+
+    def library_photo_ids(self, conn: Connection, library_id: int, shas: Iterable[str]) -> dict[str, int]:
+        """sha256 -> photo id of those of ``shas`` the library holds."""
+        p = t.library_photos.c
+        wanted = sorted(set(shas))
+        out: dict[str, int] = {}
+        for start in range(0, len(wanted), 900):
+            q = select(p.sha256, p.id).where(
+                p.library_id == library_id, p.sha256.in_(wanted[start : start + 900])
+            )
+            out.update({str(a): int(b) for a, b in conn.execute(q)})
+        return out
+
+    def library_copy_shas(self, conn: Connection, library_id: int) -> set[str]:
+        """The hashes of the photos of which the library keeps a copy (the names of its copy files)."""
+        p = t.library_photos.c
+        q = select(p.sha256).where(p.library_id == library_id, p.stored.is_(True), p.status == "done")
+        return {str(r[0]) for r in conn.execute(q)}
+
+    def photo_face_ids(self, conn: Connection, photo_id: int) -> list[tuple[int, int | None]]:
+        """(face id, person id) of every face of one photo."""
+        f = t.library_faces.c
+        q = select(f.id, f.person_id).where(f.photo_id == photo_id).order_by(f.id)
+        return [(int(a), None if b is None else int(b)) for a, b in conn.execute(q)]
 
     def add_library_photo(self, conn: Connection, **values: Any) -> int:
         res = conn.execute(insert(t.library_photos).values(added_at=utcnow(), faces=0, **values))

@@ -1,26 +1,27 @@
 """Photo libraries over HTTP. Roles: ``admin`` creates libraries and erases people; ``enroller`` adds
-photos (paths on the server) and curates people (name with consent, merge, split, move, remove, hide,
-recluster); ``enroller``, ``reviewer`` and ``searcher`` browse people; only ``searcher`` (and admin)
-searches, with a purpose, audited."""
+photos (paths on the server, or uploads the library keeps copies of) and curates people (name with
+consent, merge, split, move, remove, hide, recluster); ``enroller``, ``reviewer`` and ``searcher`` browse
+people, face crops and photos; only ``searcher`` (and admin) searches, with a purpose, audited."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ...errors import InputError
+from ...errors import FaceVaultError, InputError
 from ...service import Vault
 from ..deps import vault_for
 from ..runner import run_sync
-from ..schemas import known_model
+from ..schemas import body_doc, known_model, parse_body
 from ..serialize import to_json
 from ..uploads import read_upload, safe_name
 
 router = APIRouter(prefix="/api/v1/libraries", tags=["libraries"])
 BROWSE = ("enroller", "reviewer", "searcher")
+COUNTS = ("photos", "added", "skipped", "failed", "faces", "blocked", "people_created")
 
 
 class LibraryCreate(BaseModel):
@@ -86,6 +87,56 @@ async def add_photos(
     )
 
 
+class UploadParams(BaseModel):
+    """No text fields: the photos are the file parts ``files``."""
+
+
+@router.post(
+    "/{library}/uploads",
+    summary="Add uploaded photos (kept as copies): de-duplicated, one result per file",
+    openapi_extra=body_doc(None, UploadParams, {"files": "many"}),
+)
+async def upload_photos(
+    request: Request, library: str, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    settings = request.app.state.api_settings
+    _, parts = await parse_body(request, UploadParams, max_files=settings.max_files_per_request)
+    uploads = parts.get("files", [])
+    if not uploads:
+        raise InputError("send one or more photos as multipart file parts named 'files'", code="no_images")
+    read: list[tuple[str, bytes | None, str | None]] = []
+    for i, upload in enumerate(uploads, 1):
+        name = safe_name(upload.filename, f"photo-{i}")
+        try:
+            read.append((name, await read_upload(upload, settings.max_upload_bytes), None))
+        except FaceVaultError as exc:  # too large: that file fails, the others go on
+            read.append((name, None, exc.code))
+    readable = [(name, data) for name, data, _ in read if data is not None]
+    if readable:
+        report = await run_sync(request, vault.libraries.library_upload, library, readable)
+    else:
+        await run_sync(request, vault.libraries.get_library, library)  # an unknown library: 404
+        report = {"library": library, **dict.fromkeys(COUNTS, 0), "audit_seq": None, "files": []}
+    done = iter(report["files"])
+    files = [
+        next(done)
+        if data is not None
+        else {"name": name, "sha256": None, "status": "failed", "faces": 0, "photo_id": None, "error": error}
+        for name, data, error in read
+    ]
+    unread = sum(1 for _, data, _ in read if data is None)
+    report |= {"files": files, "photos": report["photos"] + unread, "failed": report["failed"] + unread}
+    return to_json(report)
+
+
+@router.get("/{library}/photos/{photo_id}", summary="A photo's pixels (JPEG) in the frame of its face boxes")
+async def photo_image(
+    request: Request, library: str, photo_id: int, vault: Vault = vault_for(*BROWSE)
+) -> Response:
+    data, media_type = await run_sync(request, vault.libraries.library_photo, library, photo_id)
+    return Response(content=data, media_type=media_type)  # Cache-Control: no-store, as every /api/ reply
+
+
 @router.get("/{library}/people", summary="The people of a library with face and photo counts")
 async def people(
     request: Request, library: str, hidden: bool = False, vault: Vault = vault_for(*BROWSE)
@@ -106,7 +157,7 @@ async def crop(request: Request, library: str, face_id: int, vault: Vault = vaul
     if found is None:
         raise InputError("this library keeps no face crops", code="no_crop")
     data, media_type = found
-    return Response(content=data, media_type=media_type, headers={"Cache-Control": "no-store"})
+    return Response(content=data, media_type=media_type)  # Cache-Control: no-store, as every /api/ reply
 
 
 @router.post("/{library}/people/{person}/name", summary="Name a person, with a consent record")
@@ -159,9 +210,25 @@ async def recluster(request: Request, library: str, vault: Vault = vault_for("en
     return to_json(await run_sync(request, vault.libraries.library_recluster, library))
 
 
-@router.delete("/{library}/people/{person}", summary="Erase a person: templates, crops, name; photos stay")
-async def erase(request: Request, library: str, person: str, vault: Vault = vault_for()) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.libraries.library_erase_person, library, person))
+@router.delete(
+    "/{library}/people/{person}",
+    summary="Erase a person: templates, crops, name; photos kept, blurred or removed",
+)
+async def erase(
+    request: Request,
+    library: str,
+    person: str,
+    photos: str = Query(
+        default="keep",
+        pattern="^(keep|blur|remove)$",
+        description="The photos the person is in: keep them, blur the person's faces in the kept copies, "
+        "or remove the photos from the library (for everyone in them).",
+    ),
+    vault: Vault = vault_for(),
+) -> dict[str, Any]:
+    return to_json(
+        await run_sync(request, vault.libraries.library_erase_person, library, person, photos=photos)
+    )
 
 
 @router.post("/{library}/search", summary="Every photo of the probe's person (purpose required, audited)")
