@@ -388,3 +388,28 @@ def test_a_file_over_the_upload_limit_fails_alone(up) -> None:
     ]
     assert body["files"][0]["error"] == "image_too_large"
     assert (body["photos"], body["added"], body["failed"]) == (2, 1, 1)
+
+
+def test_every_person_has_a_feature_face_and_an_enroller_can_choose_it(up) -> None:
+    v, c, keys, _ = up
+    people = c.get(f"{LIB}/people", headers=auth(keys["searcher"])).json()
+    for p in people:  # the list shows the face the person page shows, one of that person's faces
+        shown = c.get(f"{LIB}/people/{p['person']}", headers=auth(keys["searcher"])).json()
+        assert p["feature_face"] == shown["feature_face"]
+        assert p["feature_face"] in {f["face_id"] for f in shown["faces_list"]}
+    many = next(p for p in people if p["faces"] >= 2)
+    faces = [
+        f["face_id"]
+        for f in c.get(f"{LIB}/people/{many['person']}", headers=auth(keys["admin"])).json()["faces_list"]
+    ]
+    other = next(f for f in faces if f != many["feature_face"])
+    url = f"{LIB}/people/{many['person']}/feature"
+    assert c.post(url, json={"face_id": other}, headers=auth(keys["searcher"])).status_code == 403
+    r = c.post(url, json={"face_id": other}, headers=auth(keys["enroller"]))
+    assert r.status_code == 200, r.text
+    assert r.json()["feature_face"] == other
+    listed = {p["person"]: p for p in c.get(f"{LIB}/people", headers=auth(keys["reviewer"])).json()}
+    assert listed[many["person"]]["feature_face"] == other
+    stranger = next(p for p in people if p["person"] != many["person"])
+    wrong = c.post(url, json={"face_id": stranger["feature_face"]}, headers=auth(keys["enroller"]))
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "not_this_person"

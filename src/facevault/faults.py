@@ -9,6 +9,9 @@ The points, in the order a use case passes them:
 - ``enroll:db_committed``: the enrollment's store transaction committed, the index not updated yet
 - ``photos:staged`` / ``photos:enrolled`` / ``photos:placed``: an uploaded photo's copy in the staging
   area, its enrollment committed, the copy moved into place (service/photos.py)
+- ``library:copies_staged`` / ``library:photos_committed`` / ``library:copy_placed``: a chunk of uploaded
+  library photos staged, its rows committed, a copy moved into place (service/library_ingest.py)
+- ``library_erase:committed``: a library erasure committed, kept copies not blurred or removed yet
 - ``erase:before_commit`` / ``erase:db_committed``: inside / after the erasure's store transaction
 - ``erase:index_updated`` / ``erase:files_removed``: the index, then the photo copies, brought in line
 - ``migrate:reembedded``: every crop re-embedded, nothing stored yet

@@ -145,8 +145,17 @@ def list_people(ctx: ServiceContext, library: str, *, include_hidden: bool = Fal
     """Every person with face and photo counts, most photos first; hidden people only when asked."""
     with ctx.read() as conn:
         lib = ctx.store.get_library(conn, library)
-        rows = ctx.store.list_people(conn, lib["id"])
-    return [person_view(r) for r in rows if include_hidden or not r["hidden"]]
+        rows = [r for r in ctx.store.list_people(conn, lib["id"]) if include_hidden or not r["hidden"]]
+        unset = [int(r["id"]) for r in rows if r["feature_face_id"] is None]
+        faces = ctx.store.person_face_qualities(conn, lib["id"], unset)
+    by_person: dict[int, list[dict[str, Any]]] = {}
+    for f in faces:
+        by_person.setdefault(int(f["person_id"]), []).append(f)
+    # the thumbnail a person is shown with: the chosen feature face, else its best face (as show_person)
+    return [
+        person_view(r) | {"feature_face": r["feature_face_id"] or _best_face(by_person.get(int(r["id"]), []))}
+        for r in rows
+    ]
 
 
 def face_view(face: dict[str, Any], photo: dict[str, Any] | None) -> dict[str, Any]:

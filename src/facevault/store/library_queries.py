@@ -301,6 +301,20 @@ class LibraryQueries:
         )
         return [dict(r) for r in conn.execute(q).mappings()]
 
+    def person_face_qualities(
+        self, conn: Connection, library_id: int, person_ids: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """(id, person_id, quality) of every face of ``person_ids`` (for their best face)."""
+        f = t.library_faces.c
+        out: list[dict[str, Any]] = []
+        ids = list(person_ids)
+        for start in range(0, len(ids), 900):
+            q = select(f.id, f.person_id, f.quality).where(
+                f.library_id == library_id, f.person_id.in_(ids[start : start + 900])
+            )
+            out += [dict(r) for r in conn.execute(q).mappings()]
+        return out
+
     def update_person(self, conn: Connection, person_id: int, **values: Any) -> None:
         conn.execute(update(t.library_people).where(t.library_people.c.id == person_id).values(**values))
 

@@ -63,6 +63,10 @@ class Hide(BaseModel):
     hidden: bool = True
 
 
+class Feature(BaseModel):
+    face_id: int
+
+
 @router.get("", summary="List the photo libraries")
 async def list_libraries(request: Request, vault: Vault = vault_for(*BROWSE)) -> list[dict[str, Any]]:
     return to_json(await run_sync(request, vault.libraries.list_libraries))
@@ -203,6 +207,15 @@ async def hide(
     request: Request, library: str, person: str, body: Hide, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
     return to_json(await run_sync(request, vault.libraries.library_hide, library, person, body.hidden))
+
+
+@router.post("/{library}/people/{person}/feature", summary="Choose the face a person is shown with")
+async def feature(
+    request: Request, library: str, person: str, body: Feature, vault: Vault = vault_for("enroller")
+) -> dict[str, Any]:
+    return to_json(
+        await run_sync(request, vault.libraries.library_feature_face, library, person, body.face_id)
+    )
 
 
 @router.post("/{library}/recluster", summary="Group every face again, keeping manual decisions")
