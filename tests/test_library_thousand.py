@@ -57,6 +57,7 @@ def _vault_bytes(home: Path) -> list[tuple[Path, bytes]]:
 def test_a_thousand_photos_people_consent_search_erase_and_nothing_left(tmp_path: Path) -> None:
     home = tmp_path / "vault"
     folder = _folder(tmp_path)
+    _cli(home, "init")
     _cli(
         home,
         "library",

@@ -391,7 +391,7 @@ def test_a_file_over_the_upload_limit_fails_alone(up) -> None:
 
 
 def test_every_person_has_a_feature_face_and_an_enroller_can_choose_it(up) -> None:
-    v, c, keys, _ = up
+    _, c, keys, _ = up
     people = c.get(f"{LIB}/people", headers=auth(keys["searcher"])).json()
     for p in people:  # the list shows the face the person page shows, one of that person's faces
         shown = c.get(f"{LIB}/people/{p['person']}", headers=auth(keys["searcher"])).json()

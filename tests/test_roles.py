@@ -108,6 +108,10 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/libraries/{library}/recluster"): {"admin", "enroller"},
     ("DELETE", "/api/v1/libraries/{library}/people/{person}"): {"admin"},
     ("POST", "/api/v1/libraries/{library}/search"): {"admin", "searcher"},
+    ("POST", "/api/v1/libraries/{library}/uploads"): {"admin", "enroller"},
+    ("GET", "/api/v1/libraries/{library}/photos/{photo_id}"): BROWSE,
+    ("POST", "/api/v1/libraries/{library}/people/{person}/feature"): {"admin", "enroller"},
+    ("GET", "/api/v1/collections/-/choices"): {"admin"},
 }
 # The retention policy must be public (BIPA 740 ILCS 14/15(a)): no key.
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/retention/policy")}
@@ -115,6 +119,7 @@ PATH_VALUES = {
     "library": "no-such-library",
     "person": "1",
     "face_id": "1",
+    "photo_id": "1",
     "collection": "no-such-collection",
     "subject": "1",
     "sample_id": "1",

@@ -19,6 +19,8 @@ class EnrollOutcome:
     box: list[float] | None = None
     quality: dict[str, float] | None = None
     image_sha256: str | None = None
+    # The uploaded file's name (photos enrolled over HTTP; None for paths): what the user calls it.
+    original_name: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -320,6 +322,8 @@ class SampleInfo(Record):
     box: list[float]
     quality: Any
     created_at: str | None
+    # The uploaded file's name for a photo enrolled over HTTP (None: enrolled from a path, or unknown).
+    original_name: str | None = None
 
 
 @dataclass(eq=False)

@@ -6,18 +6,22 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 
 from starlette.datastructures import UploadFile
 
 from ..errors import ImageTooLargeError, InputError
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+# Letters and digits of any script, and the punctuation file names usually have; anything else (path
+# separators, double quotes, control and bidirectional-override characters...) becomes "_".
+_UNSAFE = re.compile(r"[^\w.()\[\],+'&@ -]+")
 CHUNK = 1024 * 1024
 
 
 def safe_name(filename: str | None, default: str = "upload") -> str:
-    """A display name for an uploaded file: its base name, tamed. It is never used as a server path."""
-    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    """A display name for an uploaded file: its base name, tamed (it is kept as the photo's
+    ``original_name`` and shown to users). It is never used as a server path."""
+    base = unicodedata.normalize("NFC", filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     base = _UNSAFE.sub("_", base).strip(" .")[:120]
     return base or default
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -23,21 +24,56 @@ def enroll(
     largest: Annotated[
         bool, typer.Option("--largest", help="Use the largest face when there are several.")
     ] = False,
+    anyway: Annotated[
+        bool,
+        typer.Option(
+            "--anyway",
+            help="Enroll faces that resemble another subject of the collection (only if you are sure "
+            "the photo shows this person); identity conflicts are refused all the same.",
+        ),
+    ] = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Detect, quality-check, align, embed and store one face per image. Exit code 10 if any image was
-    rejected (the others are still enrolled)."""
+    """Detect, quality-check, align, embed and store one face per image. A face that resembles another
+    subject (a search would name them) is refused as resembles_another_subject unless --anyway. Exit
+    code 10 if any image was rejected (the others are still enrolled)."""
 
-    outcomes = with_vault(home, as_json, lambda v: v.enroll(collection, subject, images, largest=largest))
-    emit(outcomes, as_json, lambda rows: map(_outcome, rows))
+    def run_enroll(v: Any) -> Any:
+        how = v.enroll_anyway if anyway else v.enroll
+        return how(collection, subject, images, largest=largest)
+
+    outcomes = with_vault(home, as_json, run_enroll)
+    emit(outcomes, as_json, lambda rows: _outcomes(rows, collection, subject))
     if any(not o.ok for o in outcomes):
         raise typer.Exit(EXIT_PARTIAL)
 
 
+RESEMBLES = "resembles_another_subject"
+
+
+def _outcomes(rows: list[Any], collection: str, subject: str) -> Iterator[str]:
+    yield from map(_outcome, rows)
+    warned = [o.image for o in rows if o.reason == RESEMBLES]
+    if warned:
+        photos = " ".join(shlex.quote(p) for p in warned)
+        one = len(warned) == 1
+        yield (
+            f"warning: {len(warned)} {'photo looks' if one else 'photos look'} like another person in this "
+            f"collection and {'was' if one else 'were'} not enrolled. A wrong photo makes searches name the "
+            f"wrong person: check {'it' if one else 'them'}, and enroll only what shows this person with"
+        )
+        yield f"  facevault enroll {shlex.quote(collection)} {shlex.quote(subject)} --anyway {photos}"
+
+
 def _outcome(o: Any) -> str:
     if o.ok:
-        return f"enrolled  {o.image}  sample #{o.sample_id}  quality {o.quality['overall']:.2f}"
+        line = f"enrolled  {o.image}  sample #{o.sample_id}  quality {o.quality['overall']:.2f}"
+        return f"{line}  ({o.message})" if o.message else line
+    if o.reason == RESEMBLES:
+        return (
+            f"WARNING   {o.image}  {o.reason}: {o.message}; not enrolled (use --anyway if it is this person)"
+        )
     return f"rejected  {o.image}  {o.reason}: {o.message}"
 
 
@@ -164,12 +200,15 @@ def _print_probe(probe: str, res: Any, as_json: bool, error: bool) -> None:
 
 
 def _found(res: Any) -> Iterator[str]:
+    from ..service.annotate import summary
+
+    yield summary(res)
     yield (
         f"threshold {res.threshold:.4f} (false-match rate {res.threshold_fmr:.0e} per comparison); "
         f"audit entry #{res.audit_seq}"
     )
-    for face in res.faces:
-        yield f"face {face.face_index} at {face.box}:"
+    for face in res.faces:  # left to right (face_index 0 is the leftmost); numbered from 1 as in the summary
+        yield f"face {face.face_index + 1} (from the left) at {face.box}:"
         if not face.searched:
             yield f"  not searched: {face.skipped_reason}"
         elif not face.candidates:

@@ -1,20 +1,26 @@
 """One sample at a time: erase a wrong photo of a subject (with an erasure receipt), or move it to the
-subject it really shows. The subject and its consent record stay in both cases."""
+subject it really shows. The subject and its consent record stay in both cases. Also the uploaded file
+names of photos enrolled over HTTP (``images.original_name``): recorded after their enrollment and shown
+with the subject's samples."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 
 from ..audit_events import AuditEvent
 from ..errors import InputError, NotFoundError
-from ..results import Record
+from ..results import EnrollOutcome, Record, SubjectInfo
 from ..store import schema as t
 from .compat_faces import SamplesReceipt, erase_samples
 from .context import ServiceContext
 from .enroll import require_valid_consent
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,3 +93,36 @@ def move_sample(ctx: ServiceContext, collection: str, subject: str, sample_id: i
             ),
         )
     return SampleMove(collection, int(sample_id), src["id"], src["name"], dst["id"], dst["name"], seq)
+
+
+# ---- uploaded file names --------------------------------------------------------------------------
+def record_original_names(
+    vault: Vault, collection: str, outcomes: Sequence[EnrollOutcome], names: Sequence[str]
+) -> int:
+    """Give each outcome its uploaded file's name (``names``, in the same order) and record it on the
+    image row of every photo that was enrolled; returns how many rows were named. Written after the
+    enrollment's own commit: a subject or sample erased in between leaves no name behind (the update
+    finds no row), and the name goes with the image row on any later erasure."""
+    named: dict[int, str] = {}
+    for out, name in zip(outcomes, names, strict=True):
+        out.original_name = name
+        if out.ok and out.sample_id is not None:
+            named[int(out.sample_id)] = name
+    if not named:
+        return 0
+    ctx = vault.context
+    with ctx.write() as conn:
+        cid = int(ctx.store.get_collection(conn, collection)["id"])
+        return ctx.store.name_images(conn, cid, named)
+
+
+def with_original_names(vault: Vault, info: SubjectInfo) -> SubjectInfo:
+    """``info`` with each listed sample's uploaded file name (``original_name``; None when enrolled
+    from a path)."""
+    samples = info.samples or []
+    if not samples or all(s.original_name is not None for s in samples):
+        return info
+    ctx = vault.context
+    with ctx.read() as conn:
+        names = ctx.store.original_names(conn, [s.sample_id for s in samples])
+    return replace(info, samples=[replace(s, original_name=names.get(s.sample_id)) for s in samples])

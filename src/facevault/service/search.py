@@ -160,7 +160,7 @@ def conclude(
         with ctx.write() as conn:
             ctx.log(conn, Searched(outcome="no_face", **entry))
         raise NoFaceError("no face was found in the probe image")
-    results = search_faces(ctx, req.coll, faces, req.top_k, req.threshold)
+    results = search_faces(ctx, req.coll, left_to_right(faces), req.top_k, req.threshold)
     with ctx.write() as conn:
         seq = ctx.log(
             conn,
@@ -236,6 +236,13 @@ def search_embedding(
             ),
         )
     return candidates
+
+
+def left_to_right(faces: list[ProcessedFace]) -> list[ProcessedFace]:
+    """The probe's faces ordered by their box's left edge (then top edge), as a person reads the photo:
+    a result's ``face_index`` is that place (0: the leftmost face), the same order as its summary, its
+    labelled boxes, its audit entry's ``candidates`` and its review candidates."""
+    return sorted(faces, key=lambda f: tuple(f.face.box_list()[:2]))
 
 
 def search_faces(

@@ -63,6 +63,34 @@ class SampleQueries:
         )
         return int(res.inserted_primary_key[0])
 
+    def name_images(self, conn: Connection, collection_id: int, names: dict[int, str]) -> int:
+        """Record the uploaded file name (``images.original_name``) of the image of each sample in
+        ``names`` (sample id -> name), only where the sample is still in ``collection_id`` and its image
+        has no name yet; returns how many image rows were named. A sample erased meanwhile names nothing."""
+        named = 0
+        s, i = t.samples.c, t.images.c
+        for sample_id, name in names.items():
+            image_id = select(s.image_id).where(s.id == int(sample_id), s.collection_id == collection_id)
+            res = conn.execute(
+                update(t.images)
+                .where(i.id == image_id.scalar_subquery(), i.original_name.is_(None))
+                .values(original_name=name)
+            )
+            named += int(res.rowcount)
+        return named
+
+    def original_names(self, conn: Connection, sample_ids: Sequence[int]) -> dict[int, str | None]:
+        """The uploaded file name of each sample's image (None: enrolled from a path, or before 0008)."""
+        if not sample_ids:
+            return {}
+        s, i = t.samples.c, t.images.c
+        q = (
+            select(s.id, i.original_name)
+            .join_from(t.samples, t.images, s.image_id == i.id)
+            .where(s.id.in_([int(x) for x in sample_ids]))
+        )
+        return {int(r[0]): r[1] for r in conn.execute(q)}
+
     def add_sample(
         self,
         conn: Connection,

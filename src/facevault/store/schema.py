@@ -25,7 +25,7 @@ from sqlalchemy import (
 
 from ..config import DEFAULT_RETENTION_DAYS
 
-SCHEMA_VERSION = 7  # the Alembic revision count; alembic_version holds the revision id
+SCHEMA_VERSION = 8  # the Alembic revision count; alembic_version holds the revision id
 
 # Ids the audit log, receipts or files (photos/c<id>, collection-<id>.faiss) refer to are never given out
 # twice: SQLite reuses the highest deleted rowid unless a table is AUTOINCREMENT (revision 0004);
@@ -105,6 +105,9 @@ images = Table(
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The uploaded file's (sanitised) name for photos enrolled over HTTP (revision 0008); NULL otherwise.
+    # Personal data like the photo: erased with the row.
+    Column("original_name", String(200), nullable=True),
     UniqueConstraint("collection_id", "sha256", name="uq_image_sha"),
     **NEVER_REUSED,
 )

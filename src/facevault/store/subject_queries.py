@@ -154,6 +154,7 @@ class SubjectQueries:
                 s.created_at,
                 i.source,
                 i.sha256,
+                i.original_name,
             )
             .join_from(t.samples, t.images, s.image_id == i.id)
             .where(s.subject_id == subject_id)

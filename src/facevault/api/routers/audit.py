@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from ...config import as_utc, utcnow
-from ...errors import InputError
+from ...errors import FaceVaultError, InputError
 from ...service import Vault
 from ..deps import vault_for
 from ..errors import error_body, request_id_of
@@ -18,8 +18,9 @@ from ..runner import run_sync
 from ..serialize import to_json
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
-# A request id is kept in an entry's details, which the store cannot filter on: that filter looks at
-# this many of the newest entries that pass the other filters.
+# A request id is kept in an entry's details, which the store cannot filter on, and the store pages by
+# time only: the request_id and before filters look at this many of the newest entries that pass the
+# other filters (with before, pass until near that entry's time and the window starts there).
 REQUEST_ID_WINDOW = 10_000
 Since = Query(default=None, description="From this time (ISO 8601; a date means midnight UTC), inclusive.")
 Until = Query(default=None, description="Up to this time (ISO 8601), exclusive.")
@@ -33,7 +34,19 @@ def utc(value: datetime | None, field: str) -> datetime | None:
         raise InputError(f"{field} is out of range", code="invalid_time") from None
 
 
-@router.get("", summary="Newest audit entries first, optionally filtered")
+# Where an entry's details name subjects by id (the log itself holds ids, never names).
+SUBJECT_ID_FIELDS = ("subject_id", "from_subject_id", "to_subject_id")
+SUBJECT_ID_LISTS = ("subject_ids", "subjects_erased")
+# Roles that may read subject names anyway (admin: every use case; None: the local CLI). An auditor
+# reads the log, not the gallery: it sees ids only (docs/PRIVACY.md, "Audit log").
+MAY_SEE_SUBJECT_NAMES = (None, "admin")
+
+
+@router.get(
+    "",
+    summary="Newest audit entries first, optionally filtered; each names the actor's key "
+    "(actor_name) and, for an admin, the subjects its details refer to (subject_names)",
+)
 async def list_audit(
     request: Request,
     limit: int = Query(default=100, ge=1, le=1000),
@@ -42,6 +55,12 @@ async def list_audit(
     collection: str | None = Query(default=None, max_length=200),
     case_id: str | None = Query(default=None, max_length=200),
     request_id: str | None = Query(default=None, max_length=64, description="Entries of one API request."),
+    before: int | None = Query(
+        default=None,
+        ge=1,
+        description="Only entries older than this sequence number (the next page: the last entry's seq; "
+        "give until too, e.g. that entry's time rounded up, so the page is found fast).",
+    ),
     since: datetime | None = Since,
     until: datetime | None = Until,
     vault: Vault = vault_for("auditor"),
@@ -54,17 +73,70 @@ async def list_audit(
         "since": utc(since, "since"),
         "until": utc(until, "until"),
     }
+    windowed = bool(request_id) or before is not None
     rows = to_json(
         await run_sync(
             request,
             vault.audit_entries,
-            REQUEST_ID_WINDOW if request_id else limit,
+            REQUEST_ID_WINDOW if windowed else limit,
             **{k: v for k, v in filters.items() if v},
         )
     )
     if request_id:
-        rows = [e for e in rows if request_id in _request_ids(e)][:limit]
-    return rows
+        rows = [e for e in rows if request_id in _request_ids(e)]
+    if before is not None:
+        rows = [e for e in rows if int(e["seq"]) < before]
+    rows = rows[:limit]
+    return await run_sync(request, _with_names, vault, rows)
+
+
+def _with_names(vault: Vault, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each entry with ``actor_name`` (the name its API key was given, when the actor is a key) and,
+    where the caller may read subjects, ``subject_names`` ({id: name} of the subjects its details name
+    that still exist; an erased subject stays an id). Names are looked up now: the log keeps ids."""
+    keys = {f"key:{k.prefix}": k.name for k in vault.list_api_keys()}
+    subjects: dict[int, str] = {}
+    if vault.role in MAY_SEE_SUBJECT_NAMES:
+        for coll in sorted({str(e["collection"]) for e in rows if e.get("collection") and _subject_ids(e)}):
+            try:
+                subjects.update({int(s["id"]): str(s["name"]) for s in vault.list_subjects(coll)})
+            except FaceVaultError:  # a collection deleted since: its subjects are gone
+                continue
+    out = []
+    for e in rows:
+        named = {**e, "actor_name": keys.get(str(e.get("actor")))}
+        if vault.role in MAY_SEE_SUBJECT_NAMES:
+            named["subject_names"] = {str(i): subjects[i] for i in sorted(_subject_ids(e)) if i in subjects}
+        out.append(named)
+    return out
+
+
+def _subject_ids(entry: dict[str, Any]) -> set[int]:
+    """The subject ids an entry's details name: single fields, lists, and a search's candidates
+    (``[[subject id, similarity], ...]`` per face, or one such list)."""
+    details = entry.get("details") or {}
+    ids: set[int] = set()
+    for k in SUBJECT_ID_FIELDS:
+        if isinstance(details.get(k), int):
+            ids.add(details[k])
+    for k in SUBJECT_ID_LISTS:
+        ids.update(i for i in details.get(k) or [] if isinstance(i, int))
+
+    def pairs(value: Any) -> None:
+        if (
+            isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], int)
+            and not isinstance(value[1], list)
+        ):
+            ids.add(value[0])
+        elif isinstance(value, list):
+            for v in value:
+                pairs(v)
+
+    if entry.get("action") in ("search", "review"):
+        pairs(details.get("candidates"))
+    return ids
 
 
 def _request_ids(entry: dict[str, Any]) -> set[str]:

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ...config import iso
-from ...service import Vault
+from ...config import iso, models_dir_setting
+from ...service import Vault, packs
 from ..auth import ANY_ROLE
 from ..deps import vault_for
 from ..runner import run_sync
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
 
 def _public(result: Any) -> dict[str, Any]:
     row = to_json(result)
-    out = {k: row[k] for k in ("id", "name", "model_id", "dim") if k in row}
+    out = {k: row[k] for k in ("id", "name", "model_id", "dim", "retention_days") if k in row}
     if "keep_crops" in row:
         out["keep_crops"] = bool(row["keep_crops"])
     if "detector" in row:
@@ -52,6 +52,22 @@ async def create_collection(
         detector=body.detector,
     )
     return _public(row)
+
+
+# Two segments, so that it shadows no collection: GET /{collection} takes any one-segment name.
+@router.get(
+    "/-/choices",
+    summary="The model packs and detectors a new collection can use (admin): what collection create's "
+    "model and detector take",
+)
+async def collection_choices(request: Request, vault: Vault = vault_for("admin")) -> dict[str, Any]:
+    found = await run_sync(request, packs.list_packs, models_dir_setting(vault.settings.home))
+    models = [p["name"] for p in found["builtin"]] + [p["name"] for p in found["installed"]]
+    detectors = [
+        {k: d[k] for k in ("name", "kind", "landmarks", "license", "commercial_use")}
+        for d in found["detectors"]
+    ]
+    return {"models": models, "detectors": detectors}
 
 
 @router.get("/{collection}", summary="One collection")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import FaceVaultError, InputError
 from ...results import EnrollOutcome
-from ...service import Vault, photos
+from ...service import Vault, photos, samples
 from ..deps import request_id, vault_for
 from ..errors import api_message
 from ..runner import run_sync
@@ -95,7 +95,7 @@ def external_ref(external_id: str) -> str:
 async def get_subject_by_external_id(
     request: Request, collection: str, external_id: str, vault: Vault = vault_for("enroller", "reviewer")
 ) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.get_subject, collection, external_ref(external_id)))
+    return to_json(await run_sync(request, _subject, vault, collection, external_ref(external_id)))
 
 
 @router.delete(BY_EXTERNAL_ID, summary="Erase the subject with this external id (and nobody else)")
@@ -109,7 +109,12 @@ async def delete_subject_by_external_id(
 async def get_subject(
     request: Request, collection: str, subject: str, vault: Vault = vault_for("enroller", "reviewer")
 ) -> dict[str, Any]:
-    return to_json(await run_sync(request, vault.get_subject, collection, subject))
+    return to_json(await run_sync(request, _subject, vault, collection, subject))
+
+
+def _subject(vault: Vault, collection: str, subject: str) -> Any:
+    """The subject with its samples, each named by its uploaded file where it was enrolled over HTTP."""
+    return samples.with_original_names(vault, vault.get_subject(collection, subject))
 
 
 @router.delete("/{subject}", summary="Erase a subject with every sample and its consent record")
@@ -165,7 +170,7 @@ async def enroll_samples(
     readable = [(name, data) for name, data, _ in uploads if data is not None]
     enrolled = await run_sync(
         request,
-        photos.enroll_photos,
+        _enroll_named,
         vault,
         collection,
         subject,
@@ -185,6 +190,16 @@ async def enroll_samples(
     }
 
 
+def _enroll_named(
+    vault: Vault, collection: str, subject: str, readable: list[tuple[str, bytes]], **options: Any
+) -> list[EnrollOutcome]:
+    """Enroll the uploads, then keep each enrolled photo's uploaded file name with its image record
+    (``original_name``): outcomes and sample lists name the user's file, never the server's copy."""
+    outcomes = photos.enroll_photos(vault, collection, subject, readable, **options)
+    samples.record_original_names(vault, collection, outcomes, [name for name, _ in readable])
+    return outcomes
+
+
 def _merge(uploads: list[Upload], enrolled: list[EnrollOutcome]) -> list[EnrollOutcome]:
     """One outcome per upload, in order: the vault's for readable uploads, the refusal for the others
     (too large to read)."""
@@ -194,7 +209,13 @@ def _merge(uploads: list[Upload], enrolled: list[EnrollOutcome]) -> list[EnrollO
         if data is None:
             assert error is not None
             merged.append(
-                EnrollOutcome(image=name, status="rejected", reason=error.code, message=error.message)
+                EnrollOutcome(
+                    image=name,
+                    status="rejected",
+                    reason=error.code,
+                    message=error.message,
+                    original_name=name,
+                )
             )
         else:
             merged.append(next(it))
