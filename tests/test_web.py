@@ -205,10 +205,38 @@ def test_sign_in_enroll_search_erase_and_audit_in_chromium(
         expect(page.locator("main h2")).to_have_text("3 entries")
         expect(page.locator("tbody")).to_contain_text("browser test: find a person")
         expect(page.locator("tbody")).to_contain_text("E2E-1")
+        expect(page.get_by_role("region", name="Audit entries")).not_to_contain_text("null")
         _shot(page, "audit")
         page.get_by_label("Action").select_option("login")  # one entry per sign-in, none per page
         page.get_by_role("button", name="Show entries").click()
         expect(page.locator("main h2")).to_have_text("4 entries")
+        # details name the subjects that still exist (for an admin) and the key that acted
+        page.get_by_label("Action").select_option("enroll")
+        page.get_by_role("button", name="Show entries").click()
+        hugo = page.locator("tbody tr").filter(has_text="Hugo Chavez (#")
+        expect(hugo).to_have_count(1)
+        expect(hugo).to_contain_text("enroller test key (key:")
+        # sign-ins are hidden unless asked for; the log is paged, newest first
+        page.get_by_label("Action").select_option("")
+        page.get_by_label("Entries per page").fill("3")
+        before = page.get_by_test_id("audit-page").inner_text()
+        page.get_by_role("button", name="Show entries").click()
+        expect(page.get_by_test_id("audit-page")).not_to_have_text(before)
+        expect(page.get_by_test_id("audit-page")).to_contain_text("Page 1")
+        first = page.get_by_test_id("audit-page").inner_text()
+        page.get_by_role("button", name="Older entries →").click()
+        expect(page.get_by_test_id("audit-page")).to_contain_text("Page 2")
+        assert page.get_by_test_id("audit-page").inner_text() != first
+        expect(page.locator("tbody")).not_to_contain_text("login")
+        page.get_by_role("button", name="← Newer entries").click()
+        expect(page.get_by_test_id("audit-page")).to_have_text(first)
+        page.get_by_label("Entries per page").fill("1000")
+        page.get_by_role("button", name="Show entries").click()
+        expect(page.get_by_test_id("logins-hidden")).to_contain_text("4 sign-ins hidden")
+        page.get_by_label("Show sign-ins").check()
+        expect(page.get_by_test_id("logins-hidden")).to_have_count(0)
+        expect(page.locator("tbody")).to_contain_text("login")
+        page.get_by_label("Show sign-ins").uncheck()
 
         # phone width: the search page still works
         page.set_viewport_size({"width": 390, "height": 844})

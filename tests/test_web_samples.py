@@ -65,10 +65,17 @@ def test_wrong_photo_warns_then_is_moved_and_deleted_in_chromium(browser, api_ap
         expect(results).to_contain_text("enrolled anyway")
         samples = page.get_by_test_id("sample")
         expect(samples).to_have_count(3)
+        # each sample is shown with the name of the file it was enrolled from (kept with the image record)
+        expect(page.get_by_test_id("sample-name")).to_have_text(
+            ["Colin_Powell_0001.jpg", "Colin_Powell_0002.jpg", "Tony_Blair_0050.jpg"]
+        )
+        expect(results.locator("td.filename")).to_have_text(["Tony_Blair_0050.jpg"])
 
         # the wrong sample goes to Tony Blair, then is deleted there
         wrong = samples.nth(2)
-        sample_id = int(wrong.locator("figcaption").inner_text().lstrip("#"))
+        caption = re.match(r"#(\d+)", wrong.locator("figcaption").inner_text())
+        assert caption is not None
+        sample_id = int(caption.group(1))
         wrong.get_by_role("button", name=f"Move sample {sample_id}").click()
         page.get_by_label(f"Move sample {sample_id} to").select_option(label="Tony Blair")
         page.get_by_role("button", name="Move", exact=True).click()

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .docs import mount_docs
 
-PAGES = ("signin", "search", "verify", "subjects", "audit", "review", "admin")
+PAGES = ("signin", "search", "verify", "subjects", "audit", "review", "admin", "people")
 
 
 def mount_web(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ const PAGES = {
   subjects: { title: "Subjects", roles: ["admin", "enroller", "reviewer"] },
   audit: { title: "Audit", roles: ["admin", "auditor"] },
   review: { title: "Review", roles: ["admin", "reviewer"] },
+  people: { title: "People", roles: ["admin", "enroller", "reviewer", "searcher"] },
   admin: { title: "Admin", roles: ["admin"] },
 };
 const CAN_ENROLL = ["admin", "enroller"];
@@ -164,7 +165,8 @@ function render() {
     return;
   }
   document.title = `${PAGES[page].title} · facevault`;
-  ({ search: searchPage, verify: verifyPage, subjects: subjectsPage, audit: auditPage, review: reviewPage, admin: adminPage })[page]();
+  ({ search: searchPage, verify: verifyPage, subjects: subjectsPage, audit: auditPage, review: reviewPage, admin: adminPage,
+     people: () => peoplePage() })[page]();  // peoplePage: people.js
 }
 
 window.addEventListener("popstate", render);
@@ -598,7 +600,8 @@ async function showSubject(detail, id, reload) {
   const samples = h("div", { class: "thumbs samples", "data-testid": "samples" }, s.samples.map((x) =>
     h("figure", { class: "sample", "data-testid": "sample" },
       thumb(collection, s.id, x.sample_id, `Sample ${x.sample_id} of ${s.name}`),
-      h("figcaption", {}, `#${x.sample_id}`),
+      h("figcaption", {}, `#${x.sample_id}`, x.original_name
+        ? h("span", { class: "filename", title: x.original_name, "data-testid": "sample-name" }, x.original_name) : null),
       allowed(CAN_ENROLL) ? sampleActions(base, s, x, refresh, reload) : null)));
   detail.replaceChildren(h("h2", { tabindex: "-1", id: "subject-title" }, s.name),
     h("p", { class: "meta" }, `Subject #${s.id}${s.external_id ? ` · external id ${s.external_id}` : ""} · created ${when(s.created_at)} UTC`),
@@ -725,7 +728,7 @@ function showOutcomes(res, chosen, base, largest, refresh, reload) {
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Photo"), h("th", { scope: "col" }, "Outcome"),
       h("th", { scope: "col" }, "Details"))),
     h("tbody", {}, res.outcomes.map((o) => h("tr", { class: o.reason === "resembles_another_subject" ? "warn" : "" },
-      h("td", { "data-label": "Photo" }, o.image),
+      h("td", { "data-label": "Photo", class: "filename" }, o.original_name || o.image),
       h("td", { class: `status-${o.status}`, title: o.reason || "", "data-label": "Outcome" }, o.status === "enrolled" ? "enrolled"
         : (REASONS[o.reason] || o.reason || "rejected")),
       h("td", { "data-label": "Details" }, o.status === "enrolled" ? `sample #${o.sample_id}${o.message ? ` · ${o.message}` : ""}`
@@ -802,7 +805,9 @@ async function auditPage() {
   const until = h("input", { type: "date", id: "f-until", name: "until" });
   const button = h("button", { type: "submit" }, "Show entries");
   const showLogins = h("input", { type: "checkbox", id: "f-logins", name: "logins" });
-  let shown = 100;
+  // Pages of `limit` entries, newest first: each older page starts below the oldest entry shown (its
+  // seq, and its time rounded up to the second so the server finds it fast); `pages` keeps the way back.
+  let pages = [null];
   // until is a date, inclusive on screen: the API takes the next midnight (exclusive)
   const untilParam = () => {
     if (!until.value) return "";
@@ -814,7 +819,7 @@ async function auditPage() {
     h("label", { for: "f-action" }, "Action", action), h("label", { for: "f-actor" }, "Actor (exact, e.g. key:1a2b3c4d)", actor),
     h("label", { for: "f-collection" }, "Collection", coll), h("label", { for: "f-case" }, "Case id", caseId),
     h("label", { for: "f-request" }, "Request id", req), h("label", { for: "f-since" }, "From (UTC date)", since),
-    h("label", { for: "f-until" }, "To (UTC date, inclusive)", until), h("label", { for: "f-limit" }, "Entries", limit)),
+    h("label", { for: "f-until" }, "To (UTC date, inclusive)", until), h("label", { for: "f-limit" }, "Entries per page", limit)),
   h("label", { class: "check", for: "f-logins" }, showLogins, "Show sign-ins"),
   h("div", { class: "row buttons" }, button,
     h("button", { type: "button", class: "secondary", onclick: (e) => exportLog(e.currentTarget, "jsonl") }, "Export JSON Lines"),
@@ -836,12 +841,16 @@ async function auditPage() {
       toast(`Audit log exported (${format}, with the filters on screen); the export is itself recorded.`);
     } catch (err) { out.replaceChildren(errorBox(err)); }
   });
-  const load = (more = false) => busy(button, async () => {
-    if (!more) shown = Number(limit.value || "100");
-    const q = new URLSearchParams({ limit: String(shown) });
+  const load = (page = 0) => busy(button, async () => {
+    if (page === 0) pages = [null];
+    const size = Math.min(1000, Math.max(1, Number(limit.value || "100")));
+    const q = new URLSearchParams({ limit: String(size) });
     for (const [k, v] of filters()) q.set(k, v);
     if (since.value) q.set("since", since.value);
-    if (untilParam()) q.set("until", untilParam());
+    const cursor = pages[page];
+    const upTo = [untilParam() ? `${untilParam()}T00:00:00Z` : null, cursor ? cursor.until : null].filter(Boolean).sort()[0];
+    if (upTo) q.set("until", upTo);
+    if (cursor) q.set("before", String(cursor.seq));
     try {
       const all = await api(`/api/v1/audit?${q}`);
       const rows = all.filter(keep);
@@ -853,30 +862,53 @@ async function auditPage() {
           h("td", { "data-label": "#" }, e.seq), h("td", { "data-label": "Time" }, e.at.replace("T", " ").slice(0, 19)),
           h("td", { "data-label": "Action" }, e.action), h("td", { "data-label": "Who" }, e.actor_name ? `${e.actor_name} (${e.actor})` : e.actor),
           h("td", { "data-label": "Purpose" }, e.purpose || ""), h("td", { "data-label": "Case" }, e.case_id || ""),
-          h("td", { "data-label": "Collection" }, e.collection || ""), h("td", { class: "details", "data-label": "Details" }, detailList(e.details))))));
-      out.replaceChildren(h("h2", {}, plural(rows.length, "entry").replace("entrys", "entries")),
-        hidden ? h("p", { class: "meta" }, `${plural(hidden, "sign-in").replace("sign-ins", "sign-ins")} hidden (tick “Show sign-ins”).`) : null,
-        h("div", { class: "tablewrap" }, table),
-        all.length >= shown && shown < 1000 ? h("button", { type: "button", class: "secondary", onclick: () => { shown = Math.min(1000, shown * 2); load(true); } },
-          "Show older entries") : null);
+          h("td", { "data-label": "Collection" }, e.collection || ""), h("td", { class: "details", "data-label": "Details" }, detailList(e))))));
+      const oldest = all[all.length - 1];
+      if (oldest && all.length >= size) {
+        const next = new Date(Date.parse(oldest.at) + 1000); next.setUTCMilliseconds(0);
+        pages[page + 1] = { seq: oldest.seq, until: next.toISOString().replace(".000Z", "Z") };
+      } else pages.length = page + 1;
+      const nav = h("nav", { class: "row buttons pager", "aria-label": "Audit pages" },
+        page > 0 ? h("button", { type: "button", class: "secondary", onclick: () => load(page - 1) }, "← Newer entries") : null,
+        h("span", { class: "meta", "data-testid": "audit-page" }, all.length ? `Page ${page + 1}: entries #${all[0].seq} to #${oldest.seq}` : `Page ${page + 1}`),
+        pages[page + 1] ? h("button", { type: "button", class: "secondary", onclick: () => load(page + 1) }, "Older entries →") : null);
+      out.replaceChildren(...[h("h2", {}, rows.length === 1 ? "1 entry" : `${rows.length} entries`),
+        hidden ? h("p", { class: "meta", "data-testid": "logins-hidden" }, `${plural(hidden, "sign-in")} hidden on this page (tick “Show sign-ins”).`) : null,
+        rows.length ? h("div", { class: "tablewrap" }, table)
+          : h("p", {}, all.length ? "Only sign-ins on this page." : "No entries match these filters. Clear a filter or widen the dates."),
+        nav].filter(Boolean));
     } catch (err) { out.replaceChildren(errorBox(err)); }
   });
-  form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
-  showLogins.addEventListener("change", () => load());
+  form.addEventListener("submit", (e) => { e.preventDefault(); load(0); });
+  showLogins.addEventListener("change", () => load(0));
   main.append(chain, form, out);
   api("/api/v1/audit/verify").then((s) => {
     chain.replaceChildren(s.ok
       ? h("p", { class: "okay", "data-testid": "chain-ok" }, `Hash chain verified: ${s.entries} entries, none altered.`)
       : h("p", { class: "error", role: "alert" }, `Hash chain BROKEN at entry #${s.first_bad_seq}: ${s.problem}.`));
   }).catch((err) => chain.replaceChildren(errorBox(err)));
-  load();
+  load(0);
 }
 
-// An entry's details as "key: value" lines, without the nesting of its JSON.
-function detailList(details) {
+// An entry's details as "key: value" lines, without the nesting of its JSON. Subjects are named where
+// the server gave their names (subject_names: only to a role that may read subjects; the log keeps ids).
+const SUBJECT_FIELDS = ["subject_id", "from_subject_id", "to_subject_id"];
+const SUBJECT_LISTS = ["subject_ids", "subjects_erased"];
+function detailList(entry) {
+  const names = entry.subject_names || {};
+  const who = (id) => (names[id] ? `${names[id]} (#${id})` : `#${id}`);
+  const pair = (p) => `${who(p[0])} ${Number(p[1]).toFixed(3)}`;
+  const candidates = (v) => (v.length && Array.isArray(v[0]) && Array.isArray(v[0][0])) || (v.length && Array.isArray(v[0]) && !v[0].length)
+    ? v.map((face, i) => `face ${i + 1}: ${face.length ? face.map(pair).join(", ") : "no match"}`).join("; ")  // per face
+    : v.length ? v.map(pair).join(", ") : "none";
   const dl = h("dl", { class: "kv" });
-  for (const [k, v] of Object.entries(details || {})) {
-    const text = v === null ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  for (const [k, v] of Object.entries(entry.details || {})) {
+    let text;
+    if (v === null) text = "–";
+    else if (SUBJECT_FIELDS.includes(k) && typeof v === "number") text = who(v);
+    else if (SUBJECT_LISTS.includes(k) && Array.isArray(v)) text = v.length ? v.map(who).join(", ") : "none";
+    else if (k === "candidates" && Array.isArray(v)) text = candidates(v);
+    else text = typeof v === "object" ? JSON.stringify(v) : String(v);
     dl.append(h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, text));
   }
   return dl;
@@ -989,14 +1021,57 @@ async function drawCollections(section) {
     }) }, `Save ${c.name}`);
     list.append(h("li", { class: "candidate", "data-testid": "admin-collection" },
       h("span", { class: "name" }, c.name),
-      h("span", {}, `${plural(c.subjects, "subject")}, ${plural(c.samples, "sample")} · model ${c.model_id} · detector ${c.detector || "the model's own"}`),
+      h("span", {}, `${plural(c.subjects, "subject")}, ${plural(c.samples, "sample")}`),
+      h("dl", { class: "kv settings" }, ...[["Model", c.model_id], ["Detector", c.detector || "the model's own"],
+        ["Retention", c.retention_days ? `${plural(c.retention_days, "day")} after the last interaction` : "–"],
+        ["Face crops", c.keep_crops ? "kept (encrypted)" : "not kept"]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
       h("div", { class: "row" }, h("label", { for: `ret-${c.id}` }, "Retention (days after the last interaction)", days,
         h("span", { class: "hint" }, "At most 1,095 (3 years).")),
         h("label", { class: "check", for: `crops-${c.id}` }, keep, "Keep encrypted face crops (to move to another model later)")),
       h("div", { class: "row buttons" }, save, status)));
   }
   section.replaceChildren(h("h2", {}, `Collections (${rows.length})`),
-    rows.length ? list : h("p", {}, "No collection yet: create one on the Subjects page."));
+    rows.length ? list : h("p", {}, "No collection yet: create the first one below."), await adminCollectionForm(section));
+}
+
+// A new collection with its model pack, detector, retention and keep-crops (as `collection create`).
+async function adminCollectionForm(section) {
+  let choices = { models: [], detectors: [] };
+  try { choices = await api("/api/v1/collections/-/choices"); } catch { /* the form still works with the defaults */ }
+  const name = h("input", { type: "text", id: "ac-name", name: "name", required: true, maxlength: 200 });
+  const model = h("select", { id: "ac-model", name: "model" }, h("option", { value: "" }, "the default"),
+    choices.models.map((m) => h("option", { value: m }, m)));
+  const detector = h("select", { id: "ac-detector", name: "detector" }, h("option", { value: "" }, "the model's own"),
+    choices.detectors.map((d) => h("option", { value: d.name }, `${d.name}${d.commercial_use ? "" : " (non-commercial licence)"}`)));
+  const days = h("input", { type: "number", id: "ac-retention", name: "retention_days", min: 1, max: 1095, value: 1095 });
+  const keep = h("input", { type: "checkbox", id: "ac-crops", name: "keep_crops" });
+  const button = h("button", { type: "submit" }, "Create collection");
+  const status = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "stack panel", "data-testid": "admin-new-collection" }, h("h3", {}, "New collection"),
+    h("div", { class: "row" }, h("label", { for: "ac-name" }, "Name", name),
+      h("label", { for: "ac-model" }, "Model pack", model, h("span", { class: "hint" }, "A collection stays pinned to its pack.")),
+      h("label", { for: "ac-detector" }, "Face detector", detector,
+        h("span", { class: "hint" }, "Only finds the faces: the vectors stay the pack's.")),
+      h("label", { for: "ac-retention" }, "Retention (days)", days, h("span", { class: "hint" }, "At most 1,095 (3 years)."))),
+    h("label", { class: "check", for: "ac-crops" }, keep, "Keep encrypted face crops (to move to another model later)"),
+    h("div", {}, button), status);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy(button, async () => {
+      try {
+        const body = { name: name.value.trim(), keep_crops: keep.checked };
+        if (model.value) body.model = model.value;
+        if (detector.value) body.detector = detector.value;
+        const made = await api("/api/v1/collections", { method: "POST", json: body });
+        if (Number(days.value) && Number(days.value) !== made.retention_days) {
+          await api(`/api/v1/collections/${enc(made.name)}/retention`, { method: "PUT", json: { days: Number(days.value) } });
+        }
+        toast(`Collection ${made.name} created.`);
+        await drawCollections(section);
+      } catch (err) { status.replaceChildren(errorBox(err)); }
+    });
+  });
+  return form;
 }
 
 // ---- review --------------------------------------------------------------------------------------
