@@ -104,6 +104,8 @@ async def test_http_enrolled_photos_keep_their_file_names_until_erasure(api_app,
         assert name not in sample["image"]  # the source is the server's copy, named by its hash
         with vault.store.begin() as conn:
             assert conn.execute(select(t.images.c.original_name)).scalars().all() == [name]
+        # the Python API (and the CLI's `subject show`) lists the same name
+        assert [x["original_name"] for x in vault.get_subject("g", sid)["samples"]] == [name]
 
         # a file name can be personal data: erasure leaves no trace of it in any file of the vault
         needle = b"Kate holiday 2019"

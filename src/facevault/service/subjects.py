@@ -127,6 +127,7 @@ def subject_view(
                 box=[round(s[k], 1) for k in ("box_x1", "box_y1", "box_x2", "box_y2")],
                 quality=s["quality"],
                 created_at=iso(s["created_at"]),
+                original_name=s.get("original_name"),
             )
             for s in ctx.store.subject_samples(conn, subj["id"])
         ]
