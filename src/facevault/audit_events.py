@@ -170,12 +170,23 @@ class Verified(AuditEvent):
 
 @_event("optout")
 class OptedOut(AuditEvent):
-    OMIT_NONE = frozenset({"scope", "optout_ids", "subjects_erased", "library_people_erased"})
+    OMIT_NONE = frozenset(
+        {
+            "scope",
+            "optout_ids",
+            "subjects_erased",
+            "library_people_erased",
+            "library_photos_blurred",
+            "library_photos_not_owned",
+        }
+    )
     outcome: str
     scope: str | None = None
     optout_ids: list[int] | None = None
     subjects_erased: list[int] | None = None
     library_people_erased: list[Any] | None = None  # [library name, person number]
+    library_photos_blurred: int | None = None  # kept copies in which the erased faces were blurred
+    library_photos_not_owned: int | None = None  # photos by server path: faces erased, file not written
 
 
 # ---- review, retention, keys, records ---------------------------------------------------------------------

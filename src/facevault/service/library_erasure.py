@@ -2,13 +2,14 @@
 record are deleted. What happens to the photos the person appears in is the caller's choice
 (``photos``), because a photo is not one person's alone:
 
-- ``keep`` (the default, and what opt-out and the retention sweep do): the photos stay as they are,
-  with the other people's faces; kept copies stay too.
+- ``keep`` (the default, and what the retention sweep does): the photos stay as they are, with the
+  other people's faces; kept copies stay too.
 - ``blur``: in each kept copy (uploaded photos) the person's face regions are replaced by a strong blur
   (library_photos.blur_faces); the new file replaces the copy and the photo row follows it (hash, size),
   so later reads verify; the other faces of the photo stay, in the same frame. A photo referenced by a
   server path is never modified (facevault does not write to the folders it indexes): it is counted in
-  ``photos_kept``, as is a kept copy that is missing or changed since it was indexed.
+  ``photos_kept`` and in ``photos_not_owned`` (the faces are erased, the file is not blurred), and a kept
+  copy that is missing or changed since it was indexed is counted in ``photos_kept``.
 - ``remove``: the photos leave the library for everyone: their rows, every face in them (the other
   people's too: ``other_faces_removed``; unnamed people left without a face are deleted, named people
   stay) and the kept copies. Files referenced by a server path are not deleted, only forgotten.
@@ -24,6 +25,13 @@ Reached from three places: ``library person erase`` (a request), opt-out by self
 in every library of the opt-out's model, every person one of whose faces matches at the strict
 threshold, and ``library add`` never stores a matching face again) and the retention sweep (a person's
 consent withdrawn or expired, or the library's retention period over since the person was last seen).
+
+An opt-out always blurs (``erase_matching``): someone who opted out must not stay viewable in the
+library's kept copies. Every face it erases in a library (the matched people's faces, and matching
+faces that belong to no person) is blurred in one pass per photo, in the same transaction and with the
+same staged copy, marker and tombstone as ``photos="blur"``; a photo by server path keeps its pixels
+(``photos_not_owned``). At later ingest a face blocked by an opt-out is blurred in an uploaded photo's
+copy before it is staged (service/library_ingest.py).
 Each erasure is one write transaction with its receipt in the audit log (counts, never biometric data).
 """
 
@@ -44,7 +52,7 @@ from ..store.library_queries import ERASED
 from .context import ServiceContext
 from .library import parse_person
 from .library_cluster import forget, library_vectors
-from .library_photos import blur_faces, encode_like, read_photo
+from .library_photos import blurred_bytes, read_photo
 from .photos import (
     Staged,
     begin_library_file_changes,
@@ -124,14 +132,13 @@ def _erase_rows(
     reason: str,
     photos: str = "keep",
     changes: _CopyChanges | None = None,
+    blurred: set[int] | None = None,
 ) -> dict[str, Any]:
+    """One person's rows, with the receipt. ``blurred``: with ``photos="blur"``, the ids of the photos
+    the caller has blurred already in this transaction (``erase_matching``); None: blur them here."""
     person_faces = ctx.store.person_faces(conn, row["id"])
     faces = [int(f["id"]) for f in person_faces]
-    boxes: dict[int, list[tuple[float, float, float, float]]] = {}
-    for f in person_faces:
-        boxes.setdefault(int(f["photo_id"]), []).append(
-            (float(f["box_x1"]), float(f["box_y1"]), float(f["box_x2"]), float(f["box_y2"]))
-        )
+    boxes = _boxes(person_faces)
     gone = ctx.store.delete_library_faces(conn, faces)
     done = {"photos_kept": len(boxes), "photos_blurred": 0, "photos_removed": 0, "other_faces_removed": 0}
     rows = ctx.store.library_photos(conn, boxes) if boxes else {}
@@ -139,7 +146,9 @@ def _erase_rows(
         photo["faces"] = max(0, int(photo["faces"]) - len(boxes[pid]))
         ctx.store.update_library_photo(conn, pid, faces=photo["faces"])
     if photos == "blur":
-        done |= _blur(ctx, conn, lib, rows, boxes, changes or _CopyChanges())
+        if blurred is None:
+            blurred = _blur(ctx, conn, lib, rows, boxes, changes or _CopyChanges())
+        done |= _blur_counts(rows, boxes, blurred)
     elif photos == "remove":
         done |= _remove(ctx, conn, lib, rows, changes or _CopyChanges())
     ctx.store.forget_person_decisions(conn, row["id"])
@@ -167,6 +176,16 @@ def _erase_rows(
     return receipt
 
 
+def _boxes(face_rows: list[dict[str, Any]]) -> dict[int, list[tuple[float, float, float, float]]]:
+    """The face boxes of these face rows, by photo id."""
+    boxes: dict[int, list[tuple[float, float, float, float]]] = {}
+    for f in face_rows:
+        boxes.setdefault(int(f["photo_id"]), []).append(
+            (float(f["box_x1"]), float(f["box_y1"]), float(f["box_x2"]), float(f["box_y2"]))
+        )
+    return boxes
+
+
 def _tombstone(ctx: ServiceContext, conn: Any, photo_id: int) -> None:
     """The row keeps only its hash (module docstring)."""
     ctx.store.update_library_photo(
@@ -192,9 +211,11 @@ def _blur(
     rows: dict[int, dict[str, Any]],
     boxes: dict[int, list[tuple[float, float, float, float]]],
     changes: _CopyChanges,
-) -> dict[str, int]:
+) -> set[int]:
+    """Blur ``boxes`` (by photo id) in the kept copies of those photos (``rows``); returns the ids of the
+    photos blurred (a photo by server path, or whose copy is missing or changed, is not)."""
     lid = int(lib["id"])
-    blurred = 0
+    blurred: set[int] = set()
     for pid, face_boxes in sorted(boxes.items()):
         photo = rows[pid]
         if not photo["stored"]:
@@ -203,7 +224,7 @@ def _blur(
             decoded = read_photo(ctx, lid, photo)
         except FaceVaultError:
             continue  # the copy is missing or changed: nothing of it is served (library_photos.py)
-        data = encode_like(blur_faces(decoded.pixels, face_boxes), decoded.format)
+        data = blurred_bytes(decoded, face_boxes)
         staged = stage_library_copy(ctx.settings, lid, data)
         if ctx.store.library_photo_by_sha(conn, lid, staged.sha256) is not None:
             staged.path.unlink(missing_ok=True)  # the same bytes as another photo (never in practice)
@@ -223,8 +244,16 @@ def _blur(
             size_bytes=0,
             status=ERASED,
         )
-        blurred += 1
-    return {"photos_kept": len(boxes) - blurred, "photos_blurred": blurred}
+        blurred.add(pid)
+    return blurred
+
+
+def _blur_counts(
+    rows: dict[int, dict[str, Any]], boxes: dict[int, list[Any]], blurred: set[int]
+) -> dict[str, int]:
+    n = len(blurred & boxes.keys())
+    not_owned = sum(1 for pid in boxes if pid in rows and not rows[pid]["stored"])
+    return {"photos_kept": len(boxes) - n, "photos_blurred": n, "photos_not_owned": not_owned}
 
 
 def _remove(
@@ -244,43 +273,93 @@ def _remove(
     return {"photos_kept": 0, "photos_removed": len(rows), "other_faces_removed": others}
 
 
+@dataclass
+class MatchErasure:
+    """What an opt-out did to the photo libraries: one receipt per person erased, and the photos whose
+    kept copy it blurred (``photos_blurred``) or could not blur because they are indexed by a server
+    path that facevault does not own (``photos_not_owned``: the faces are erased, the file is as it was)."""
+
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    photos_blurred: int = 0
+    photos_not_owned: int = 0
+
+
 def erase_matching(
     ctx: ServiceContext, raw: np.ndarray, model_id: str, *, reason: str = "opt_out"
-) -> list[dict[str, Any]]:
+) -> MatchErasure:
     """Opt-out: in every library of ``model_id``, erase every person one of whose faces matches ``raw`` (an
     unprotected embedding by that model) at the strict threshold, kept below the opt-out's expected number
-    of wrong erasures for the library's size."""
-    s = ctx.settings
+    of wrong erasures for the library's size, and blur every face erased in the library's kept copies
+    (module docstring)."""
     key = ctx.current_key()
     probe = key.protect(np.asarray(raw, dtype=np.float32))
-    receipts: list[dict[str, Any]] = []
+    out = MatchErasure()
     with ctx.read() as conn:
         libs = [lib for lib in ctx.store.list_libraries(conn) if lib["model_id"] == model_id]
     for summary in libs:
-        with ctx.write() as conn:
-            lib = ctx.store.get_library(conn, summary["name"])
-            rows = ctx.store.library_face_rows(conn, lib["id"])
-            if not rows:
-                continue
-            lv = library_vectors(ctx, lib, conn, [r[0] for r in rows])
-            thr = ctx.strict_threshold(
-                model_id, min(s.conflict_fmr, s.optout_max_false_erasures / max(len(rows), 1))
-            )
-            sims, ids = lv.search(probe[None, :], min(MAX_MATCHES, len(rows)))
-            matched = {int(i) for i, sc in zip(ids[0], sims[0], strict=True) if i >= 0 and sc >= thr}
-            owner = {r[0]: r[1] for r in rows}
-            people = {owner[f] for f in matched if owner.get(f) is not None}
-            loose = [f for f in matched if owner.get(f) is None]
-            if loose:
-                ctx.store.delete_library_faces(conn, loose)
-            for pid in sorted(people):
-                row = ctx.store.people_by_id(conn, [pid])[pid]
-                receipts.append(_erase_rows(ctx, conn, lib, row, reason))
+        lib_id = int(summary["id"])
+        marker = begin_library_file_changes(ctx.settings, lib_id)
+        changes = _CopyChanges()
+        try:
+            with ctx.write() as conn:
+                matched = _erase_matching_in(
+                    ctx, conn, summary["name"], probe, model_id, reason, changes, out
+                )
+            faults.point("library_erase:committed")
+            changes.finish(ctx, lib_id)
+        finally:
+            changes.discard()
+            marker.unlink(missing_ok=True)
         if matched:
-            forget(ctx, lib["id"])
-    if receipts:
+            forget(ctx, lib_id)
+    if out.receipts or out.photos_blurred:
         ctx.store.checkpoint()
-    return receipts
+    return out
+
+
+def _erase_matching_in(
+    ctx: ServiceContext,
+    conn: Any,
+    library: str,
+    probe: np.ndarray,
+    model_id: str,
+    reason: str,
+    changes: _CopyChanges,
+    out: MatchErasure,
+) -> bool:
+    """One library's part of ``erase_matching``, in the caller's transaction; returns whether any face
+    matched."""
+    s = ctx.settings
+    lib = ctx.store.get_library(conn, library)
+    rows = ctx.store.library_face_rows(conn, lib["id"])
+    if not rows:
+        return False
+    lv = library_vectors(ctx, lib, conn, [r[0] for r in rows])
+    thr = ctx.strict_threshold(model_id, min(s.conflict_fmr, s.optout_max_false_erasures / max(len(rows), 1)))
+    sims, ids = lv.search(probe[None, :], min(MAX_MATCHES, len(rows)))
+    matched = {int(i) for i, sc in zip(ids[0], sims[0], strict=True) if i >= 0 and sc >= thr}
+    if not matched:
+        return False
+    owner = {r[0]: r[1] for r in rows}
+    people = sorted({owner[f] for f in matched if owner.get(f) is not None})
+    loose = sorted(f for f in matched if owner.get(f) is None)
+    # Every face this opt-out erases, blurred in one pass per photo (two of them in one photo included).
+    loose_rows = list(ctx.store.library_faces(conn, loose).values()) if loose else []
+    erased_faces = loose_rows + [f for pid in people for f in ctx.store.person_faces(conn, pid)]
+    boxes = _boxes(erased_faces)
+    photo_rows = ctx.store.library_photos(conn, boxes)
+    blurred = _blur(ctx, conn, lib, photo_rows, boxes, changes)
+    out.photos_blurred += len(blurred)
+    out.photos_not_owned += _blur_counts(photo_rows, boxes, blurred)["photos_not_owned"]
+    if loose:
+        ctx.store.delete_library_faces(conn, loose)
+        for pid, face_boxes in _boxes(loose_rows).items():  # the photos' face counts follow
+            faces = max(0, int(photo_rows[pid]["faces"]) - len(face_boxes))
+            ctx.store.update_library_photo(conn, pid, faces=faces)
+    for pid in people:
+        row = ctx.store.people_by_id(conn, [pid])[pid]
+        out.receipts.append(_erase_rows(ctx, conn, lib, row, reason, "blur", changes, blurred))
+    return True
 
 
 # ---- retention -----------------------------------------------------------------------------------

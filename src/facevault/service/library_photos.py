@@ -11,8 +11,9 @@ a larger photo is scaled down, and a client scales the boxes by the image's widt
 Viewing is not audited, like a face's crop (``library.face_crop``): browsing a library's people is the
 curation its declared purpose covers; searching it is audited (service/library_search.py).
 
-The blur used when a person is erased with ``photos="blur"`` (service/library_erasure.py) is here too:
-it works on the same decoded pixels.
+The blur used when a person is erased with ``photos="blur"`` or by an opt-out (service/
+library_erasure.py), and on a face an opt-out blocks in an uploaded photo (service/library_ingest.py),
+is here too: it works on the same decoded pixels (``blurred_bytes``).
 """
 
 from __future__ import annotations
@@ -132,3 +133,9 @@ def encode_like(pixels: np.ndarray, source_format: str) -> bytes:
     else:
         img.save(buf, format="JPEG", quality=95, subsampling=0)
     return buf.getvalue()
+
+
+def blurred_bytes(decoded: imaging.DecodedImage, boxes: Sequence[Sequence[float]]) -> bytes:
+    """The file that replaces a photo's kept copy: its upright pixels (the frame of the face boxes) with
+    these faces blurred, encoded as ``encode_like`` does."""
+    return encode_like(blur_faces(decoded.pixels, boxes), decoded.format)

@@ -7,7 +7,10 @@ SHA-256, resumable, one bad file never stops the batch, opt-outs block faces, pe
 chunk, one ``library.add`` audit entry); each copy is written to the library staging area before its
 chunk's transaction and moved into place only once its photo row has committed (service/photos.py), so
 no copy exists without the row that owns it. A photo is recorded with the source ``upload:<name>``,
-its uploaded file name tamed (never used as a path).
+its uploaded file name tamed (never used as a path). A face blocked by an opt-out is not stored and is
+blurred in the copy before the copy is staged (the file's result counts it as ``faces_blurred``; the
+photo's row then has the blurred copy's hash, and the uploaded file's hash is remembered, so uploading
+it again is skipped: library_ingest.py).
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ def add_uploads(
     workers: int | None = 1,
 ) -> dict[str, Any]:
     """Add uploaded photos, each (file name, bytes), to ``library``, keeping a copy of each. Returns the
-    counts of ``library add`` plus ``files``: one result per file, in order (name, sha256, status
-    ``added``/``skipped``/``failed``, faces stored, photo_id, and the error's code when it failed)."""
+    counts of ``library add`` plus ``files``: one result per file, in order (name, sha256 of the file
+    uploaded, status ``added``/``skipped``/``failed``, faces stored, photo_id, the error's code when it
+    failed, and ``faces_blurred`` when an opt-out blocked faces of it)."""
     if not files:
         raise InputError("send one or more photos", code="no_images")
     names = [upload_name(name, i) for i, (name, _) in enumerate(files, 1)]
@@ -65,4 +69,6 @@ def _file_view(name: str, outcome: FileOutcome) -> dict[str, Any]:
     }
     if outcome.error:
         out["error"] = outcome.error
+    if outcome.blurred:  # faces an opt-out blocks: not stored, and blurred in the copy kept
+        out["faces_blurred"] = outcome.blurred
     return out

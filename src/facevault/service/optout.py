@@ -1,8 +1,14 @@
 """Opt-out by selfie: erase everyone whose samples match the face, in one collection or all, and keep a
-protected opt-out template that blocks later enrollments of that face (checked by ``optout_guard``)."""
+protected opt-out template that blocks later enrollments of that face (checked by ``optout_guard``).
+
+An opt-out from everything reaches the photo libraries too (``library_erasure.erase_matching``): the
+matching faces are erased and blurred in the libraries' kept copies; the report and the audit entry
+count the photos blurred (``library_photos_blurred``) and those left as they are because they are
+indexed by a server path facevault does not own (``library_photos_not_owned``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +26,18 @@ from .optout_guard import OptoutGuard, OptoutSet
 from .search import find_candidates
 
 MAX_ERASED_PER_COLLECTION = 1000
+
+
+@dataclass(eq=False)
+class LibraryOptoutReport(OptoutReport):
+    """An opt-out's report with what it did to the photo libraries (all empty or 0 for an opt-out from
+    one collection): the people erased ([library, person number]), the photos whose kept copy was
+    blurred, and those indexed by a server path (faces erased, file not written: facevault does not own
+    it). Fields of the report itself, so the REST answer and ``--json`` carry them too."""
+
+    library_people_erased: list[list[Any]] = field(default_factory=list)
+    library_photos_blurred: int = 0
+    library_photos_not_owned: int = 0
 
 
 def optout_context(row: dict[str, Any]) -> bytes:
@@ -74,7 +92,7 @@ def library_optout_guard(
     return optout_guard(ctx, target, key, [r for r in rows if r["scope"] == "*"])
 
 
-def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = None) -> OptoutReport:
+def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = None) -> LibraryOptoutReport:
     """Erase every subject whose samples match the (largest) face in ``photo`` at the strict threshold, in
     one collection or all, and keep a protected opt-out template that blocks later enrollments. The strict
     threshold also keeps the expected number of wrongly erased people per opt-out below the setting."""
@@ -84,6 +102,7 @@ def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = N
     if collection is None:
         models = sorted(set(models) | library_models(ctx))
     library_erased: list[dict[str, Any]] = []
+    photos_blurred = photos_not_owned = 0
     scope = collection or "*"
     erased: list[ErasureReceipt] = []
     optout_ids = []
@@ -105,7 +124,10 @@ def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = N
             for cand in find_candidates(ctx, coll, raw, MAX_ERASED_PER_COLLECTION, strict):
                 erased.append(erase_subject(ctx, coll["name"], f"#{cand.subject_id}", reason="opt_out"))
         if collection is None:  # an opt-out from everything reaches every photo library too
-            library_erased += erase_matching(ctx, raw, model_id, reason="opt_out")
+            done = erase_matching(ctx, raw, model_id, reason="opt_out")
+            library_erased += done.receipts
+            photos_blurred += done.photos_blurred
+            photos_not_owned += done.photos_not_owned
         context_row = {"model_id": model_id, "scope": scope, "dim": int(raw.shape[0])}
         with ctx.write() as conn:
             optout_ids.append(
@@ -129,11 +151,19 @@ def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = N
                 optout_ids=optout_ids,
                 subjects_erased=[e.subject_id for e in erased],
                 library_people_erased=[[r["library"], r["person"]] for r in library_erased] or None,
+                library_photos_blurred=photos_blurred if collection is None else None,
+                library_photos_not_owned=photos_not_owned if collection is None else None,
             ),
         )
-    report = OptoutReport(scope=scope, optout_ids=optout_ids, erased=erased, audit_seq=seq)
-    report["library_people_erased"] = [[r["library"], r["person"]] for r in library_erased]
-    return report
+    return LibraryOptoutReport(
+        scope=scope,
+        optout_ids=optout_ids,
+        erased=erased,
+        audit_seq=seq,
+        library_people_erased=[[r["library"], r["person"]] for r in library_erased],
+        library_photos_blurred=photos_blurred,
+        library_photos_not_owned=photos_not_owned,
+    )
 
 
 def library_models(ctx: ServiceContext) -> set[str]:
