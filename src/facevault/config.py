@@ -72,6 +72,9 @@ class Settings:
     # Photos larger than ``max_detect_side``: "on" also runs the detector over full-resolution tiles so
     # small faces in large group photos are found (seconds per photo with dlib's MMOD; models/tiling.py).
     detect_tiles: str = "off"
+    # Photo libraries of at least this many faces keep their vectors and FAISS index on disk between
+    # processes (service/library_snapshot.py), so a CLI command on a 1M-face library does not rebuild them.
+    library_snapshot_faces: int = 10_000
     workers: int = 0  # 0 = number of CPUs
     # Vector index backend: "faiss" (embedded, kind by size), "faiss:flat|hnsw|ivfpq", "milvus://PATH.db"
     # (Milvus Lite) or "milvus+http://HOST:19530". Chosen at init and remembered by the vault.

@@ -23,6 +23,7 @@ from .. import faults
 from ..audit_events import SubjectErased
 from ..errors import FaceVaultError
 from ..results import ErasureReceipt
+from . import library_snapshot
 from .context import ServiceContext
 from .photos import remove_copies, sweep_staging
 from .review import sweep_probes
@@ -103,6 +104,7 @@ def finish_pending_erasures(ctx: ServiceContext) -> int:
         pending = ctx.store.pending_erasures(conn)
     finished = sum(1 for p in pending if _finish(ctx, p))
     sweep_staging(ctx)
+    library_snapshot.sweep(ctx)  # library vectors on disk that an erasure or a key rotation made stale
     if pending:
         sweep_probes(ctx)
         ctx.store.checkpoint()

@@ -16,6 +16,7 @@ from .. import crops, faults
 from ..audit_events import KeysRotated
 from ..protection import TemplateKey
 from ..results import KeyRotation
+from . import library_snapshot
 from .collections import list_collections
 from .context import ServiceContext
 from .library_cluster import crop_context, face_context
@@ -62,6 +63,7 @@ def rotate_keys(ctx: ServiceContext) -> KeyRotation:
             faults.point("rotate:before_commit")
         faults.point("rotate:db_committed")
     forget_unused_keys(ctx)
+    library_snapshot.sweep(ctx)  # library vectors on disk in the old key's space
     for c in colls.values():
         ctx.indexes.get(c)  # rebuild now rather than on the first search
     return KeyRotation(from_version=old.version, to_version=new.version, **counts)

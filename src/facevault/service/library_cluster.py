@@ -28,6 +28,7 @@ from .. import calibration
 from ..audit_events import LibraryReclustered
 from ..eval.cluster import DEFAULT_CLUSTER_FMR, DEFAULT_PAIR_FMR
 from ..eval.grouping import DEFAULT_K, Graph, agglomerate
+from . import library_snapshot
 from .context import ServiceContext
 
 Library = dict[str, Any]
@@ -106,6 +107,9 @@ def library_vectors(
             cached = None
         if cached is None:
             cached = LibraryVectors(key.version)
+            snap = library_snapshot.load(ctx, library, ids, key.version)
+            if snap is not None:  # a new process on a large library: the index as the last add left it
+                cached.ids, cached.index, cached.vectors = snap
         ctx_bytes = face_context(library)
         for rows in ctx.store.library_face_blobs(conn, library["id"], cached.last_id):
             new_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -126,8 +130,25 @@ def _prefix_ok(cached: np.ndarray, now: np.ndarray) -> bool:
 
 
 def forget(ctx: ServiceContext, library_id: int) -> None:
+    """Faces of the library were deleted: its vectors in memory and on disk go."""
     with _cache_lock:
         _cache.pop((ctx.store.url, int(library_id)), None)
+        library_snapshot.drop(ctx, library_id)
+
+
+def save_snapshot(ctx: ServiceContext, library: Library) -> bool:
+    """After a commit that added faces: write the library's snapshot for the next process (large
+    libraries only), from this process's vectors when they are exactly the library's committed faces."""
+    slot = (ctx.store.url, int(library["id"]))
+    with _cache_lock, ctx.read() as conn:
+        cached = _cache.get(slot)
+        if cached is None or cached.key_version != ctx.current_key(conn).version:
+            return False
+        rows = ctx.store.library_face_rows(conn, library["id"])
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not np.array_equal(cached.ids, ids):  # a rolled-back add, or another writer since
+            return False
+        return library_snapshot.save(ctx, library, cached.ids, cached.index, cached.key_version)
 
 
 # ---- the incremental step ------------------------------------------------------------------------

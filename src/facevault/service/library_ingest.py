@@ -11,6 +11,15 @@ after each chunk places the new faces among the library's people (``library_clus
 ``ingest`` is that one path for server paths (``add_photos``) and uploaded bytes (service/
 library_uploads.py, which also keeps a copy of each photo: staged before its chunk's transaction, moved
 into place after it); it returns the counts and one outcome per photo offered.
+
+A face blocked by an opt-out in an uploaded photo is not stored, and its pixels are not kept either:
+the opt-out check runs before the copy is staged, and the copy staged is the photo with the blocked
+faces blurred (``library_photos.blurred_bytes``), so the uploaded bytes never reach a file. The photo's
+row then has the hash of the blurred copy (what is on disk, so reads verify), and the uploaded file's
+hash is kept as an ``erased`` row holding nothing else, as an erasure with blur does
+(service/library_erasure.py): uploading the same file again is skipped. A photo added by server path
+keeps its file as it is (facevault does not write to the folders it indexes): only its blocked faces
+are left out.
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from ..errors import FaceVaultError, InputError
 from ..pipeline import Pipeline, map_with_pipeline
 from ..store.library_queries import ERASED
 from .context import ServiceContext
-from .library_cluster import assign_new_faces, crop_context, face_context
+from .library_cluster import assign_new_faces, crop_context, face_context, save_snapshot
+from .library_photos import blurred_bytes
 from .optout import library_optout_guard
 from .photos import Staged, place_library_copy, stage_library_copy
 
@@ -191,6 +201,7 @@ class FileOutcome:
     faces: int = 0
     error: str | None = None
     photo_id: int | None = None
+    blurred: int = 0  # faces blocked by an opt-out and blurred in the photo's kept copy
 
 
 # A re-run skips the photos the library has: indexed, unreadable, or erased (library_erasure.py).
@@ -311,6 +322,8 @@ def ingest(
     for o in outcomes:
         if o.status == "skipped" and o.sha256 in ids:
             o.photo_id = ids[o.sha256]
+    if counts["faces"]:  # the next process finds the library's vectors on disk (large libraries)
+        save_snapshot(ctx, lib)
     if progress:
         progress(counts)
     return {"library": lib["name"], **counts, "audit_seq": seq}, outcomes
@@ -334,26 +347,54 @@ class _Writer:
     uploads: dict[str, bytes]  # sha256 -> bytes of the uploaded photos
     keep_copies: bool
 
-    def _pixels(self, res: PhotoResult) -> np.ndarray:
+    def _decoded(self, res: PhotoResult) -> imaging.DecodedImage:
         data = self.uploads.get(res.sha256)
         if data is None:
-            return imaging.load_image(res.path).pixels
+            return imaging.load_image(res.path)
         return imaging.decode_image(
             data, max_bytes=len(data) + 1, max_pixels=self.ctx.settings.max_image_pixels
-        ).pixels
+        )
+
+    def _blocked(self, res: PhotoResult) -> tuple[set[int], imaging.DecodedImage | None]:
+        """The indexes of the photo's faces that an opt-out blocks, and the photo's decoded pixels when
+        they had to be read (the guard's foreign models need them)."""
+        loaded: list[imaging.DecodedImage] = []
+
+        def pixels() -> np.ndarray:
+            if not loaded:
+                loaded.append(self._decoded(res))
+            return loaded[0].pixels
+
+        blocked = {
+            i
+            for i, face in enumerate(res.faces)
+            if self.guard.blocks(self.key.protect(face.embedding), face.box, pixels, self.ctx.pipeline)
+        }
+        return blocked, loaded[0] if loaded else None
+
+    def _copy(self, res: PhotoResult, data: bytes, blocked: set[int], decoded: Any) -> bytes:
+        """The bytes kept for an uploaded photo: as uploaded, or with the faces an opt-out blocks blurred
+        (module docstring)."""
+        if not blocked:
+            return data
+        decoded = decoded or self._decoded(res)
+        return blurred_bytes(decoded, [res.faces[i].box for i in sorted(blocked)])
 
     def commit(self, chunk: list[PhotoResult]) -> dict[str, FileOutcome]:
         """One chunk, with the copies of its photos (staged first, placed after the commit: service/
-        photos.py); returns the outcome of each photo by hash."""
-        staged: dict[str, Staged] = {}
+        photos.py); returns the outcome of each photo by hash. The opt-out check comes first, so that a
+        copy is staged with the blocked faces blurred already."""
+        checked = {res.sha256: self._blocked(res) for res in chunk if res.error is None}
+        staged: dict[str, Staged] = {}  # by the uploaded file's hash
         try:
             if self.keep_copies:
                 for res in chunk:
                     data = self.uploads.get(res.sha256)
                     if res.error is None and data is not None:
+                        data = self._copy(res, data, *checked[res.sha256])
                         staged[res.sha256] = stage_library_copy(self.ctx.settings, self.lib["id"], data)
                 faults.point("library:copies_staged")
-            done = self._commit(chunk, set(staged))
+            done = self._commit(chunk, staged, {sha: b for sha, (b, _) in checked.items()})
             faults.point("library:photos_committed")
             for sha, st in staged.items():
                 if done[sha].status == "added":
@@ -363,15 +404,22 @@ class _Writer:
                 st.path.unlink(missing_ok=True)
         return done
 
-    def _commit(self, chunk: list[PhotoResult], copied: set[str]) -> dict[str, FileOutcome]:
+    def _commit(
+        self, chunk: list[PhotoResult], staged: dict[str, Staged], blocked: dict[str, set[int]]
+    ) -> dict[str, FileOutcome]:
         """One transaction: the chunk's photos, their faces (minus those an opt-out blocks), crops, and
-        the new faces placed among the library's people."""
+        the new faces placed among the library's people. ``staged``: the copies staged, by the uploaded
+        file's hash; ``blocked``: the indexes of the faces an opt-out blocks, by the same hash."""
         ctx, lib, key, counts = self.ctx, self.lib, self.key, self.counts
         ad = face_context(lib)
         out: dict[str, FileOutcome] = {}
         with ctx.write() as conn:
             for res in chunk:
-                if ctx.store.library_photo_by_sha(conn, lib["id"], res.sha256) is not None:
+                copy = staged.get(res.sha256)
+                sha = copy.sha256 if copy is not None else res.sha256  # the kept file's hash
+                if ctx.store.library_photo_by_sha(conn, lib["id"], res.sha256) is not None or (
+                    sha != res.sha256 and ctx.store.library_photo_by_sha(conn, lib["id"], sha) is not None
+                ):
                     counts["skipped"] += 1  # committed meanwhile by another run
                     out[res.sha256] = FileOutcome("skipped", res.sha256)
                     continue
@@ -379,28 +427,39 @@ class _Writer:
                 photo_id = ctx.store.add_library_photo(
                     conn,
                     library_id=lib["id"],
-                    sha256=res.sha256,
+                    sha256=sha,
                     source=res.path,
-                    stored=res.error is None and res.sha256 in copied,
-                    size_bytes=res.size,
+                    stored=res.error is None and copy is not None,
+                    size_bytes=res.size if copy is None or sha == res.sha256 else copy.path.stat().st_size,
                     width=res.width,
                     height=res.height,
                     taken_at=res.taken_at,
-                    orientation=res.orientation,
+                    orientation=res.orientation if sha == res.sha256 else None,  # the copy is upright
                     status=status,
                     error=res.error,
                 )
                 self.states[res.sha256] = status
+                if sha != res.sha256:  # blurred: the uploaded file's hash stays, as an erased row
+                    ctx.store.add_library_photo(
+                        conn,
+                        library_id=lib["id"],
+                        sha256=res.sha256,
+                        source="erased",
+                        stored=False,
+                        size_bytes=0,
+                        status=ERASED,
+                    )
+                    self.states[res.sha256] = ERASED
                 if res.error:
                     counts["failed"] += 1
                     out[res.sha256] = FileOutcome("failed", res.sha256, error=res.error, photo_id=photo_id)
                     continue
                 stored = 0
-                for face in res.faces:
-                    protected = key.protect(face.embedding)
-                    if self.guard.blocks(protected, face.box, lambda r=res: self._pixels(r), ctx.pipeline):
+                for i, face in enumerate(res.faces):
+                    if i in blocked[res.sha256]:
                         counts["blocked"] += 1
                         continue
+                    protected = key.protect(face.embedding)
                     face_id = ctx.store.add_library_face(
                         conn,
                         library_id=lib["id"],
@@ -429,7 +488,10 @@ class _Writer:
                 ctx.store.update_library_photo(conn, photo_id, faces=stored)
                 counts["added"] += 1
                 counts["faces"] += stored
-                out[res.sha256] = FileOutcome("added", res.sha256, faces=stored, photo_id=photo_id)
+                blurred = len(blocked[res.sha256]) if sha != res.sha256 else 0
+                out[res.sha256] = FileOutcome(
+                    "added", res.sha256, faces=stored, photo_id=photo_id, blurred=blurred
+                )
             placed = assign_new_faces(ctx, lib, conn)
             counts["people_created"] += placed["people_created"]
         return out

@@ -301,6 +301,16 @@ class LibraryQueries:
         )
         return [dict(r) for r in conn.execute(q).mappings()]
 
+    def library_faces_upto(self, conn: Connection, library_id: int, last_id: int) -> int:
+        """How many faces of the library have an id up to ``last_id`` (a snapshot's freshness check)."""
+        f = t.library_faces.c
+        q = (
+            select(func.count())
+            .select_from(t.library_faces)
+            .where(f.library_id == library_id, f.id <= last_id)
+        )
+        return int(conn.execute(q).scalar_one())
+
     def person_face_qualities(
         self, conn: Connection, library_id: int, person_ids: Sequence[int]
     ) -> list[dict[str, Any]]:
