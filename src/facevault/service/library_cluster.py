@@ -64,13 +64,15 @@ class LibraryVectors:
     def last_id(self) -> int:
         return int(self.ids[-1]) if len(self.ids) else 0
 
-    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vecs: np.ndarray, expected: int = 0) -> None:
+        """Append faces; ``expected``: how many the library holds in all (the index kind follows it,
+        not the size of the first page read)."""
         import faiss
 
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
         if self.index is None:
             self.index = faiss.IndexFlatIP(vecs.shape[1])
-            if len(self.ids) + len(ids) > EXACT_SEARCH_LIMIT:
+            if max(expected, len(self.ids) + len(ids)) > EXACT_SEARCH_LIMIT:
                 self.index = faiss.IndexHNSWFlat(vecs.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
                 self.index.hnsw.efSearch = 128
         self.index.add(vecs)
@@ -119,7 +121,7 @@ def library_vectors(
                 if version != key.version:  # another key's space: back to raw, into the current one
                     v = key.protect(ctx.keys.key(version).unprotect(v))
                 vecs.append(v)
-            cached.add(new_ids, np.stack(vecs))
+            cached.add(new_ids, np.stack(vecs), expected=len(ids))
         _cache[slot] = cached
         return cached
 

@@ -33,10 +33,20 @@ const PEOPLE = (() => {
   };
 
   // An image that needs the key, without a zoom button (cards are links already).
+  // Images are fetched with the key header, so the browser's own lazy loading cannot apply: a thumbnail
+  // is asked for when it scrolls near the screen (a library of thousands of people loads what is seen).
+  const seen = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (!e.isIntersecting) continue;
+      seen.unobserve(e.target);
+      e.target.fvLoad();
+    }
+  }, { rootMargin: "400px" }) : null;
   function keyed(path, alt, cls, fallback) {
     const box = h("span", { class: `nothumb ${cls}`, text: "loading…" });
-    api(path).then((blob) => box.replaceWith(h("img", { src: URL.createObjectURL(blob), alt, class: cls })))
+    box.fvLoad = () => api(path).then((blob) => box.replaceWith(h("img", { src: URL.createObjectURL(blob), alt, class: cls })))
       .catch(() => { box.textContent = fallback; });
+    if (seen) seen.observe(box); else box.fvLoad();
     return box;
   }
 
@@ -190,10 +200,24 @@ const PEOPLE = (() => {
       return;
     }
     const hiddenCount = rows.filter((p) => p.hidden).length;
+    const list = h("ul", { class: "people-grid", "data-testid": "people-grid" });
+    const more = h("button", { type: "button", class: "more-people" });
+    let shown = 0;
+    const showMore = () => {  // people with the most faces first, a page at a time
+      const next = rows.slice(shown, shown + GRID_PAGE);
+      list.append(...next.map((p) => personCard(lib, p)));
+      shown += next.length;
+      const n = Math.min(GRID_PAGE, rows.length - shown);
+      more.textContent = `Show ${n} more ${n === 1 ? "person" : "people"}`;
+      more.hidden = shown >= rows.length;
+    };
+    more.addEventListener("click", showMore);
+    showMore();
     grid.replaceChildren(h("h2", {}, peopleCount(rows.length) + (hiddenCount ? ` (${hiddenCount} hidden)` : "")),
-      h("ul", { class: "people-grid", "data-testid": "people-grid" }, rows.map((p) => personCard(lib, p))));
+      list, more);
   }
 
+  const GRID_PAGE = 200;
   function personCard(lib, p) {
     const counts = `${plural(p.faces, "face")} in ${plural(p.photos, "photo")}`;
     const a = link(personHref(lib.name, p.person), null, { class: "person-link",
