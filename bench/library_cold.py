@@ -91,19 +91,7 @@ def build(home: Path, size: int) -> dict[str, Any]:
         end = min(size, start + CHUNK)
         protected = key.protect(vectors[start:end])
         with ctx.write() as conn:
-            photo_rows = [
-                {
-                    "library_id": lib["id"],
-                    "sha256": f"{i:064x}",
-                    "source": f"bench:{i}",
-                    "stored": False,
-                    "size_bytes": 0,
-                    "status": "done",
-                    "faces": 1,
-                    "added_at": now,
-                }
-                for i in range(start, end)
-            ]
+            photo_rows = _photos(lib, range(start, end), "bench", now)
             conn.execute(insert(t.library_photos), photo_rows)
             first_photo = int(
                 conn.execute(
@@ -143,6 +131,23 @@ def build(home: Path, size: int) -> dict[str, Any]:
         "snapshot_written": wrote,
         "db_bytes_per_face": round(db.stat().st_size / size),
     }
+
+
+def _photos(lib: dict[str, Any], numbers: range, source: str, now: Any) -> list[dict[str, Any]]:
+    """Photo rows, one per face, named by number (their hash) and ``source``."""
+    return [
+        {
+            "library_id": lib["id"],
+            "sha256": f"{i:064x}",
+            "source": f"{source}:{i}",
+            "stored": False,
+            "size_bytes": 0,
+            "status": "done",
+            "faces": 1,
+            "added_at": now,
+        }
+        for i in numbers
+    ]
 
 
 def _face(
@@ -192,19 +197,7 @@ def join(home: Path, round_: int) -> dict[str, Any]:
         key = ctx.current_key(conn)
         ad = library_cluster.face_context(lib)
         base = 10_000_000 * (round_ + 1)
-        photo_rows = [
-            {
-                "library_id": lib["id"],
-                "sha256": f"{base + i:064x}",
-                "source": f"bench:new:{round_}:{i}",
-                "stored": False,
-                "size_bytes": 0,
-                "status": "done",
-                "faces": 1,
-                "added_at": now,
-            }
-            for i in range(len(new))
-        ]
+        photo_rows = _photos(lib, range(base, base + len(new)), f"bench:new:{round_}", now)
         conn.execute(insert(t.library_photos), photo_rows)
         first = int(
             conn.execute(
