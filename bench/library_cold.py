@@ -174,7 +174,7 @@ def _face(
 def join(home: Path, round_: int) -> dict[str, Any]:
     """One fresh process's worth: open, 1,000 new faces placed and committed, snapshot written."""
     t0 = time.perf_counter()
-    from sqlalchemy import insert
+    from sqlalchemy import func, insert, select
 
     import facevault
     from facevault.clock import utcnow
@@ -196,7 +196,8 @@ def join(home: Path, round_: int) -> dict[str, Any]:
         lib = ctx.store.get_library(conn, "big")
         key = ctx.current_key(conn)
         ad = library_cluster.face_context(lib)
-        base = 10_000_000 * (round_ + 1)
+        last = conn.execute(select(func.max(t.library_photos.c.id))).scalar_one() or 0
+        base = 10**9 + int(last)  # names no photo of the library yet, whatever ran before
         photo_rows = _photos(lib, range(base, base + len(new)), f"bench:new:{round_}", now)
         conn.execute(insert(t.library_photos), photo_rows)
         first = int(

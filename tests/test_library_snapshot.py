@@ -171,3 +171,29 @@ def test_a_key_rotation_removes_the_snapshot_in_the_old_space(home: Path) -> Non
         v.rotate_keys()
         assert not snap.exists()
         assert _files_with(home, old[:5]) == []
+
+
+def test_a_later_add_writes_only_a_delta_that_the_next_process_adds_to_the_base(
+    home: Path, tmp_path: Path
+) -> None:
+    more = tmp_path / "more"
+    more.mkdir()
+    shutil.copy(lfw("Tony_Blair", 7), more / "Tony_Blair_7.jpg")
+    with facevault.open(str(home)) as v:
+        base = _snapshot(v)
+        delta = library_snapshot.delta_of(v.context, v.libraries.get_library("fam")["id"])
+        base_bytes = base.read_bytes()
+        assert not delta.exists()
+        added = v.libraries.library_add("fam", [str(more)], workers=1)
+        assert added["faces"] >= 1
+        assert base.read_bytes() == base_bytes and delta.is_file()  # the base is not written again
+        in_memory = _vector_bytes(v)
+    library_cluster._cache.clear()
+    with facevault.open(str(home)) as v:  # a new process: base + delta, nothing rebuilt, the same vectors
+        assert _vector_bytes(v) == in_memory and delta.is_file() and base.is_file()
+        res = v.libraries.library_search("fam", str(lfw("Tony_Blair", 8)), purpose="test")
+        assert "Tony_Blair_7.jpg" in {Path(m["photo"]).name for m in res["faces"][0]["matches"]}
+    base.unlink()  # a delta without its base holds vectors nobody uses: the next open deletes it
+    library_cluster._cache.clear()
+    with facevault.open(str(home)):
+        assert not delta.exists()

@@ -80,9 +80,15 @@ def test_a_thousand_photos_people_consent_search_erase_and_nothing_left(tmp_path
         if p["faces"] < 5:
             continue
         shown = _cli(home, "library", "person", "show", "fam", str(p["person"]))
-        mine = sum(Path(f["photo"]).name.startswith(TARGET) for f in shown["faces_list"])
-        assert mine in (0, len(shown["faces_list"])) or mine >= 0.9 * len(shown["faces_list"])
-        if mine:
+        # the face an LFW photo is of covers its centre; other faces in it are bystanders
+        central = [
+            f
+            for f in shown["faces_list"]
+            if f["box"][0] < 125 < f["box"][2] and f["box"][1] < 125 < f["box"][3]
+        ]
+        mine = sum(Path(f["photo"]).name.startswith(TARGET) for f in central)
+        if mine:  # a person holding the target's photos holds hardly anyone else's (no wrong merge)
+            assert mine >= 0.9 * len(central), [Path(f["photo"]).name for f in central]
             holders[p["person"]] = mine
     person, held = max(holders.items(), key=lambda kv: kv[1])
     assert held >= 0.8 * IN_FOLDER  # one person holds most of the target's photos

@@ -146,11 +146,16 @@ def save_snapshot(ctx: ServiceContext, library: Library) -> bool:
         cached = _cache.get(slot)
         if cached is None or cached.key_version != ctx.current_key(conn).version:
             return False
-        rows = ctx.store.library_face_rows(conn, library["id"])
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not np.array_equal(cached.ids, ids):  # a rolled-back add, or another writer since
+        # exactly the committed faces (ids only grow, never come back): as many up to the last cached id
+        # as cached, and none after it; else a rolled-back add, or another writer since
+        last = cached.last_id
+        if ctx.store.library_faces_upto(conn, library["id"], last) != len(cached.ids) or (
+            ctx.store.library_faces_upto(conn, library["id"], 2**62) != len(cached.ids)
+        ):
             return False
-        return library_snapshot.save(ctx, library, cached.ids, cached.index, cached.key_version)
+        return library_snapshot.save(
+            ctx, library, cached.ids, cached.index, cached.vectors, cached.key_version
+        )
 
 
 # ---- the incremental step ------------------------------------------------------------------------

@@ -171,8 +171,15 @@ class LibraryQueries:
     def library_face_rows(self, conn: Connection, library_id: int) -> list[tuple[int, int | None, bool]]:
         """(face id, person id, pinned) of every face of a library, in id order, without templates."""
         f = t.library_faces.c
-        q = select(f.id, f.person_id, f.pinned).where(f.library_id == library_id).order_by(f.id)
-        return [(int(a), None if b is None else int(b), bool(c)) for a, b, c in conn.execute(q)]
+        if conn.dialect.name == "sqlite":  # plain tuples from the driver, in this same transaction:
+            # a million rows in a fraction of a second (SQLAlchemy's Row objects cost ~1 us each)
+            raw = conn.connection.driver_connection
+            sql = "SELECT id, person_id, pinned FROM library_faces WHERE library_id = ? ORDER BY id"
+            rows = raw.execute(sql, (int(library_id),)).fetchall()  # type: ignore[union-attr]
+        else:
+            q = select(f.id, f.person_id, f.pinned).where(f.library_id == library_id).order_by(f.id)
+            rows = conn.execute(q).tuples().all()
+        return [(int(a), None if b is None else int(b), bool(c)) for a, b, c in rows]
 
     def library_face_blobs(
         self, conn: Connection, library_id: int, after: int
