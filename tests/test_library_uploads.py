@@ -413,3 +413,19 @@ def test_every_person_has_a_feature_face_and_an_enroller_can_choose_it(up) -> No
     stranger = next(p for p in people if p["person"] != many["person"])
     wrong = c.post(url, json={"face_id": stranger["feature_face"]}, headers=auth(keys["enroller"]))
     assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "not_this_person"
+
+
+def test_people_come_a_page_at_a_time_in_a_stable_order(up) -> None:
+    _, c, keys, _ = up
+    key = auth(keys["reviewer"])
+    everyone = c.get(f"{LIB}/people", params={"hidden": True}, headers=key).json()
+    assert len(everyone) >= 4
+    pages = [
+        c.get(f"{LIB}/people", params={"hidden": True, "limit": 2, "offset": o}, headers=key).json()
+        for o in range(0, len(everyone) + 2, 2)
+    ]
+    assert all(len(p) <= 2 for p in pages) and pages[-1] == []
+    assert [p["person"] for page in pages for p in page] == [p["person"] for p in everyone]
+    assert [p["faces"] for p in everyone] == sorted((p["faces"] for p in everyone), reverse=True)
+    for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
+        assert c.get(f"{LIB}/people", params=bad, headers=key).status_code == 422

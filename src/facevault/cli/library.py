@@ -121,6 +121,8 @@ def library_add(
 def library_people(
     name: str,
     hidden: Annotated[bool, typer.Option("--hidden", help="Include hidden people.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many people.")] = None,
+    offset: Annotated[int, typer.Option("--offset", help="Skip this many people first.")] = 0,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -132,7 +134,11 @@ def library_people(
             yield f"#{r['person']} {r['label']}: {r['faces']} faces in {r['photos']} photos{flag}"
 
     emit(
-        with_vault(home, as_json, lambda v: v.libraries.library_people(name, include_hidden=hidden)),
+        with_vault(
+            home,
+            as_json,
+            lambda v: v.libraries.library_people(name, include_hidden=hidden, limit=limit, offset=offset),
+        ),
         as_json,
         lines,
     )

@@ -141,11 +141,23 @@ def person_view(person: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def list_people(ctx: ServiceContext, library: str, *, include_hidden: bool = False) -> list[dict[str, Any]]:
-    """Every person with face and photo counts, most photos first; hidden people only when asked."""
+def list_people(
+    ctx: ServiceContext,
+    library: str,
+    *,
+    include_hidden: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """People with face and photo counts, most faces first; hidden people only when asked; a page of
+    ``limit`` people from ``offset`` (a library may hold hundreds of thousands)."""
+    if (limit is not None and limit < 1) or offset < 0:
+        raise InputError("limit must be at least 1 and offset at least 0", code="invalid_page")
     with ctx.read() as conn:
         lib = ctx.store.get_library(conn, library)
-        rows = [r for r in ctx.store.list_people(conn, lib["id"]) if include_hidden or not r["hidden"]]
+        rows = ctx.store.list_people(
+            conn, lib["id"], include_hidden=include_hidden, limit=limit, offset=offset
+        )
         unset = [int(r["id"]) for r in rows if r["feature_face_id"] is None]
         faces = ctx.store.person_face_qualities(conn, lib["id"], unset)
     by_person: dict[int, list[dict[str, Any]]] = {}

@@ -47,10 +47,12 @@ class Libraries:
 
         return library_photos.photo_image(self._ctx, name, photo_id)
 
-    def library_people(self, name: str, *, include_hidden: bool = False) -> list[dict[str, Any]]:
+    def library_people(
+        self, name: str, *, include_hidden: bool = False, limit: int | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
         from . import library
 
-        return library.list_people(self._ctx, name, include_hidden=include_hidden)
+        return library.list_people(self._ctx, name, include_hidden=include_hidden, limit=limit, offset=offset)
 
     def library_person(self, name: str, person: str | int) -> dict[str, Any]:
         from . import library

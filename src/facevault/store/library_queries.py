@@ -294,8 +294,17 @@ class LibraryQueries:
             out.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
         return out
 
-    def list_people(self, conn: Connection, library_id: int) -> list[dict[str, Any]]:
-        """Every person with its face and photo counts, most faces first."""
+    def list_people(
+        self,
+        conn: Connection,
+        library_id: int,
+        *,
+        include_hidden: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """People with their face and photo counts, most faces first (then by number: a stable order
+        to page through with ``limit`` and ``offset``)."""
         p, f = t.library_people, t.library_faces
         faces = func.count(f.c.id).label("faces")
         photos = func.count(func.distinct(f.c.photo_id)).label("photos")
@@ -306,6 +315,12 @@ class LibraryQueries:
             .group_by(p.c.id)
             .order_by(faces.desc(), p.c.number)
         )
+        if not include_hidden:
+            q = q.where(p.c.hidden.is_(False))
+        if limit is not None:
+            q = q.limit(limit).offset(offset)
+        elif offset:
+            q = q.offset(offset)
         return [dict(r) for r in conn.execute(q).mappings()]
 
     def library_faces_upto(self, conn: Connection, library_id: int, last_id: int) -> int:

@@ -141,11 +141,27 @@ async def photo_image(
     return Response(content=data, media_type=media_type)  # Cache-Control: no-store, as every /api/ reply
 
 
-@router.get("/{library}/people", summary="The people of a library with face and photo counts")
+@router.get(
+    "/{library}/people", summary="The people of a library with face and photo counts, a page at a time"
+)
 async def people(
-    request: Request, library: str, hidden: bool = False, vault: Vault = vault_for(*BROWSE)
+    request: Request,
+    library: str,
+    hidden: bool = False,
+    limit: int | None = Query(default=None, ge=1, le=1000, description="People per page (default: all)."),
+    offset: int = Query(default=0, ge=0, description="People to skip, most faces first."),
+    vault: Vault = vault_for(*BROWSE),
 ) -> list[dict[str, Any]]:
-    return to_json(await run_sync(request, vault.libraries.library_people, library, include_hidden=hidden))
+    return to_json(
+        await run_sync(
+            request,
+            vault.libraries.library_people,
+            library,
+            include_hidden=hidden,
+            limit=limit,
+            offset=offset,
+        )
+    )
 
 
 @router.get("/{library}/people/{person}", summary="One person and every face, with its photo")

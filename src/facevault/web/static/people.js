@@ -188,9 +188,12 @@ const PEOPLE = (() => {
     await load();
   }
 
+  // People come a page at a time from the server, most faces first: a library may hold hundreds of
+  // thousands of them.
   async function drawGrid(grid, lib, hidden) {
+    const url = (offset) => `${base(lib.name)}/people?limit=${GRID_PAGE}&offset=${offset}${hidden ? "&hidden=true" : ""}`;
     let rows;
-    try { rows = await api(`${base(lib.name)}/people${hidden ? "?hidden=true" : ""}`); }
+    try { rows = await api(url(0)); }
     catch (err) { grid.replaceChildren(errorBox(err)); return; }
     if (!rows.length) {
       grid.replaceChildren(h("h2", {}, "No people yet"), h("div", { class: "nomatch", "data-testid": "no-people" },
@@ -199,22 +202,24 @@ const PEOPLE = (() => {
           : "People appear here once an enroller adds photos to this library."));
       return;
     }
-    const hiddenCount = rows.filter((p) => p.hidden).length;
+    const heading = h("h2", {});
     const list = h("ul", { class: "people-grid", "data-testid": "people-grid" });
-    const more = h("button", { type: "button", class: "more-people" });
+    const more = h("button", { type: "button", class: "more-people" }, "Show more people");
     let shown = 0;
-    const showMore = () => {  // people with the most faces first, a page at a time
-      const next = rows.slice(shown, shown + GRID_PAGE);
-      list.append(...next.map((p) => personCard(lib, p)));
-      shown += next.length;
-      const n = Math.min(GRID_PAGE, rows.length - shown);
-      more.textContent = `Show ${n} more ${n === 1 ? "person" : "people"}`;
-      more.hidden = shown >= rows.length;
+    let hiddenCount = 0;
+    const add = (page) => {
+      list.append(...page.map((p) => personCard(lib, p)));
+      shown += page.length;
+      hiddenCount += page.filter((p) => p.hidden).length;
+      const done = page.length < GRID_PAGE;
+      more.hidden = done;
+      heading.textContent = (done ? peopleCount(shown) : `${shown}+ people`) + (hiddenCount ? ` (${hiddenCount} hidden)` : "");
     };
-    more.addEventListener("click", showMore);
-    showMore();
-    grid.replaceChildren(h("h2", {}, peopleCount(rows.length) + (hiddenCount ? ` (${hiddenCount} hidden)` : "")),
-      list, more);
+    more.addEventListener("click", () => busy(more, async () => {
+      try { add(await api(url(shown))); } catch (err) { toast(err.message); }
+    }));
+    add(rows);
+    grid.replaceChildren(heading, list, more);
   }
 
   const GRID_PAGE = 200;
