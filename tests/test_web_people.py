@@ -230,6 +230,15 @@ def test_people_page_upload_name_merge_hide_search_erase_in_chromium(
         _loaded(page)
         _shot(page, "person")
 
+        # the feature face: another of the person's faces becomes the one the grid shows
+        current = vault.libraries.library_person("family", colin)["feature_face"]
+        other = next(f["face_id"] for f in shown["faces_list"] if f["face_id"] != current)
+        page.get_by_role("button", name=f"Use face {other} as the feature face").click()
+        expect(page.locator("#toast")).to_contain_text(f"Face {other} now shows Colin Powell")
+        assert vault.libraries.library_person("family", colin)["feature_face"] == other
+        expect(page.get_by_role("button", name=f"Use face {other} as the feature face")).to_have_count(0)
+        expect(page.get_by_role("button", name=f"Use face {current} as the feature face")).to_have_count(1)
+
         # "not this person" splits a face off; merging (picked from a list) puts it back
         tony = who["Tony_Blair"]
         page.get_by_role("link", name="← All people in family").click()

@@ -25,13 +25,6 @@ const PEOPLE = (() => {
     unreadable_image: "Not a readable photo (damaged, or not an image)", image_too_large: "Image too large (too many pixels)",
     file_too_large: "File over the server's size limit", empty_image: "Empty file", unsupported_format: "Not an image this server reads",
   };
-  // Routes a server may not have yet (an older server): asked once, from its API description.
-  let ROUTES = null;
-  const hasRoute = (path) => {
-    if (!ROUTES) ROUTES = fetch("/openapi.json").then((r) => (r.ok ? r.json() : {})).then((d) => d.paths || {}).catch(() => ({}));
-    return ROUTES.then((paths) => path in paths);
-  };
-
   // An image that needs the key, without a zoom button (cards are links already).
   // Images are fetched with the key header, so the browser's own lazy loading cannot apply: a thumbnail
   // is asked for when it scrolls near the screen (a library of thousands of people loads what is seen).
@@ -616,15 +609,12 @@ const PEOPLE = (() => {
       try { const msg = await work(); render(); toast(msg); } catch (err) { status.replaceChildren(errorBox(err)); }
     });
     const buttons = h("div", { class: "face-actions" });
-    if (!isFeature) {  // shown where the server can set a feature face
-      const slot = h("span", { class: "feature-slot" });
-      buttons.append(slot);
-      const use = h("button", { type: "button", class: "secondary small", "aria-label": `Use face ${f.face_id} as the feature face`,
+    if (!isFeature) {
+      buttons.append(h("button", { type: "button", class: "secondary small", "aria-label": `Use face ${f.face_id} as the feature face`,
         onclick: act(async () => {
           await api(`${base(lib.name)}/people/${p.person}/feature`, { method: "POST", json: { face_id: f.face_id } });
           return `Face ${f.face_id} now shows ${p.label} in the people grid.`;
-        }) }, "Use as feature face");
-      hasRoute("/api/v1/libraries/{library}/people/{person}/feature").then((yes) => (yes ? slot.replaceWith(use) : slot.remove()));
+        }) }, "Use as feature face"));
     }
     buttons.append(h("button", { type: "button", class: "secondary small", "aria-label": `Not ${p.label}: face ${f.face_id}`,
       onclick: act(async () => {
