@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +20,11 @@ from facevault.config import ROLES, ApiSettings
 
 from .conftest import lfw
 
-# Tests make many requests per key: a limit that never bites unless a test asks for one.
-TEST_SETTINGS = ApiSettings(rate_per_minute=1_000_000, rate_burst=1_000_000)
+# Tests make many requests per key: a limit that never bites unless a test asks for one. Libraries may
+# take server paths under the temporary folder, where tests put their photos.
+TEST_SETTINGS = ApiSettings(
+    rate_per_minute=1_000_000, rate_burst=1_000_000, library_roots=tempfile.gettempdir()
+)
 
 
 @pytest.fixture

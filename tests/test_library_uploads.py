@@ -429,3 +429,33 @@ def test_people_come_a_page_at_a_time_in_a_stable_order(up) -> None:
     assert [p["faces"] for p in everyone] == sorted((p["faces"] for p in everyone), reverse=True)
     for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
         assert c.get(f"{LIB}/people", params=bad, headers=key).status_code == 422
+
+
+def test_server_paths_over_http_only_from_the_folders_the_operator_allows(up, tmp_path: Path) -> None:
+    v, _, keys, _ = up
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "in.jpg").write_bytes(lfw("Laura_Bush", 1).read_bytes())
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(lfw("Laura_Bush", 2).read_bytes())
+    (allowed / "link.jpg").symlink_to(outside / "secret.jpg")  # a link out of the allowed folder
+    enroller = auth(keys["enroller"])
+    body = {"paths": [str(allowed)]}
+    with TestClient(create_app(v, settings=TEST_SETTINGS.with_overrides(library_roots=""))) as off:
+        r = off.post(f"{LIB}/photos", json=body, headers=enroller)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "server_paths_disabled"
+    with TestClient(create_app(v, settings=TEST_SETTINGS.with_overrides(library_roots=str(allowed)))) as c:
+        for refused in (
+            [str(outside)],
+            [str(outside / "secret.jpg")],
+            [str(allowed / ".." / "elsewhere")],
+            ["/"],
+        ):
+            r = c.post(f"{LIB}/photos", json={"paths": refused}, headers=enroller)
+            assert r.status_code == 422 and r.json()["error"]["code"] == "path_not_allowed", refused
+        r = c.post(f"{LIB}/photos", json=body, headers=enroller)
+        assert r.status_code == 200 and (r.json()["photos"], r.json()["added"]) == (1, 1), r.text
+        sources = {f["photo"] for f in _faces(c, keys["searcher"])}
+    assert str(allowed / "in.jpg") in sources
+    assert not any("secret" in s or "link" in s for s in sources)

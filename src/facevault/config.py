@@ -227,6 +227,11 @@ class ApiSettings:
     # when the server starts, before it answers any request, and then every this many seconds (0: never
     # again after the start).
     retention_sweep_interval_s: float = 86400.0
+    # Folders on the server under which photos may be added to a library *by path* over HTTP
+    # (``os.pathsep``-separated). Empty: adding by server path over HTTP is refused, photos are uploaded;
+    # otherwise an enroller key could index, and then view, any image the server can read. The CLI, run
+    # by the operator on their own files, is not limited.
+    library_roots: str = ""
 
     def with_overrides(self, **overrides: Any) -> ApiSettings:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -155,14 +155,29 @@ def analyze_photo(pipe: Pipeline, job: PhotoJob) -> PhotoResult:
     return out
 
 
-def photo_files(sources: Sequence[str | os.PathLike[str]], recursive: bool) -> list[str]:
-    """The image files named, and those in the folders named (sorted; sub-folders with ``recursive``)."""
+def within(path: str | os.PathLike[str], roots: Sequence[Path]) -> bool:
+    """Whether ``path``, links followed, lies in one of ``roots`` (resolved folders)."""
+    real = Path(path).resolve()
+    return any(real == r or real.is_relative_to(r) for r in roots)
+
+
+def photo_files(
+    sources: Sequence[str | os.PathLike[str]], recursive: bool, roots: Sequence[Path] | None = None
+) -> list[str]:
+    """The image files named, and those in the folders named (sorted; sub-folders with ``recursive``).
+    ``roots``: only files whose real path lies in one of these folders (a link out of them is left out)."""
     files: list[str] = []
     for src in sources:
         p = Path(src)
         if p.is_dir():
             pattern = p.rglob("*") if recursive else p.glob("*")
-            files += sorted(str(f) for f in pattern if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            files += sorted(
+                str(f)
+                for f in pattern
+                if f.is_file()
+                and f.suffix.lower() in IMAGE_EXTENSIONS
+                and (roots is None or within(f, roots))
+            )
         elif p.exists():
             files.append(str(p))
         else:
@@ -216,11 +231,21 @@ def add_photos(
     recursive: bool = False,
     workers: int | None = None,
     progress: Callable[[dict[str, int]], None] | None = None,
+    roots: Sequence[Path] | None = None,
 ) -> dict[str, Any]:
-    """Add photos to ``library``; returns counts (added, skipped, failed, faces, blocked, people)."""
+    """Add photos to ``library``; returns counts (added, skipped, failed, faces, blocked, people).
+    ``roots``: the folders the caller may add from (HTTP); a source outside them is refused before it is
+    looked at, and files linked from inside to outside are left out."""
     with ctx.read() as conn:
         ctx.store.get_library(conn, library)  # an unknown library before any file is looked at
-    files = photo_files(sources, recursive)
+    if roots is not None:
+        outside = [str(s) for s in sources if not within(s, roots)]
+        if outside:
+            raise InputError(
+                f"{outside[0]}: not in a folder this server lets photos be added from",
+                code="path_not_allowed",
+            )
+    files = photo_files(sources, recursive, roots)
     report, _ = ingest(ctx, library, [Incoming(f) for f in files], workers=workers, progress=progress)
     return report
 

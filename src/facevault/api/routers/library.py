@@ -5,6 +5,8 @@ people, face crops and photos; only ``searcher`` (and admin) searches, with a pu
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -14,6 +16,7 @@ from pydantic import BaseModel, Field
 from ...errors import FaceVaultError, InputError
 from ...service import Vault
 from ..deps import vault_for
+from ..errors import ApiError
 from ..runner import run_sync
 from ..schemas import body_doc, known_model, parse_body
 from ..serialize import to_json
@@ -84,9 +87,25 @@ async def create_library(request: Request, body: LibraryCreate, vault: Vault = v
 async def add_photos(
     request: Request, library: str, body: PhotosAdd, vault: Vault = vault_for("enroller")
 ) -> dict[str, Any]:
+    configured = request.app.state.api_settings.library_roots
+    roots = [Path(r).expanduser().resolve() for r in configured.split(os.pathsep) if r.strip()]
+    if not roots:  # otherwise an enroller key could index, then view, any image the server can read
+        raise ApiError(
+            403,
+            "server_paths_disabled",
+            "adding photos by server path over HTTP is off on this server: upload them "
+            "(POST /api/v1/libraries/{library}/uploads), or an operator allows folders with "
+            "FACEVAULT_API_LIBRARY_ROOTS",
+        )
     return to_json(
         await run_sync(
-            request, vault.libraries.library_add, library, body.paths, recursive=body.recursive, workers=1
+            request,
+            vault.libraries.library_add,
+            library,
+            body.paths,
+            recursive=body.recursive,
+            workers=1,
+            roots=roots,
         )
     )
 
