@@ -37,16 +37,7 @@ class ProcessedFace:
 
 
 def _scaled(face: DetectedFace, factor: float) -> DetectedFace:
-    if factor == 1.0:
-        return face
-    return replace(
-        face,
-        box=tuple(v * factor for v in face.box),  # type: ignore[arg-type]
-        landmarks=face.landmarks * factor,
-        left_eye=(face.left_eye[0] * factor, face.left_eye[1] * factor),
-        right_eye=(face.right_eye[0] * factor, face.right_eye[1] * factor),
-        nose=(face.nose[0] * factor, face.nose[1] * factor),
-    )
+    return face if factor == 1.0 else tiling.shifted(face, 0.0, 0.0, factor)
 
 
 class Pipeline:
@@ -96,7 +87,7 @@ class Pipeline:
             return work, scale, det.detect_portrait(work)
         faces = det.detect(work)
         if self.tiles == "on" and scale < 1.0:  # a large photo: its small faces, at full resolution
-            small = [tiling.shifted(f, 0, 0, scale) for f in tiling.detect_tiles(det, pixels)]
+            small = [_scaled(f, scale) for f in tiling.detect_tiles(det, pixels)]
             faces = sorted(tiling.merge(faces, small), key=lambda f: -f.area)  # largest first, as detect
         return work, scale, faces
 

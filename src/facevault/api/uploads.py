@@ -10,7 +10,7 @@ import unicodedata
 
 from starlette.datastructures import UploadFile
 
-from ..errors import ImageTooLargeError, InputError
+from ..errors import FaceVaultError, ImageTooLargeError, InputError
 
 # Letters and digits of any script, and the punctuation file names usually have; anything else (path
 # separators, double quotes, control and bidirectional-override characters...) becomes "_".
@@ -36,6 +36,23 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
                 f"{safe_name(upload.filename)} is larger than the upload limit of {max_bytes} bytes"
             )
     return bytes(buf)
+
+
+# One multipart file part: its display name, and its bytes or why they were refused (too large).
+NamedUpload = tuple[str, bytes | None, FaceVaultError | None]
+
+
+async def read_named_uploads(parts: list[UploadFile], max_bytes: int) -> list[NamedUpload]:
+    """Every part, in order, with its tamed name (``photo-N`` when it has none): one part over the limit
+    is refused alone, the others are read."""
+    out: list[NamedUpload] = []
+    for i, upload in enumerate(parts, 1):
+        name = safe_name(upload.filename, f"photo-{i}")
+        try:
+            out.append((name, await read_upload(upload, max_bytes), None))
+        except FaceVaultError as exc:
+            out.append((name, None, exc))
+    return out
 
 
 def decode_base64(text: str, max_bytes: int, field: str) -> bytes:

@@ -13,14 +13,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ...errors import FaceVaultError, InputError
+from ...errors import InputError
 from ...service import Vault
 from ..deps import vault_for
 from ..errors import ApiError
 from ..runner import run_sync
 from ..schemas import body_doc, known_model, parse_body
 from ..serialize import to_json
-from ..uploads import read_upload, safe_name
+from ..uploads import read_named_uploads, read_upload, safe_name
 
 router = APIRouter(prefix="/api/v1/libraries", tags=["libraries"])
 BROWSE = ("enroller", "reviewer", "searcher")
@@ -127,13 +127,7 @@ async def upload_photos(
     uploads = parts.get("files", [])
     if not uploads:
         raise InputError("send one or more photos as multipart file parts named 'files'", code="no_images")
-    read: list[tuple[str, bytes | None, str | None]] = []
-    for i, upload in enumerate(uploads, 1):
-        name = safe_name(upload.filename, f"photo-{i}")
-        try:
-            read.append((name, await read_upload(upload, settings.max_upload_bytes), None))
-        except FaceVaultError as exc:  # too large: that file fails, the others go on
-            read.append((name, None, exc.code))
+    read = await read_named_uploads(uploads, settings.max_upload_bytes)  # too large: that file fails alone
     readable = [(name, data) for name, data, _ in read if data is not None]
     if readable:
         report = await run_sync(request, vault.libraries.library_upload, library, readable)
@@ -144,7 +138,14 @@ async def upload_photos(
     files = [
         next(done)
         if data is not None
-        else {"name": name, "sha256": None, "status": "failed", "faces": 0, "photo_id": None, "error": error}
+        else {
+            "name": name,
+            "sha256": None,
+            "status": "failed",
+            "faces": 0,
+            "photo_id": None,
+            "error": error.code if error else None,
+        }
         for name, data, error in read
     ]
     unread = sum(1 for _, data, _ in read if data is None)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import FaceVaultError, InputError
+from ...errors import InputError
 from ...results import EnrollOutcome
 from ...service import Vault, photos, samples
 from ..deps import request_id, vault_for
@@ -19,7 +19,7 @@ from ..errors import api_message
 from ..runner import run_sync
 from ..schemas import EnrollParams, SubjectCreate, body_doc, parse_body
 from ..serialize import to_json
-from ..uploads import read_upload, safe_name
+from ..uploads import NamedUpload, read_named_uploads, read_upload, safe_name
 
 router = APIRouter(prefix="/api/v1/collections/{collection}/subjects", tags=["subjects"])
 
@@ -132,7 +132,6 @@ async def _erase(request: Request, vault: Vault, collection: str, ref: str) -> d
 
 
 # ---- samples ---------------------------------------------------------------------------------------
-Upload = tuple[str, bytes | None, FaceVaultError | None]  # display name, bytes or why they were refused
 
 
 def _outcome_json(outcome: EnrollOutcome) -> dict[str, Any]:
@@ -160,13 +159,7 @@ async def enroll_samples(
     images = files.get("images", [])
     if not images:
         raise InputError("send one or more photos as multipart file parts named 'images'", code="no_images")
-    uploads: list[Upload] = []
-    for i, upload in enumerate(images, 1):
-        name = safe_name(upload.filename, f"photo-{i}")
-        try:
-            uploads.append((name, await read_upload(upload, settings.max_upload_bytes), None))
-        except FaceVaultError as exc:
-            uploads.append((name, None, exc))
+    uploads = await read_named_uploads(images, settings.max_upload_bytes)
     readable = [(name, data) for name, data, _ in uploads if data is not None]
     enrolled = await run_sync(
         request,
@@ -200,7 +193,7 @@ def _enroll_named(
     return outcomes
 
 
-def _merge(uploads: list[Upload], enrolled: list[EnrollOutcome]) -> list[EnrollOutcome]:
+def _merge(uploads: list[NamedUpload], enrolled: list[EnrollOutcome]) -> list[EnrollOutcome]:
     """One outcome per upload, in order: the vault's for readable uploads, the refusal for the others
     (too large to read)."""
     it = iter(enrolled)
