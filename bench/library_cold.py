@@ -91,15 +91,7 @@ def build(home: Path, size: int) -> dict[str, Any]:
         end = min(size, start + CHUNK)
         protected = key.protect(vectors[start:end])
         with ctx.write() as conn:
-            photo_rows = _photos(lib, range(start, end), "bench", now)
-            conn.execute(insert(t.library_photos), photo_rows)
-            first_photo = int(
-                conn.execute(
-                    t.library_photos.select()
-                    .with_only_columns(t.library_photos.c.id)
-                    .where(t.library_photos.c.sha256 == f"{start:064x}")
-                ).scalar_one()
-            )
+            first_photo = _insert_photos(conn, lib, range(start, end), "bench", now)
             conn.execute(
                 insert(t.library_faces),
                 [
@@ -133,9 +125,14 @@ def build(home: Path, size: int) -> dict[str, Any]:
     }
 
 
-def _photos(lib: dict[str, Any], numbers: range, source: str, now: Any) -> list[dict[str, Any]]:
-    """Photo rows, one per face, named by number (their hash) and ``source``."""
-    return [
+def _insert_photos(conn: Any, lib: dict[str, Any], numbers: range, source: str, now: Any) -> int:
+    """Photo rows, one per face, named by number (their hash) and ``source``; returns the first's id
+    (the rest follow it)."""
+    from sqlalchemy import insert, select
+
+    from facevault.store import schema as t
+
+    rows = [
         {
             "library_id": lib["id"],
             "sha256": f"{i:064x}",
@@ -148,6 +145,9 @@ def _photos(lib: dict[str, Any], numbers: range, source: str, now: Any) -> list[
         }
         for i in numbers
     ]
+    conn.execute(insert(t.library_photos), rows)
+    first = select(t.library_photos.c.id).where(t.library_photos.c.sha256 == f"{numbers[0]:064x}")
+    return int(conn.execute(first).scalar_one())
 
 
 def _face(
@@ -198,15 +198,7 @@ def join(home: Path, round_: int) -> dict[str, Any]:
         ad = library_cluster.face_context(lib)
         last = conn.execute(select(func.max(t.library_photos.c.id))).scalar_one() or 0
         base = 10**9 + int(last)  # names no photo of the library yet, whatever ran before
-        photo_rows = _photos(lib, range(base, base + len(new)), f"bench:new:{round_}", now)
-        conn.execute(insert(t.library_photos), photo_rows)
-        first = int(
-            conn.execute(
-                t.library_photos.select()
-                .with_only_columns(t.library_photos.c.id)
-                .where(t.library_photos.c.sha256 == f"{base:064x}")
-            ).scalar_one()
-        )
+        first = _insert_photos(conn, lib, range(base, base + len(new)), f"bench:new:{round_}", now)
         protected = key.protect(new.astype(np.float32))
         rows = [
             _face(lib, first + j, None, key.seal(p, ad), key.version, now) for j, p in enumerate(protected)

@@ -72,6 +72,16 @@ def read_container(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def read_container_meta(path: Path) -> dict[str, Any]:
+    """The JSON ``meta`` of a snapshot file alone, without reading its arrays (a freshness check)."""
+    try:
+        with zipfile.ZipFile(path) as z, z.open("meta.npy") as fh:
+            raw = np.lib.format.read_array(fh, allow_pickle=False)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"unreadable index snapshot: {exc}") from exc
+    return dict(json.loads(raw.tobytes().decode()))
+
+
 class RowFile:
     """Full vectors, one float32 row per index row, appended and never moved. Deleted rows are zeroed
     in place (an erased face must not linger on disk). Rows past the committed count (a crash after an

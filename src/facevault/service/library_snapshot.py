@@ -24,7 +24,6 @@ erased vector on disk past the next open.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import zipfile
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..index.storage import read_container, write_container
+from ..index.storage import read_container, read_container_meta, write_container
 from .context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ def _base_ids(ctx: ServiceContext, library: dict[str, Any], key_version: int) ->
     if not path.is_file():
         return None
     try:
-        meta = _meta(path)
+        meta = read_container_meta(path)
         if not _fits(meta, library, key_version):
             return None
         with np.load(path, allow_pickle=False) as z:
@@ -205,7 +204,7 @@ def sweep(ctx: ServiceContext) -> int:
             stale = m is None
             if m is not None:
                 try:
-                    meta = _meta(path)
+                    meta = read_container_meta(path)
                 except ValueError:
                     stale = True
                 else:
@@ -217,12 +216,3 @@ def sweep(ctx: ServiceContext) -> int:
                 path.unlink(missing_ok=True)
                 removed += 1
     return removed
-
-
-def _meta(path: Path) -> dict[str, Any]:
-    try:
-        with zipfile.ZipFile(path) as z, z.open("meta.npy") as fh:
-            raw = np.lib.format.read_array(fh, allow_pickle=False)
-        return dict(json.loads(raw.tobytes().decode()))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
-        raise ValueError(str(exc)) from exc
