@@ -25,6 +25,7 @@ from facevault.service.library_photos import blur_region
 
 from .conftest import data_path, lfw, run_cli
 from .test_api_support import TEST_SETTINGS, auth
+from .test_library_uploads import _faces, _files  # the same library name (LIB) and requests
 
 pytestmark = pytest.mark.data
 
@@ -65,10 +66,6 @@ def _uploads() -> list[tuple[str, bytes]]:
     ]
 
 
-def _files(items: list[tuple[str, bytes]]) -> list[tuple[str, tuple[str, bytes, str]]]:
-    return [("files", (name, data, "image/jpeg")) for name, data in items]
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
     """A vault with library "up" (keeping crops) fed by upload, and one photo of X added by server path;
@@ -99,14 +96,6 @@ def up(built, tmp_path: Path):  # type: ignore[no-untyped-def]
     with TestClient(create_app(v, settings=TEST_SETTINGS)) as c:
         yield v, c, keys, server
     v.close()
-
-
-def _faces(c: TestClient, key: str) -> list[dict[str, Any]]:
-    out = []
-    for p in c.get(f"{LIB}/people", params={"hidden": True}, headers=auth(key)).json():
-        shown = c.get(f"{LIB}/people/{p['person']}", headers=auth(key)).json()
-        out += [f | {"person": p["person"]} for f in shown["faces_list"]]
-    return out
 
 
 def _name(face: dict[str, Any]) -> str:
