@@ -9,7 +9,6 @@ import csv
 import json
 import logging
 import os
-import resource
 import stat
 import subprocess
 import sys
@@ -41,21 +40,26 @@ MEMORY_CAP = 4 * 1024**3  # a CLI child that reads /dev/zero stops here instead 
 
 
 # ---- 12: only regular files, at most the byte limit ---------------------------------------------------
+# The child caps its own address space before the CLI starts. A ``preexec_fn`` would do it between fork
+# and exec, which forces a plain fork of the test process and runs the fork handlers of libraries its other
+# threads are in (gRPC, loaded by the Milvus Lite tests, aborted such a child with SIGABRT).
+_CAPPED_CLI = (
+    "import resource, runpy, sys; "
+    "cap = int(sys.argv.pop(1)); resource.setrlimit(resource.RLIMIT_AS, (cap, cap)); "
+    "sys.argv[0] = 'facevault'; runpy.run_module('facevault.cli', run_name='__main__', alter_sys=True)"
+)
+
+
 def _cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``facevault ARGS`` in a child with its address space capped and a deadline: a hang fails the
     test (TimeoutExpired) instead of hanging it, and an unbounded read fails it with MemoryError."""
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
     env = {**os.environ, "FACEVAULT_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "facevault.cli", *args],
+        [sys.executable, "-c", _CAPPED_CLI, str(MEMORY_CAP), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=cap,
     )
 
 
