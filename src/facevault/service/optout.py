@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import faults
 from ..audit_events import OptedOut
 from ..errors import FaceVaultError, ModelError, NoFaceError
 from ..models.registry import get_pack
@@ -95,75 +96,135 @@ def library_optout_guard(
 def optout(ctx: ServiceContext, photo: ImageInput, *, collection: str | None = None) -> LibraryOptoutReport:
     """Erase every subject whose samples match the (largest) face in ``photo`` at the strict threshold, in
     one collection or all, and keep a protected opt-out template that blocks later enrollments. The strict
-    threshold also keeps the expected number of wrongly erased people per opt-out below the setting."""
+    threshold also keeps the expected number of wrongly erased people per opt-out below the setting.
+
+    The templates (one per model) are stored first, in one transaction: from then on the face is blocked,
+    even if the process dies before the erasures are done; ``finish_pending_optouts`` finishes those at
+    the next open. No template is stored when a model finds no face."""
     decoded = ctx.decode(photo)
     colls = [get_collection(ctx, collection)] if collection else list_collections(ctx)
     models = sorted({c["model_id"] for c in colls}) or [ctx.settings.default_model]
     if collection is None:
         models = sorted(set(models) | library_models(ctx))
-    library_erased: list[dict[str, Any]] = []
-    photos_blurred = photos_not_owned = 0
     scope = collection or "*"
-    erased: list[ErasureReceipt] = []
-    optout_ids = []
-    key = ctx.current_key()
-    s = ctx.settings
+    raws: dict[str, np.ndarray] = {}
     for model_id in models:
         faces = ctx.pipeline(model_id).analyze(decoded.pixels)
         if not faces:
             with ctx.write() as conn:
                 ctx.log(conn, OptedOut(collection=collection, probe_sha256=decoded.sha256, outcome="no_face"))
             raise NoFaceError("no face was found in the opt-out photo")
-        raw = faces[0].embedding
-        for coll in (c for c in colls if c["model_id"] == model_id):
-            with ctx.read() as conn:
-                n = ctx.store.count_samples(conn, coll["id"])
-            strict = ctx.strict_threshold(
-                model_id, min(s.conflict_fmr, s.optout_max_false_erasures / max(n, 1))
-            )
-            for cand in find_candidates(ctx, coll, raw, MAX_ERASED_PER_COLLECTION, strict):
-                erased.append(erase_subject(ctx, coll["name"], f"#{cand.subject_id}", reason="opt_out"))
-        if collection is None:  # an opt-out from everything reaches every photo library too
-            done = erase_matching(ctx, raw, model_id, reason="opt_out")
-            library_erased += done.receipts
-            photos_blurred += done.photos_blurred
-            photos_not_owned += done.photos_not_owned
-        context_row = {"model_id": model_id, "scope": scope, "dim": int(raw.shape[0])}
-        with ctx.write() as conn:
-            optout_ids.append(
-                ctx.store.add_optout(
-                    conn,
-                    model_id=model_id,
-                    dim=int(raw.shape[0]),
-                    scope=scope,
-                    vector=key.seal(key.protect(raw), optout_context(context_row)),
-                    key_version=key.version,
-                )
-            )
+        raws[model_id] = faces[0].embedding
+    key = ctx.current_key()
     with ctx.write() as conn:
-        seq = ctx.log(
-            conn,
-            OptedOut(
-                collection=collection,
-                probe_sha256=decoded.sha256,
-                outcome="ok",
-                scope=scope,
-                optout_ids=optout_ids,
-                subjects_erased=[e.subject_id for e in erased],
-                library_people_erased=[[r["library"], r["person"]] for r in library_erased] or None,
-                library_photos_blurred=photos_blurred if collection is None else None,
-                library_photos_not_owned=photos_not_owned if collection is None else None,
-            ),
-        )
+        optout_ids = [_store_template(ctx, conn, key, model_id, scope, raw) for model_id, raw in raws.items()]
+    faults.point("optout:stored")
+    done = OptoutErasures()
+    for model_id, raw in raws.items():
+        done.add(_erase_matches(ctx, model_id, raw, colls, collection))
+    faults.point("optout:erased")
+    with ctx.write() as conn:
+        ctx.store.finish_optouts(conn, optout_ids)
+        seq = ctx.log(conn, done.event(collection, decoded.sha256, "ok", scope, optout_ids))
     return LibraryOptoutReport(
         scope=scope,
         optout_ids=optout_ids,
-        erased=erased,
+        erased=done.erased,
         audit_seq=seq,
-        library_people_erased=[[r["library"], r["person"]] for r in library_erased],
-        library_photos_blurred=photos_blurred,
-        library_photos_not_owned=photos_not_owned,
+        library_people_erased=done.people(),
+        library_photos_blurred=done.photos_blurred,
+        library_photos_not_owned=done.photos_not_owned,
     )
+
+
+@dataclass
+class OptoutErasures:
+    """What an opt-out's erasures did, over its models."""
+
+    erased: list[ErasureReceipt] = field(default_factory=list)
+    library_erased: list[dict[str, Any]] = field(default_factory=list)
+    photos_blurred: int = 0
+    photos_not_owned: int = 0
+
+    def add(self, other: OptoutErasures) -> None:
+        self.erased += other.erased
+        self.library_erased += other.library_erased
+        self.photos_blurred += other.photos_blurred
+        self.photos_not_owned += other.photos_not_owned
+
+    def people(self) -> list[list[Any]]:
+        return [[r["library"], r["person"]] for r in self.library_erased]
+
+    def event(
+        self, collection: str | None, probe_sha256: str | None, outcome: str, scope: str, ids: list[int]
+    ) -> OptedOut:
+        everything = collection is None
+        return OptedOut(
+            collection=collection,
+            probe_sha256=probe_sha256,
+            outcome=outcome,
+            scope=scope,
+            optout_ids=ids,
+            subjects_erased=[e.subject_id for e in self.erased],
+            library_people_erased=self.people() or None,
+            library_photos_blurred=self.photos_blurred if everything else None,
+            library_photos_not_owned=self.photos_not_owned if everything else None,
+        )
+
+
+def _store_template(
+    ctx: ServiceContext, conn: Any, key: TemplateKey, model_id: str, scope: str, raw: np.ndarray
+) -> int:
+    context_row = {"model_id": model_id, "scope": scope, "dim": int(raw.shape[0])}
+    return ctx.store.add_optout(
+        conn,
+        model_id=model_id,
+        dim=int(raw.shape[0]),
+        scope=scope,
+        vector=key.seal(key.protect(raw), optout_context(context_row)),
+        key_version=key.version,
+    )
+
+
+def _erase_matches(
+    ctx: ServiceContext, model_id: str, raw: np.ndarray, colls: list[Collection], collection: str | None
+) -> OptoutErasures:
+    """Erase the subjects of ``colls`` on ``model_id`` that match ``raw``, and, for an opt-out from
+    everything (``collection`` None), the matching people of every photo library on that model. Each
+    erasure is its own transaction, and running this again erases nothing twice."""
+    s = ctx.settings
+    out = OptoutErasures()
+    for coll in (c for c in colls if c["model_id"] == model_id):
+        with ctx.read() as conn:
+            n = ctx.store.count_samples(conn, coll["id"])
+        strict = ctx.strict_threshold(model_id, min(s.conflict_fmr, s.optout_max_false_erasures / max(n, 1)))
+        for cand in find_candidates(ctx, coll, raw, MAX_ERASED_PER_COLLECTION, strict):
+            out.erased.append(erase_subject(ctx, coll["name"], f"#{cand.subject_id}", reason="opt_out"))
+    if collection is None:  # an opt-out from everything reaches every photo library too
+        done = erase_matching(ctx, raw, model_id, reason="opt_out")
+        out.library_erased += done.receipts
+        out.photos_blurred += done.photos_blurred
+        out.photos_not_owned += done.photos_not_owned
+    return out
+
+
+def finish_pending_optouts(ctx: ServiceContext) -> int:
+    """Finish the erasures of opt-outs a crash interrupted (their templates were stored, ``finished_at``
+    is NULL), each with an audit entry of outcome ``finished_at_open``. Returns how many were finished."""
+    with ctx.read() as conn:
+        pending = ctx.store.pending_optouts(conn)
+    if not pending:
+        return 0
+    everyone = list_collections(ctx)
+    for row in pending:
+        scope = row["scope"]
+        collection = None if scope == "*" else scope
+        colls = [c for c in everyone if collection is None or c["name"] == collection]
+        done = _erase_matches(ctx, row["model_id"], open_optout(ctx, row), colls, collection)
+        with ctx.write() as conn:
+            ctx.store.finish_optouts(conn, [row["id"]])
+            ctx.log(conn, done.event(collection, None, "finished_at_open", scope, [row["id"]]))
+    return len(pending)
 
 
 def library_models(ctx: ServiceContext) -> set[str]:

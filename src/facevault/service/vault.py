@@ -134,6 +134,7 @@ class Vault:
         store.check_schema()  # a vault of an older version: `facevault init` upgrades it
         vault.forget_unused_keys()  # finishes a key rotation that was interrupted
         erasure.finish_pending_erasures(vault._ctx)  # finishes an erasure that a crash interrupted
+        optout.finish_pending_optouts(vault._ctx)  # and the erasures of an opt-out a crash interrupted
         return vault
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import (
 
 from ..config import DEFAULT_RETENTION_DAYS
 
-SCHEMA_VERSION = 8  # the Alembic revision count; alembic_version holds the revision id
+SCHEMA_VERSION = 9  # the Alembic revision count; alembic_version holds the revision id
 
 # Ids the audit log, receipts or files (photos/c<id>, collection-<id>.faiss) refer to are never given out
 # twice: SQLite reuses the highest deleted rowid unless a table is AUTOINCREMENT (revision 0004);
@@ -201,6 +201,9 @@ optouts = Table(
     Column("vector", LargeBinary, nullable=False),
     Column("key_version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Set when every erasure of the opt-out is done (revision 0009); NULL: a crash interrupted them, and
+    # the next open finishes them (the template itself blocks the face from the moment it is stored).
+    Column("finished_at", DateTime(timezone=True), nullable=True),
     **NEVER_REUSED,
 )
 

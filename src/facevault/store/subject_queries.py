@@ -184,6 +184,17 @@ class SubjectQueries:
             q = q.where(t.optouts.c.scope.in_([collection, "*"]))
         return [dict(r) for r in conn.execute(q).mappings()]
 
+    def pending_optouts(self, conn: Connection) -> list[dict[str, Any]]:
+        """Opt-outs whose erasures a crash interrupted (``finished_at`` NULL), oldest first."""
+        q = select(t.optouts).where(t.optouts.c.finished_at.is_(None)).order_by(t.optouts.c.id)
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+    def finish_optouts(self, conn: Connection, optout_ids: list[int]) -> None:
+        if optout_ids:
+            conn.execute(
+                update(t.optouts).where(t.optouts.c.id.in_(optout_ids)).values(finished_at=utcnow())
+            )
+
     def all_optouts(self, conn: Connection) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(select(t.optouts)).mappings()]
 
