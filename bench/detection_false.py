@@ -6,7 +6,10 @@ the detector's operating threshold, the ``--top`` highest-scoring first and then
 (seeded), each with its score and width, so a person can tell faces from clutter; and prints how many
 false detections overlap an annotated face at all.
 
-    .venv/bin/python -m bench.detection_false --detector yunet [--out /tmp/false.png]
+    .venv/bin/python -m bench.detection_false --detector yunet [--out /tmp/false.png] [--all]
+
+``--all`` writes every false detection instead, best first, 48 to a sheet (``false-0.png``, ...), each
+tile numbered, for a count of faces against clutter over all of them.
 
 The sheet shows crops of FDDB photos: it stays outside the repository (never commit it).
 """
@@ -27,6 +30,7 @@ from PIL import Image, ImageDraw
 from facevault import imaging
 
 TILE = 96
+SHEET = 48
 
 
 def false_detections(name: str, data: Path) -> tuple[list[tuple[float, str, tuple[float, ...], float]], int]:
@@ -47,14 +51,19 @@ def false_detections(name: str, data: Path) -> tuple[list[tuple[float, str, tupl
     return sorted(out, key=lambda r: -r[0]), total
 
 
-def sheet(rows: list[tuple[float, str, tuple[float, ...], float]], out: Path, columns: int = 10) -> None:
+Row = tuple[float, str, tuple[float, ...], float]
+
+
+def sheet(rows: list[Row], out: Path, columns: int = 10, first: int | None = None) -> None:
+    """Crops of ``rows`` with their score and width (and their number from ``first`` when given)."""
     tiles = []
-    for score, path, (x1, y1, x2, y2), _ in rows:
+    for i, (score, path, (x1, y1, x2, y2), _) in enumerate(rows):
         im = Image.open(path).convert("RGB")
         w, h = x2 - x1, y2 - y1
         crop = im.crop((int(x1 - 0.3 * w), int(y1 - 0.3 * h), int(x2 + 0.3 * w), int(y2 + 0.3 * h)))
         crop = crop.resize((TILE, TILE))
-        ImageDraw.Draw(crop).text((2, 2), f"{score:.2f} {int(w)}px", fill=(255, 0, 0))
+        label = f"{score:.2f} {int(w)}px" if first is None else f"{first + i} {score:.2f} {int(w)}"
+        ImageDraw.Draw(crop).text((2, 2), label, fill=(255, 0, 0))
         tiles.append(crop)
     rows_n = (len(tiles) + columns - 1) // columns
     board = Image.new("RGB", (TILE * columns, TILE * max(1, rows_n)))
@@ -71,11 +80,18 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=30)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default="/tmp/false-detections.png")
+    ap.add_argument("--all", action="store_true", help="every false detection, 48 to a sheet")
     args = ap.parse_args()
     rows, total = false_detections(args.detector, Path(args.data))
-    rest = rows[args.top :]
-    picked = rows[: args.top] + random.Random(args.seed).sample(rest, min(args.random, len(rest)))
-    sheet(picked, Path(args.out))
+    out = Path(args.out)
+    if args.all:
+        picked = rows
+        for n, start in enumerate(range(0, len(rows), SHEET)):
+            sheet(rows[start : start + SHEET], out.with_name(f"{out.stem}-{n}{out.suffix}"), first=start)
+    else:
+        rest = rows[args.top :]
+        picked = rows[: args.top] + random.Random(args.seed).sample(rest, min(args.random, len(rest)))
+        sheet(picked, out)
     overlap = sum(1 for r in rows if r[3] > 0)
     widths = np.asarray([r[2][2] - r[2][0] for r in rows]) if rows else np.zeros(1)
     print(
