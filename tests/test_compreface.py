@@ -350,3 +350,12 @@ def test_a_live_answer_is_compreface_json(vault) -> None:  # type: ignore[no-unt
             files={"file": ("a.jpg", b"not an image")},
         )
         assert r.status_code == 403 and r.json()["facevault_code"] == "consent_required"
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1" * 19, "x"])
+def test_an_image_id_that_is_no_number_is_not_found_not_a_crash(value: str) -> None:
+    """``str.isdigit`` takes ``²`` and other digits ``int`` refuses: such an image id is a 404."""
+    from facevault.api.compreface.shapes import CompatError, sample_id_of
+
+    with pytest.raises(CompatError):
+        sample_id_of(value)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -459,3 +460,17 @@ def test_server_paths_over_http_only_from_the_folders_the_operator_allows(up, tm
         sources = {f["photo"] for f in _faces(c, keys["searcher"])}
     assert str(allowed / "in.jpg") in sources
     assert not any("secret" in s or "link" in s for s in sources)
+
+
+@pytest.mark.parametrize("ref", ["²", "٣", "0", "#0", "-1", "1" * 20, "9223372036854775808", "x", "#"])
+def test_a_person_reference_that_is_no_number_is_refused_not_a_500(up, ref: str) -> None:
+    """``str.isdigit`` takes ``²`` and Arabic-Indic digits, which ``int`` refuses (found by the fuzz test:
+    ``DELETE .../people/²`` answered 500); 20 digits overflow an id."""
+    _, c, keys, _ = up
+    for method, path in (("GET", ""), ("DELETE", ""), ("POST", "/feature")):
+        body = {"face_id": 1} if method == "POST" else None
+        r = c.request(
+            method, f"{LIB}/people/{quote(ref, safe='')}{path}", headers=auth(keys["admin"]), json=body
+        )
+        assert r.status_code in (404, 422), (method, ref, r.status_code, r.text[:200])
+        assert r.json()["error"]["code"] in ("invalid_person", "not_found"), (method, ref, r.text[:200])

@@ -191,9 +191,7 @@ class SubjectQueries:
 
     def finish_optouts(self, conn: Connection, optout_ids: list[int]) -> None:
         if optout_ids:
-            conn.execute(
-                update(t.optouts).where(t.optouts.c.id.in_(optout_ids)).values(finished_at=utcnow())
-            )
+            conn.execute(update(t.optouts).where(t.optouts.c.id.in_(optout_ids)).values(finished_at=utcnow()))
 
     def all_optouts(self, conn: Connection) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(select(t.optouts)).mappings()]

@@ -47,7 +47,7 @@ def sample_id_of(value: str) -> int:
     m = _UUID.match(text)
     if m:
         return int(m.group(1) + m.group(2), 16)
-    if text.isdigit() and len(text) <= 18:
+    if text.isascii() and text.isdigit() and len(text) <= 18:
         return int(text)
     raise CompatError(404, EMBEDDING_NOT_FOUND, f"no face with image id {value!r}", "sample_not_found")
 

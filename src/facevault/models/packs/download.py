@@ -121,7 +121,7 @@ def download(url: str, part: Path, progress: Progress | None = None) -> int:
                 fh.truncate(0)  # the server sent the whole file (or another range): start again
                 offset = 0
             length_raw = resp.headers.get("Content-Length")
-            length = int(length_raw) if length_raw and length_raw.isdigit() else None
+            length = int(length_raw) if length_raw and length_raw.isascii() and length_raw.isdigit() else None
             total = offset + length if length is not None else None
             if got and got[1] is not None:
                 total = got[1]
