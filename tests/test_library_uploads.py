@@ -474,3 +474,9 @@ def test_a_person_reference_that_is_no_number_is_refused_not_a_500(up, ref: str)
         )
         assert r.status_code in (404, 422), (method, ref, r.status_code, r.text[:200])
         assert r.json()["error"]["code"] in ("invalid_person", "not_found"), (method, ref, r.text[:200])
+
+
+def test_a_photo_id_past_the_largest_id_is_refused_not_a_500(up) -> None:
+    _, c, keys, _ = up
+    r = c.get(f"{LIB}/photos/{2**63}", headers=auth(keys["admin"]))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_id", r.text[:200]

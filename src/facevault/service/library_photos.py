@@ -29,6 +29,7 @@ from PIL import Image, ImageFilter
 
 from .. import imaging
 from ..errors import ConflictError, FaceVaultError, NotFoundError
+from ..store.refs import check_id
 from .context import ServiceContext
 from .photos import library_copy_path
 
@@ -79,6 +80,7 @@ def read_photo(ctx: ServiceContext, library_id: int, photo: dict[str, Any]) -> i
 def photo_image(ctx: ServiceContext, library: str, photo_id: int) -> tuple[bytes, str]:
     """A library photo as a JPEG (at most ``MAX_SIDE`` pixels on its longer side), upright, in the frame
     of its face boxes; returns (bytes, media type)."""
+    photo_id = check_id(photo_id, "photo id")  # 2**63 overflows the store's integer: an input error
     with ctx.read() as conn:
         lib = ctx.store.get_library(conn, library)
         photo = ctx.store.library_photos(conn, [int(photo_id)]).get(int(photo_id))
