@@ -15,20 +15,14 @@ import pytest
 import facevault
 
 from .conftest import lfw, run_cli
+from .test_privacy import enroll_blair_in_two_collections
 
 pytestmark = pytest.mark.data
 
 
 def _make_vault(home: Path) -> None:
     with facevault.open(str(home), create=True) as v:
-        v.create_collection("events")
-        v.create_collection("staff")
-        v.add_subject("events", "TB", purpose="photos", consent_text="yes")
-        v.add_subject("staff", "TB at work", purpose="access", consent_text="yes")
-        v.add_subject("staff", "HC", purpose="access", consent_text="yes")
-        assert v.enroll("events", "TB", [lfw("Tony_Blair", 9)])[0].ok
-        assert v.enroll("staff", "TB at work", [lfw("Tony_Blair", 10)])[0].ok
-        assert v.enroll("staff", "HC", [lfw("Hugo_Chavez", 1)])[0].ok
+        enroll_blair_in_two_collections(v)
 
 
 def _names(v: facevault.Vault, collection: str) -> list[str]:

@@ -134,7 +134,8 @@ def test_retention_sweep_and_policy(enrolled, astronaut: np.ndarray, tmp_path: P
     )
 
 
-def test_optout_by_selfie_erases_and_blocks(vault) -> None:
+def enroll_blair_in_two_collections(vault: facevault.Vault) -> None:
+    """Tony Blair in ``events`` and in ``staff``, beside Hugo Chavez in ``staff`` (opt-out tests)."""
     vault.create_collection("events")
     vault.create_collection("staff")
     vault.add_subject("events", "TB", purpose="photos", consent_text="yes")
@@ -143,6 +144,10 @@ def test_optout_by_selfie_erases_and_blocks(vault) -> None:
     assert vault.enroll("events", "TB", [lfw("Tony_Blair", 9)])[0].ok
     assert vault.enroll("staff", "TB at work", [lfw("Tony_Blair", 10)])[0].ok
     assert vault.enroll("staff", "HC", [lfw("Hugo_Chavez", 1)])[0].ok
+
+
+def test_optout_by_selfie_erases_and_blocks(vault) -> None:
+    enroll_blair_in_two_collections(vault)
 
     res = vault.optout(lfw("Tony_Blair", 3))  # a different photo of him: the selfie
     assert sorted(e["collection"] for e in res["erased"]) == ["events", "staff"]

@@ -26,7 +26,7 @@ from ..clock import iso
 from ..config import DEFAULT_RETENTION_DAYS, check_retention_days
 from ..errors import ConsentError, InputError, NotFoundError
 from ..models.registry import get_pack
-from ..store.refs import MAX_ID
+from ..store.refs import is_id_text
 from .collections import accepted_license, check_name
 from .context import ServiceContext
 from .subjects import consent_evidence
@@ -118,10 +118,9 @@ def get_library(ctx: ServiceContext, name: str) -> dict[str, Any]:
 
 # ---- people --------------------------------------------------------------------------------------
 def parse_person(ref: str | int) -> int:
-    """A person is named by its number: ``#12`` or ``12`` (ASCII digits: ``str.isdigit`` also takes
-    ``²`` and other digits ``int`` refuses; at most an id's 19 digits)."""
+    """A person is named by its number: ``#12`` or ``12`` (an id's digits, from 1)."""
     text = str(ref).strip().removeprefix("#")
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 1 <= int(text) <= MAX_ID:
+    if not is_id_text(text) or int(text) < 1:
         raise InputError(f"{ref!r} is not a person (use #N)", code="invalid_person")
     return int(text)
 

@@ -83,7 +83,7 @@ def photo_image(ctx: ServiceContext, library: str, photo_id: int) -> tuple[bytes
     photo_id = check_id(photo_id, "photo id")  # 2**63 overflows the store's integer: an input error
     with ctx.read() as conn:
         lib = ctx.store.get_library(conn, library)
-        photo = ctx.store.library_photos(conn, [int(photo_id)]).get(int(photo_id))
+        photo = ctx.store.library_photos(conn, [photo_id]).get(photo_id)
     if photo is None or photo["library_id"] != lib["id"]:
         raise NotFoundError(f"no photo #{photo_id} in library {lib['name']!r}", code="photo_not_found")
     decoded = read_photo(ctx, int(lib["id"]), photo)

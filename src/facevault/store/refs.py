@@ -38,9 +38,15 @@ def shown(ref: object) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
+def is_id_text(text: str) -> bool:
+    """Whether ``text`` spells an id: ASCII digits (``str.isdigit`` alone also takes ``²`` and other
+    digits ``int`` refuses), 0 to MAX_ID."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID
+
+
 def parse_id(text: str, what: str = "subject id") -> int:
     """``text`` as an id: ASCII digits, 0 to MAX_ID. Anything else is an input error."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ID:
+    if not is_id_text(text):
         raise InputError(
             f"{shown(text)} is not a {what}: give a whole number from 0 to {MAX_ID}",
             code="invalid_subject_ref" if what == "subject id" else "invalid_id",
@@ -80,7 +86,7 @@ def parse_subject_ref(ref: str | int) -> SubjectRef:
                 raise InputError(f"{shown(ref)} names nothing after {prefix!r}", code="invalid_subject_ref")
             return SubjectRef(kind, value, None)
     # A bare reference is an id only in its plain form: "012" is an external id or a name, never #12.
-    fits = ref.isascii() and ref.isdigit() and len(ref) <= 19 and int(ref) <= MAX_ID
+    fits = is_id_text(ref)
     if fits and (ref == "0" or not ref.startswith("0")):
         return SubjectRef("any", ref, int(ref))
     return SubjectRef("any", ref, None, numeric_but_not_an_id=ref.isdigit() and not fits)
