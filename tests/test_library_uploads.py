@@ -480,3 +480,9 @@ def test_a_photo_id_past_the_largest_id_is_refused_not_a_500(up) -> None:
     _, c, keys, _ = up
     r = c.get(f"{LIB}/photos/{2**63}", headers=auth(keys["admin"]))
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_id", r.text[:200]
+
+
+def test_a_people_page_past_the_largest_id_is_refused_not_a_500(up) -> None:
+    _, c, keys, _ = up
+    r = c.get(f"{LIB}/people", params={"offset": 2**63}, headers=auth(keys["admin"]))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_page", r.text[:200]

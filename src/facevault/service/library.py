@@ -26,7 +26,7 @@ from ..clock import iso
 from ..config import DEFAULT_RETENTION_DAYS, check_retention_days
 from ..errors import ConsentError, InputError, NotFoundError
 from ..models.registry import get_pack
-from ..store.refs import is_id_text
+from ..store.refs import MAX_ID, is_id_text
 from .collections import accepted_license, check_name
 from .context import ServiceContext
 from .subjects import consent_evidence
@@ -152,8 +152,8 @@ def list_people(
 ) -> list[dict[str, Any]]:
     """People with face and photo counts, most faces first; hidden people only when asked; a page of
     ``limit`` people from ``offset`` (a library may hold hundreds of thousands)."""
-    if (limit is not None and limit < 1) or offset < 0:
-        raise InputError("limit must be at least 1 and offset at least 0", code="invalid_page")
+    if (limit is not None and not 1 <= limit <= MAX_ID) or not 0 <= offset <= MAX_ID:  # the store's integers
+        raise InputError(f"limit must be 1 to {MAX_ID} and offset 0 to {MAX_ID}", code="invalid_page")
     with ctx.read() as conn:
         lib = ctx.store.get_library(conn, library)
         rows = ctx.store.list_people(
